@@ -1,0 +1,3 @@
+from datastream.cli import main
+
+raise SystemExit(main())

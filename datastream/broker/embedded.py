@@ -1,0 +1,241 @@
+"""Fetch, format, start and stop a single-node KRaft Kafka broker on loopback.
+
+The jars come from Maven Central through ``mvn`` (pom.xml beside this file); Java runs only
+the broker. Topic auto-creation is off, as on production clusters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from datastream.kafka_client import MAX_MESSAGE_BYTES
+from datastream.paths import CACHE_DIR
+
+log = logging.getLogger(__name__)
+
+POM = Path(__file__).with_name("pom.xml")
+KAFKA_VERSION = re.search(r"<kafka.version>(.+?)</kafka.version>", POM.read_text()).group(1)
+LIBS_DIR = CACHE_DIR / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def fetch_jars(libs_dir: Path = LIBS_DIR, quiet: bool = True) -> Path:
+    """Download the broker's jars with Maven unless they are already there."""
+    marker = libs_dir / ".complete"
+    if marker.exists():
+        return libs_dir
+    if shutil.which("mvn") is None:
+        raise BrokerError("mvn (Apache Maven) is not on PATH; it fetches the Kafka broker's jars")
+    if shutil.which("java") is None:
+        raise BrokerError("java is not on PATH; the Kafka broker needs Java 17 or later")
+    libs_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={libs_dir}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(1, "-q")
+    result = subprocess.run(cmd, capture_output=quiet, text=True)
+    if result.returncode != 0:
+        raise BrokerError(f"mvn could not fetch Kafka {KAFKA_VERSION}:\n"
+                          f"{(result.stdout or '')[-3000:]}{(result.stderr or '')[-2000:]}")
+    marker.write_text(KAFKA_VERSION)
+    return libs_dir
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    data_dir: Path
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "1g"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "kraft-logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def console_log(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    def server_properties(self) -> str:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(MAX_MESSAGE_BYTES),
+            "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _log4j_config(path: Path) -> Path:
+    path.write_text(
+        "rootLogger.level = WARN\n"
+        "rootLogger.appenderRef.stdout.ref = STDOUT\n"
+        "appender.stdout.type = Console\n"
+        "appender.stdout.name = STDOUT\n"
+        "appender.stdout.layout.type = PatternLayout\n"
+        "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+        "logger.kafka.name = kafka.server.KafkaRaftServer\n"
+        "logger.kafka.level = INFO\n"
+    )
+    return path
+
+
+def _java(config: BrokerConfig, libs: Path, main: str, *args: str) -> list[str]:
+    log4j = _log4j_config(config.data_dir / "log4j2.properties")
+    return ["java", "-Xms256m", f"-Xmx{config.heap}", "-XX:+UseG1GC",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+            "-cp", f"{libs}/*", main, *args]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def running_pid(config: BrokerConfig) -> int | None:
+    try:
+        pid = int(config.pid_file.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def format_storage(config: BrokerConfig, libs: Path) -> None:
+    if (config.log_dir / "meta.properties").exists():
+        return
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    config.properties_file.write_text(config.server_properties())
+    cluster_id = uuid.uuid4().bytes
+    import base64
+
+    cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+    result = subprocess.run(
+        _java(config, libs, "kafka.tools.StorageTool", "format", "-t", cid,
+              "-c", str(config.properties_file)),
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BrokerError(f"formatting the KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+
+def start(config: BrokerConfig, timeout: float = 90.0) -> int:
+    """Start the broker in the background (idempotent); returns its pid once it accepts clients."""
+    pid = running_pid(config)
+    if pid is not None:
+        wait_ready(config, timeout)
+        return pid
+    if port_open(config.port) or port_open(config.controller_port):
+        raise BrokerError(f"port {config.port} or {config.controller_port} is taken by another "
+                          "process; pass --port/--controller-port or --broker for that cluster")
+    libs = fetch_jars()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    format_storage(config, libs)
+    config.properties_file.write_text(config.server_properties())
+    with open(config.console_log, "ab") as out:
+        proc = subprocess.Popen(
+            _java(config, libs, "kafka.Kafka", str(config.properties_file)),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    config.pid_file.write_text(str(proc.pid))
+    try:
+        wait_ready(config, timeout, proc)
+    except BrokerError:
+        stop(config)
+        raise
+    return proc.pid
+
+
+def wait_ready(config: BrokerConfig, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + timeout
+    admin = None  # created once the port answers, or librdkafka logs every refused connect
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = config.console_log.read_text(errors="replace")[-3000:]
+            raise BrokerError(f"the broker exited with code {proc.returncode}:\n{tail}")
+        if port_open(config.port):
+            admin = admin or AdminClient({"bootstrap.servers": config.bootstrap})
+            try:
+                md = admin.list_topics(timeout=2)
+                if md.brokers:
+                    return
+            except Exception as exc:  # not ready yet: keep polling until the deadline
+                log.debug("broker not ready: %s", exc)
+        time.sleep(0.3)
+    raise BrokerError(f"the broker did not accept clients on {config.bootstrap} "
+                      f"within {timeout:.0f}s; see {config.console_log}")
+
+
+def stop(config: BrokerConfig, timeout: float = 30.0) -> bool:
+    """Stop the broker cleanly (SIGTERM, then SIGKILL); returns False if none was running."""
+    pid = running_pid(config)
+    if pid is None:
+        config.pid_file.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        _reap(pid)
+        time.sleep(0.2)
+    else:
+        log.warning("broker pid %d ignored SIGTERM for %.0fs; killing it", pid, timeout)
+        os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+    config.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,233 @@
+"""The `datastream` command: one subcommand per service, plus `up` for the whole instrument."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from datastream.epics_network import EpicsPorts, shell_exports
+from datastream.instrument import InstrumentConfig, add_instrument_arguments, config_from_args
+from datastream.kafka_client import KafkaSettings, add_kafka_arguments, settings_from_args
+
+log = logging.getLogger("datastream")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _service_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
+                    ) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    add_instrument_arguments(parser)
+    add_kafka_arguments(parser, default_broker=None)
+    return parser
+
+
+def _config_and_kafka(args: argparse.Namespace) -> tuple[InstrumentConfig, KafkaSettings]:
+    config = config_from_args(args)
+    if not args.broker:
+        args.broker = config.broker
+    return config, settings_from_args(args)
+
+
+# -- subcommands --
+def cmd_broker(args: argparse.Namespace) -> int:
+    from datastream.broker import embedded
+
+    config = embedded.BrokerConfig(data_dir=(args.data_dir or _default_data_dir(args)) / "broker",
+                                   port=args.port, controller_port=args.controller_port)
+    if args.action == "fetch":
+        path = embedded.fetch_jars(quiet=not args.verbose)
+        print(f"Kafka {embedded.KAFKA_VERSION} jars in {path}")
+    elif args.action == "start":
+        pid = embedded.start(config)
+        print(f"Kafka broker (pid {pid}) listening on {config.bootstrap}; data in "
+              f"{config.data_dir}")
+    elif args.action == "stop":
+        print("stopped" if embedded.stop(config) else "no broker was running")
+    elif args.action == "status":
+        pid = embedded.running_pid(config)
+        print(f"running, pid {pid}, {config.bootstrap}" if pid else "not running")
+        return 0 if pid else 3
+    return 0
+
+
+def _default_data_dir(args: argparse.Namespace) -> Path:
+    from datastream.instrument import load_config
+
+    return load_config(Path(args.config)).data_dir
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from datastream.topics import create_topics, wait_for_topics
+
+    config, kafka = _config_and_kafka(args)
+    if args.action == "create":
+        outcome = create_topics(kafka, config.topics, partitions=args.partitions,
+                                replication=args.replication)
+        wait_for_topics(kafka, list(outcome))
+        for name, what in outcome.items():
+            print(f"{name}: {what}")
+    else:
+        for name in config.topics.all():
+            print(name)
+    return 0
+
+
+def cmd_ioc(args: argparse.Namespace) -> int:
+    from ioc.main import run
+
+    config, kafka = _config_and_kafka(args)
+    run(config, kafka, args)
+    return 0
+
+
+def cmd_se_ioc(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    db = args.db or config.sample_env_db
+    if db is None or not Path(db).exists():
+        raise SystemExit(f"sample-environment database not found: {db}")
+    # the pvxs IOC applies a -m to the -d that follows it
+    macros = ",".join(f"{k}={v}" for k, v in config.macros.items())
+    ports = EpicsPorts(sample_env_ca=args.ca_port)
+    env = os.environ | ports.server_env(args.ca_port) | {"EPICS_PVAS_SERVER_PORT":
+                                                          str(args.pva_port),
+                                                          "EPICS_PVA_SERVER_PORT":
+                                                          str(args.pva_port)}
+    proc = subprocess.Popen([sys.executable, "-m", "pvxslibs.ioc", "-m", macros, "-d", str(db)],
+                            env=env, stdin=subprocess.PIPE)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+
+
+def cmd_forwarder(args: argparse.Namespace) -> int:
+    from forwarder.service import run
+
+    config, kafka = _config_and_kafka(args)
+    if args.streams:
+        config = replace(config, streams_file=args.streams.resolve())
+    with contextlib.suppress(KeyboardInterrupt):
+        run(config, kafka)
+    return 0
+
+
+def cmd_filewriter(args: argparse.Namespace) -> int:
+    from filewriter.job import JobSettings
+    from filewriter.service import run
+
+    config, kafka = _config_and_kafka(args)
+    job = JobSettings(output_dir=(args.output_dir or config.files_dir).resolve(),
+                      lookback_s=args.lookback, leeway_s=args.leeway,
+                      flush_interval_s=args.flush_interval)
+    run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    state = config.data_dir / "epics.json"
+    ports = EpicsPorts.load(state) if state.exists() else EpicsPorts()
+    print(shell_exports(ports.client_env()))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from datastream.supervisor import up
+
+    config = config_from_args(args)
+    return up(config, external_broker=args.broker, ports=EpicsPorts(
+        run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
+        pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1),
+        broker_port=args.broker_port, ready_event=threading.Event())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="datastream", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("DATASTREAM_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start a whole local instrument: broker, topics, sample "
+                        "environment IOC, run-control IOC with simulated DAE, forwarder, "
+                        "file writer; Ctrl-C stops all")
+    add_instrument_arguments(up)
+    up.add_argument("--broker", help="use this Kafka cluster instead of starting one")
+    up.add_argument("--broker-port", type=int, default=9092)
+    up.add_argument("--ca-port", type=int, default=5064, help="run-control IOC CA port")
+    up.add_argument("--se-ca-port", type=int, default=5066,
+                    help="sample-environment IOC CA port")
+    up.add_argument("--pva-port", type=int, default=5075)
+    up.set_defaults(func=cmd_up)
+
+    broker = sub.add_parser("broker", help="the embedded single-node Kafka broker (KRaft)")
+    broker.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    add_instrument_arguments(broker)
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--controller-port", type=int, default=9093)
+    broker.add_argument("--verbose", action="store_true")
+    broker.set_defaults(func=cmd_broker)
+
+    topics = _service_parser(sub, "topics", "create or list an instrument's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.add_argument("--partitions", type=int, default=1)
+    topics.add_argument("--replication", type=int, default=1)
+    topics.set_defaults(func=cmd_topics)
+
+    ioc = _service_parser(sub, "ioc", "the run-control IOC (caproto) with the simulated DAE")
+    from ioc.main import add_arguments as add_ioc_arguments
+
+    add_ioc_arguments(ioc)
+    ioc.set_defaults(func=cmd_ioc)
+
+    se_ioc = sub.add_parser("se-ioc", help="the simulated sample environment: a real EPICS IOC "
+                            "(pvxslibs) serving db/ over CA and PVA")
+    add_instrument_arguments(se_ioc)
+    se_ioc.add_argument("--db", type=Path)
+    se_ioc.add_argument("--ca-port", type=int, default=5066)
+    se_ioc.add_argument("--pva-port", type=int, default=5075)
+    se_ioc.set_defaults(func=cmd_se_ioc)
+
+    fwd = _service_parser(sub, "forwarder", "forward EPICS PVs (CA, PVA) to Kafka")
+    fwd.add_argument("--streams", type=Path, help="stream config JSON (default: the config's)")
+    fwd.set_defaults(func=cmd_forwarder)
+
+    fw = _service_parser(sub, "filewriter", "write NeXus files from run start/stop commands")
+    fw.add_argument("--output-dir", type=Path, help="where files go (default: the data dir)")
+    fw.add_argument("--lookback", type=float, default=10.0,
+                    help="seconds before the start time to begin reading each data topic")
+    fw.add_argument("--leeway", type=float, default=1.0,
+                    help="seconds after the stop time to wait for late data")
+    fw.add_argument("--flush-interval", type=float, default=1.0)
+    fw.add_argument("--group", help="consumer group of the job pool (writers sharing it share "
+                    "the jobs)")
+    fw.set_defaults(func=cmd_filewriter)
+
+    env = sub.add_parser("env", help="print the EPICS client environment of the local "
+                         "instrument: eval \"$(datastream env)\"")
+    add_instrument_arguments(env)
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130

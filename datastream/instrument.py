@@ -1,0 +1,108 @@
+"""An instrument's start-up configuration (iocBoot/<INST>/config.toml) with command-line
+overrides: the macros every service shares."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from datastream.paths import DEFAULT_DATA_DIR, IOCBOOT_DIR, REPO_ROOT
+from datastream.streams import LogStream, load_streams
+from datastream.topics import InstrumentTopics
+
+DEFAULT_INSTRUMENT = "DEMO"
+
+
+@dataclass(frozen=True)
+class DaeConfig:
+    frame_rate_hz: float = 10.0
+    events_per_frame: int = 1000
+    pixels: int = 16384
+    first_pixel: int = 1
+    source: str = "DAE"
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    name: str = DEFAULT_INSTRUMENT
+    prefix: str = f"IN:{DEFAULT_INSTRUMENT}:"
+    broker: str = "127.0.0.1:9092"
+    data_dir: Path = DEFAULT_DATA_DIR
+    dae: DaeConfig = field(default_factory=DaeConfig)
+    sample_env_db: Path | None = None
+    streams_file: Path | None = None
+    end_timeout_s: float = 60.0
+
+    @property
+    def topics(self) -> InstrumentTopics:
+        return InstrumentTopics(self.name)
+
+    @property
+    def files_dir(self) -> Path:
+        """Where the NeXus files go: the data dir itself, beside broker/, logs/, runinfo/."""
+        return self.data_dir
+
+    @property
+    def macros(self) -> dict[str, str]:
+        return {"P": self.prefix, "INSTRUMENT": self.name}
+
+    def streams(self) -> list[LogStream]:
+        if self.streams_file is None:
+            return []
+        return load_streams(self.streams_file, self.topics.sample_env, self.macros)
+
+
+def _resolve(base: Path, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_config(path: Path) -> InstrumentConfig:
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    inst = doc.get("instrument", {})
+    name = inst.get("name", DEFAULT_INSTRUMENT)
+    base = path.parent
+    data_dir = _resolve(REPO_ROOT, inst.get("data_dir")) or DEFAULT_DATA_DIR
+    return InstrumentConfig(
+        name=name,
+        prefix=inst.get("prefix", f"IN:{name}:"),
+        broker=doc.get("kafka", {}).get("broker", "127.0.0.1:9092"),
+        data_dir=data_dir,
+        dae=DaeConfig(**doc.get("dae", {})),
+        sample_env_db=_resolve(base, doc.get("sample_env", {}).get("db")),
+        streams_file=_resolve(base, doc.get("forwarder", {}).get("streams")),
+        end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),
+    )
+
+
+def add_instrument_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("instrument")
+    group.add_argument("--config", type=Path,
+                       default=os.environ.get("DATASTREAM_CONFIG",
+                                              IOCBOOT_DIR / DEFAULT_INSTRUMENT / "config.toml"),
+                       help="instrument start-up config (iocBoot/<INST>/config.toml)")
+    group.add_argument("--instrument", help="instrument name, e.g. DEMO (overrides the config)")
+    group.add_argument("--prefix", help="PV prefix, e.g. IN:DEMO: (overrides the config)")
+    group.add_argument("--data-dir", type=Path, help="where files, run numbers and broker data go")
+
+
+def config_from_args(args: argparse.Namespace) -> InstrumentConfig:
+    config = load_config(Path(args.config))
+    if args.instrument:
+        prefix = args.prefix or f"IN:{args.instrument}:"
+        config = replace(config, name=args.instrument, prefix=prefix)
+    elif args.prefix:
+        config = replace(config, prefix=args.prefix)
+    if not config.prefix.endswith(":"):
+        config = replace(config, prefix=config.prefix + ":")
+    if args.data_dir:
+        config = replace(config, data_dir=args.data_dir.resolve())
+    if getattr(args, "broker", None):
+        config = replace(config, broker=args.broker)
+    return config

@@ -1,0 +1,17 @@
+"""Thin layer over ``streaming_data_types``: schema identification and the codecs it lacks."""
+
+from __future__ import annotations
+
+
+class MalformedMessage(ValueError):
+    """A Kafka message that is not a valid FlatBuffer of the schema it claims."""
+
+
+def schema_id(buffer: bytes) -> str:
+    """The 4-character file identifier of a FlatBuffers message (bytes 4..8)."""
+    if len(buffer) < 8:
+        raise MalformedMessage(f"message of {len(buffer)} bytes is too short for a schema id")
+    try:
+        return bytes(buffer[4:8]).decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage("schema id is not ASCII") from exc

@@ -1,0 +1,242 @@
+"""One write job: create the file from the nexus_structure, read every data topic from the
+run's start (minus a lookback) until its stop, and close the file. h5py is not thread-safe,
+so the job's one thread owns the file from open to close."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.schemas import MalformedMessage, schema_id
+from filewriter.commands import NS_PER_MS, StartJob
+from filewriter.modules import DECODERS, WRITERS, WriterModule
+from filewriter.nexus_structure import Plan, StructureError, build
+from filewriter.timing import Window
+
+log = logging.getLogger(__name__)
+
+
+class JobStartError(Exception):
+    """The file could not be created; status code as kafka-to-nexus answers it."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    output_dir: Path
+    lookback_s: float = 10.0
+    leeway_s: float = 1.0
+    flush_interval_s: float = 1.0
+
+
+@dataclass
+class JobResult:
+    filename: str
+    error: str | None = None
+    events: int = 0
+    malformed: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
+
+
+class WriteJob:
+    def __init__(self, command: StartJob, settings: JobSettings, kafka: KafkaSettings,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.command = command
+        self._settings = settings
+        self._kafka = kafka
+        self._clock_ns = clock_ns
+        self._lock = threading.Lock()
+        self._stop_ns = command.stop_ns
+        self._file: h5py.File | None = None
+        self._plan: Plan | None = None
+        self._writers: dict[tuple[str, str], list[WriterModule]] = defaultdict(list)
+        self._malformed = 0
+        # next offset to read per partition, tracked here because librdkafka's position() is
+        # undefined until the first message of a partition is fetched
+        self._next_offset: dict[tuple[str, int], int] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._settings.output_dir / self.command.filename
+
+    @property
+    def stop_ns(self) -> int | None:
+        with self._lock:
+            return self._stop_ns
+
+    def request_stop(self, stop_ns: int | None) -> None:
+        """Thread-safe: stop at stop_ns (None: now)."""
+        with self._lock:
+            self._stop_ns = stop_ns if stop_ns is not None else self._clock_ns()
+
+    # -- phase 1, in the service thread: the file exists or the job is refused --
+    def open(self) -> list[str]:
+        path = self.path
+        if not path.parent.is_dir():
+            raise JobStartError(500, f"output folder {path.parent} does not exist")
+        if path.exists():
+            raise JobStartError(500, f"file {path} already exists")
+        try:
+            self._file = h5py.File(path, "w-", libver="latest")
+        except OSError as exc:
+            raise JobStartError(500, f"cannot create {path}: {exc}") from exc
+        try:
+            self._plan = build(self._file, self.command.nexus_structure, set(WRITERS))
+            for spec in self._plan.streams:
+                group = self._file[spec.group_path]
+                writer = WRITERS[spec.module](group, spec.config)
+                self._writers[(spec.topic, spec.source)].append(writer)
+            for meta in self._plan.metadata:
+                if meta.name == "start_time":
+                    self._file[meta.group_path]["start_time"] = _iso(self.command.start_ns)
+            self._file.flush()
+        except (StructureError, ValueError, TypeError) as exc:
+            self._file.close()
+            path.unlink(missing_ok=True)
+            raise JobStartError(500, f"invalid nexus_structure: {exc}") from exc
+        for warning in self._plan.warnings:
+            log.warning("job %s: %s", self.command.job_id, warning)
+        return list(self._plan.warnings)
+
+    # -- phase 2, in the job's own thread --
+    def run(self) -> JobResult:
+        result = JobResult(self.command.filename, warnings=list(self._plan.warnings))
+        consumer: Consumer | None = None
+        try:
+            topics = sorted({topic for topic, _ in self._writers})
+            consumer = make_consumer(self._kafka)
+            partitions = self._seek(consumer, topics)
+            self._consume(consumer, partitions)
+        except Exception as exc:
+            log.exception("job %s failed", self.command.job_id)
+            result.error = str(exc)
+        finally:
+            if consumer is not None:
+                consumer.close()
+            try:
+                self._close_file()
+            except Exception as exc:  # e.g. disk full on the last flush
+                log.exception("job %s: closing %s failed", self.command.job_id, self.path)
+                result.error = result.error or f"closing the file failed: {exc}"
+        result.events = sum(getattr(w, "total_events", 0)
+                            for ws in self._writers.values() for w in ws)
+        result.malformed = self._malformed
+        return result
+
+    def _seek(self, consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
+        metadata = consumer.list_topics(timeout=10)
+        missing = [t for t in topics if t not in metadata.topics
+                   or metadata.topics[t].error is not None]
+        if missing:
+            raise RuntimeError(f"data topic(s) not found on the broker: {', '.join(missing)}")
+        start_ms = (self.command.start_ns // NS_PER_MS
+                    - int(self._settings.lookback_s * 1000))
+        wanted = [TopicPartition(t, p, start_ms)
+                  for t in topics for p in metadata.topics[t].partitions]
+        offsets = consumer.offsets_for_times(wanted, timeout=10)
+        for tp in offsets:
+            if tp.offset < 0:
+                # nothing at or after the start: the data of this run are all still to come
+                _, tp.offset = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            self._next_offset[(tp.topic, tp.partition)] = tp.offset
+        consumer.assign(offsets)
+        return offsets
+
+    def _consume(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        leeway_ns = int(self._settings.leeway_s * 1e9)
+        done: set[tuple[str, int]] = set()
+        last_flush = time.monotonic()
+        while True:
+            messages = consumer.consume(num_messages=2000, timeout=0.2)
+            stop_ns = self.stop_ns
+            window = Window(self.command.start_ns, stop_ns)
+            for msg in messages:
+                if msg.error():
+                    log.warning("job %s: %s", self.command.job_id, msg.error())
+                    continue
+                key = (msg.topic(), msg.partition())
+                self._next_offset[key] = msg.offset() + 1
+                if key in done:
+                    continue
+                _, ts_ms = msg.timestamp()
+                if stop_ns is not None and ts_ms * NS_PER_MS > stop_ns + leeway_ns:
+                    done.add(key)
+                    consumer.pause([TopicPartition(*key)])
+                    continue
+                self._dispatch(msg.topic(), msg.value(), window, msg.offset())
+            now = time.monotonic()
+            if now - last_flush > self._settings.flush_interval_s:
+                self._flush()
+                last_flush = now
+            if stop_ns is None or self._clock_ns() < stop_ns + leeway_ns:
+                continue
+            # past stop + leeway: a partition also ends once everything in it has been read
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                if key not in done and self._drained(consumer, tp):
+                    done.add(key)
+            if len(done) >= len(partitions):
+                return
+
+    def _drained(self, consumer: Consumer, tp: TopicPartition) -> bool:
+        try:
+            _, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+        except KafkaException as exc:
+            log.warning("watermarks of %s[%d]: %s", tp.topic, tp.partition, exc)
+            return False
+        return self._next_offset[(tp.topic, tp.partition)] >= high
+
+    def _dispatch(self, topic: str, payload: bytes | None, window: Window, offset: int) -> None:
+        try:
+            if payload is None:
+                raise MalformedMessage("empty message")
+            sid = schema_id(payload)
+            decoder = DECODERS.get(sid)
+            if decoder is None:
+                return  # a schema no module here writes (al00, ep01 before issue 4, …)
+            decoded = decoder(payload)
+            for writer in self._writers.get((topic, decoded.source), ()):
+                if sid in writer.accepts:
+                    writer.write(decoded, window)
+        except MalformedMessage as exc:
+            self._malformed += 1
+            log.warning("job %s: skipped malformed message at %s offset %d: %s",
+                        self.command.job_id, topic, offset, exc)
+
+    def _flush(self) -> None:
+        for writers in self._writers.values():
+            for writer in writers:
+                writer.flush()
+        self._file.flush()
+
+    def _close_file(self) -> None:
+        if self._file is None:
+            return
+        try:
+            for writers in self._writers.values():
+                for writer in writers:
+                    writer.close()
+            stop_ns = self.stop_ns
+            for meta in self._plan.metadata if self._plan else []:
+                if meta.name == "end_time" and stop_ns is not None:
+                    self._file[meta.group_path]["end_time"] = _iso(stop_ns)
+        finally:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,249 @@
+"""`datastream filewriter`: take run starts from the job pool, follow the control topic for
+the stop, answer (answ), report finished files (wrdn) and heartbeat (x5f2)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from streaming_data_types.action_response_answ import (
+    ActionOutcome,
+    ActionType,
+    serialise_answ,
+)
+from streaming_data_types.finished_writing_wrdn import serialise_wrdn
+from streaming_data_types.status_x5f2 import serialise_x5f2
+
+import datastream
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
+from datastream.schemas import MalformedMessage, schema_id
+from filewriter.commands import CommandError, StartJob, StopJob, parse_start, parse_stop
+from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    job_pool_topic: str
+    status_topic: str
+    group_id: str
+    job: JobSettings
+    service_id: str = ""
+
+
+class _RunningJob:
+    def __init__(self, job: WriteJob) -> None:
+        self.job = job
+        self.result: JobResult | None = None
+        self.thread = threading.Thread(target=self._run, name=f"job-{job.command.job_id[:8]}",
+                                       daemon=True)
+
+    def _run(self) -> None:
+        self.result = self.job.run()
+
+
+class FileWriterService:
+    def __init__(self, settings: ServiceSettings, kafka: KafkaSettings) -> None:
+        self.settings = settings
+        self._kafka = kafka
+        self._service_id = settings.service_id or (
+            f"filewriter-{socket.gethostname()}-{os.getpid()}")
+        self._producer: Producer = make_producer(kafka)
+        self._pool: Consumer = make_consumer(kafka, group_id=settings.group_id,
+                                             enable_auto_commit=False,
+                                             auto_offset_reset="latest")
+        self._control: Consumer | None = None
+        self._running: _RunningJob | None = None
+        self._ready = threading.Event()
+        self._last_status = 0.0
+        self.malformed_commands = 0
+
+    # -- replies --
+    def _send(self, topic: str, payload: bytes) -> None:
+        try:
+            self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
+        except BufferError:
+            self._producer.poll(1)
+            self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
+        self._producer.poll(0)
+
+    def _answer(self, topic: str, job_id: str, command_id: str, action: ActionType,
+                ok: bool, code: int, message: str, stop_ns: int | None = None) -> None:
+        stop = dt.datetime.fromtimestamp((stop_ns or 0) / 1e9, dt.UTC)
+        self._send(topic, serialise_answ(
+            self._service_id, job_id, command_id, action,
+            ActionOutcome.Success if ok else ActionOutcome.Failure, message, code, stop))
+        (log.info if ok else log.error)("answ %d for job %s: %s", code, job_id, message)
+
+    def _status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._ready.is_set() or (not force and now - self._last_status < STATUS_INTERVAL_S):
+            return
+        self._last_status = now
+        status: dict[str, object] = {"state": "idle"}
+        if self._running is not None:
+            cmd = self._running.job.command
+            stop_ns = self._running.job.stop_ns
+            status = {"state": "writing", "job_id": cmd.job_id,
+                      "file_being_written": cmd.filename,
+                      "start_time": cmd.start_ns // 1_000_000,
+                      "stop_time": (stop_ns or 0) // 1_000_000}
+        self._send(self.settings.status_topic, serialise_x5f2(
+            "datastream-filewriter", datastream.__version__, self._service_id,
+            socket.gethostname(), os.getpid(), int(STATUS_INTERVAL_S * 1000),
+            json.dumps(status)))
+
+    # -- commands --
+    def _on_pool_message(self, payload: bytes) -> None:
+        sid = schema_id(payload)
+        if sid != "pl72":
+            return  # the pool topic also carries stops and answers
+        try:
+            command = parse_start(payload)
+        except CommandError as exc:
+            self._answer(self.settings.status_topic, exc.job_id, "", ActionType.StartJob, False,
+                         exc.status_code, str(exc))
+            return
+        self._start(command)
+
+    def _start(self, command: StartJob) -> None:
+        control_topic = command.control_topic or self.settings.status_topic
+        job = WriteJob(command, self.settings.job, self._kafka)
+        try:
+            warnings = job.open()
+        except JobStartError as exc:
+            self._answer(control_topic, command.job_id, "", ActionType.StartJob, False,
+                         exc.status_code, str(exc))
+            return
+        self._answer(control_topic, command.job_id, "", ActionType.StartJob, True, 201,
+                     f"writing {command.filename}" + (f" ({'; '.join(warnings)})"
+                                                      if warnings else ""))
+        self._running = _RunningJob(job)
+        # leave the pool while busy, so another writer instance takes the next run
+        self._pool.unsubscribe()
+        self._ready.clear()
+        self._follow_control(control_topic, command.start_ns // 1_000_000)
+        self._running.thread.start()
+        self._ready.set()
+        self._status(force=True)
+
+    def _follow_control(self, topic: str, since_ms: int) -> None:
+        self._control = make_consumer(self._kafka)
+        metadata = self._control.list_topics(topic, timeout=10).topics.get(topic)
+        partitions = [TopicPartition(topic, p, since_ms) for p in (metadata.partitions
+                                                                  if metadata else [0])]
+        self._control.assign(self._control.offsets_for_times(partitions, timeout=10))
+
+    def _on_control_message(self, payload: bytes, topic: str) -> None:
+        if schema_id(payload) != "6s4t":
+            return
+        running = self._running
+        try:
+            stop = parse_stop(payload)
+        except CommandError as exc:
+            self._answer(topic, exc.job_id, "", ActionType.SetStopTime, False, exc.status_code,
+                         str(exc))
+            return
+        if running is None or stop.job_id != running.job.command.job_id:
+            return  # another writer's job
+        self._stop(running, stop, topic)
+
+    def _stop(self, running: _RunningJob, stop: StopJob, topic: str) -> None:
+        stop_ns = stop.stop_ns if stop.stop_ns is not None else time.time_ns()
+        running.job.request_stop(stop_ns)
+        self._answer(topic, stop.job_id, stop.command_id or str(uuid.uuid4()),
+                     ActionType.SetStopTime, True, 201,
+                     f"stop time set for {running.job.command.filename}", stop_ns)
+
+    def _finish(self) -> None:
+        running = self._running
+        assert running is not None and running.result is not None
+        result = running.result
+        cmd = running.job.command
+        message = (f"{result.events} events" + (f", {result.malformed} malformed messages skipped"
+                                                 if result.malformed else ""))
+        if result.error:
+            message = f"{result.error} ({message})"
+        self._send(cmd.control_topic or self.settings.status_topic, serialise_wrdn(
+            self._service_id, cmd.job_id, result.error is not None, cmd.filename,
+            json.dumps({"events": result.events, "malformed": result.malformed}), message))
+        self._producer.flush(10)
+        log.info("finished %s: %s", cmd.filename, message)
+        self._running = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self._subscribe_pool()
+        self._status(force=True)
+
+    def _subscribe_pool(self) -> None:
+        self._ready.clear()
+        self._pool.subscribe([self.settings.job_pool_topic],
+                             on_assign=lambda *_: self._ready.set())
+
+    # -- main loop --
+    def run(self, stop: threading.Event) -> None:
+        self._subscribe_pool()
+        log.info("file writer %s: job pool %s, files in %s", self._service_id,
+                 self.settings.job_pool_topic, self.settings.job.output_dir)
+        try:
+            while not stop.is_set():
+                self._step()
+        finally:
+            if self._running is not None:
+                log.warning("stopping: finishing %s now", self._running.job.command.filename)
+                self._running.job.request_stop(time.time_ns())
+                self._running.thread.join(60)
+                if self._running.result is not None:
+                    self._finish()
+            self._pool.close()
+            self._producer.flush(10)
+
+    def _step(self) -> None:
+        if self._running is None:
+            msg = self._pool.poll(0.2)
+            if msg is not None and not msg.error():
+                self._pool.commit(message=msg, asynchronous=False)
+                self._guard(self._on_pool_message, msg.value(), msg.topic(), msg.offset())
+        else:
+            assert self._control is not None
+            msg = self._control.poll(0.2)
+            if msg is not None and not msg.error():
+                self._guard(lambda p: self._on_control_message(p, msg.topic()), msg.value(),
+                            msg.topic(), msg.offset())
+            if not self._running.thread.is_alive():
+                self._finish()
+        self._status()
+
+    def _guard(self, handler, payload: bytes | None, topic: str, offset: int) -> None:
+        try:
+            if payload is None:
+                raise MalformedMessage("empty message")
+            handler(payload)
+        except (MalformedMessage, Exception) as exc:  # one bad command never stops the writer
+            self.malformed_commands += 1
+            log.warning("skipped a bad message on %s at offset %d: %s", topic, offset, exc)
+
+
+def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id: str,
+        ) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = ServiceSettings(job_pool_topic=instrument_topic, status_topic=instrument_topic,
+                               group_id=group_id, job=job)
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        FileWriterService(settings, kafka).run(stop)

@@ -1,0 +1,56 @@
+"""Which data belong in a file: the run window, applied to pulses and to log updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ns: int
+    stop_ns: int | None  # None until the stop is known
+
+    def contains(self, t_ns: int) -> bool:
+        return t_ns >= self.start_ns and (self.stop_ns is None or t_ns < self.stop_ns)
+
+    def after(self, t_ns: int) -> bool:
+        return self.stop_ns is not None and t_ns >= self.stop_ns
+
+
+def pulses_in_window(reference_time: np.ndarray, window: Window) -> np.ndarray:
+    """Boolean mask of the pulses that belong to the run: start <= t < stop."""
+    mask = reference_time >= window.start_ns
+    if window.stop_ns is not None:
+        mask &= reference_time < window.stop_ns
+    return mask
+
+
+class LogGate:
+    """Per source: keep the last update before start (the value the run began with), every
+    update inside the run, one update per timestamp, nothing after stop."""
+
+    def __init__(self) -> None:
+        self._pending: object | None = None
+        self._last_written_ns: int | None = None
+
+    def offer(self, t_ns: int, item: object, window: Window) -> list[object]:
+        """Returns the items to write now, oldest first."""
+        if t_ns < window.start_ns:
+            self._pending = (t_ns, item)
+            return []
+        if window.after(t_ns) or t_ns == self._last_written_ns:
+            return []
+        out = self.flush_pending()
+        self._last_written_ns = t_ns
+        out.append(item)
+        return out
+
+    def flush_pending(self) -> list[object]:
+        if self._pending is None:
+            return []
+        t_ns, item = self._pending
+        self._pending = None
+        self._last_written_ns = t_ns
+        return [item]

@@ -1,0 +1,74 @@
+"""Channel Access monitors through caproto's threading client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from forwarder.update import EPICS_EPOCH_OFFSET_S, Connection, Update
+
+log = logging.getLogger(__name__)
+
+
+def update_from_ca(channel: str, response: object) -> Update:
+    """caproto EventAddResponse (DBR_TIME_*) -> Update."""
+    meta = response.metadata
+    stamp = meta.stamp
+    ts_ns = ((stamp.secondsSinceEpoch + EPICS_EPOCH_OFFSET_S) * 1_000_000_000
+             + stamp.nanoSeconds)
+    data = response.data
+    if isinstance(data, list | tuple):  # DBR_STRING arrives as a list of bytes
+        strings = [d.decode("utf-8", "replace") if isinstance(d, bytes) else str(d) for d in data]
+        value: object = strings[0] if len(strings) == 1 else np.array(strings)
+    else:
+        arr = np.asarray(data)
+        value = arr[0] if arr.size == 1 else arr
+    return Update(channel, value, ts_ns, int(meta.severity), int(meta.status))
+
+
+class CaSource:
+    """Subscribes without ever blocking: a PV that is not there yet is found when it appears."""
+
+    def __init__(self, channels: list[str], on_update: Callable[[Update], None],
+                 on_connection: Callable[[str, Connection], None]) -> None:
+        self._channels = channels
+        self._on_update = on_update
+        self._on_connection = on_connection
+        self._context = None
+        self._subscriptions: list[object] = []
+
+    def start(self) -> None:
+        if not self._channels:
+            return
+        from caproto.threading.client import Context
+
+        self._context = Context()
+        for channel in self._channels:
+            self._on_connection(channel, Connection.NEVER_CONNECTED)
+        pvs = self._context.get_pvs(*self._channels, connection_state_callback=self._connection)
+        for pv in pvs:
+            sub = pv.subscribe(data_type="time")
+            sub.add_callback(self._callback)
+            self._subscriptions.append(sub)
+
+    def _connection(self, pv: object, state: str) -> None:
+        if state == "connected":
+            self._on_connection(pv.name, Connection.CONNECTED)
+        elif state == "disconnected":
+            self._on_connection(pv.name, Connection.DISCONNECTED)
+
+    def _callback(self, sub: object, response: object) -> None:
+        try:
+            self._on_update(update_from_ca(sub.pv.name, response))
+        except Exception:  # a callback that raises would be silently dropped by caproto
+            log.exception("CA update of %s could not be forwarded", sub.pv.name)
+
+    def close(self) -> None:
+        for sub in self._subscriptions:
+            sub.clear()
+        if self._context is not None:
+            for channel in self._channels:
+                self._on_connection(channel, Connection.DESTROYED)
+            self._context.disconnect()

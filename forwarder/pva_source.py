@@ -1,0 +1,80 @@
+"""PV Access monitors through p4p (NTScalar, NTScalarArray, NTEnum as its index)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from forwarder.update import Connection, Update
+
+log = logging.getLogger(__name__)
+
+
+def update_from_pva(channel: str, value: object) -> Update:
+    """A p4p Value (nt=False) of a normative type -> Update."""
+    v = value["value"]
+    if hasattr(v, "keys") and "index" in v.keys():  # noqa: SIM118 (a p4p Value, no __contains__)
+        data: object = np.int32(v["index"])  # NTEnum
+    elif isinstance(v, np.ndarray | str):
+        data = v
+    elif isinstance(v, bool):
+        data = np.uint8(v)
+    elif isinstance(v, int):
+        data = np.int64(v)
+    elif isinstance(v, float):
+        data = np.float64(v)
+    else:
+        data = np.asarray(v)
+    ts_ns = (int(value["timeStamp.secondsPastEpoch"]) * 1_000_000_000
+             + int(value["timeStamp.nanoseconds"]))
+    return Update(channel, data, ts_ns, int(value["alarm.severity"]),
+                  int(value["alarm.status"]), str(value["alarm.message"]))
+
+
+class PvaSource:
+    def __init__(self, channels: list[str], on_update: Callable[[Update], None],
+                 on_connection: Callable[[str, Connection], None]) -> None:
+        self._channels = channels
+        self._on_update = on_update
+        self._on_connection = on_connection
+        self._context = None
+        self._subscriptions: list[object] = []
+
+    def start(self) -> None:
+        if not self._channels:
+            return
+        from p4p.client.thread import Context
+
+        self._context = Context("pva", nt=False)
+        for channel in self._channels:
+            self._on_connection(channel, Connection.NEVER_CONNECTED)
+            self._subscriptions.append(self._context.monitor(
+                channel, self._make_callback(channel), notify_disconnect=True))
+
+    def _make_callback(self, channel: str) -> Callable[[object], None]:
+        from p4p.client.thread import Disconnected
+
+        def callback(value: object) -> None:
+            if isinstance(value, Disconnected):
+                self._on_connection(channel, Connection.DISCONNECTED)
+                return
+            if isinstance(value, Exception):  # Cancelled, RemoteError
+                log.warning("%s: %s", channel, value)
+                return
+            self._on_connection(channel, Connection.CONNECTED)
+            try:
+                self._on_update(update_from_pva(channel, value))
+            except Exception:
+                log.exception("PVA update of %s could not be forwarded", channel)
+
+        return callback
+
+    def close(self) -> None:
+        for sub in self._subscriptions:
+            sub.close()
+        if self._context is not None:
+            for channel in self._channels:
+                self._on_connection(channel, Connection.DESTROYED)
+            self._context.close()

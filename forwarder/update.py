@@ -1,0 +1,27 @@
+"""A PV update as both EPICS protocols deliver it, before any schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+# seconds between the POSIX epoch and the EPICS epoch (1990-01-01)
+EPICS_EPOCH_OFFSET_S = 631_152_000
+
+
+@dataclass(frozen=True)
+class Update:
+    channel: str
+    value: Any  # numpy scalar, 1-D numpy array, or str
+    timestamp_ns: int  # EPICS timestamp, POSIX epoch
+    severity: int = 0  # EPICS severity: 0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID
+    status: int = 0  # EPICS alarm status
+    message: str = ""
+
+
+class Connection(Enum):
+    NEVER_CONNECTED = "never_connected"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    DESTROYED = "destroyed"

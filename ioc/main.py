@@ -1,0 +1,64 @@
+"""`datastream ioc`: the run-control IOC with its simulated DAE."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from datastream.instrument import InstrumentConfig
+from datastream.kafka_client import KafkaSettings, make_producer
+from ioc.run_control import RunControl
+from ioc.run_numbers import RunNumberStore
+from ioc.simulated_dae import DaeSettings, SimulatedDae
+from ioc.writer_status import WriterStatus, WriterStatusListener
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca-port", type=int,
+                        default=int(os.environ.get("EPICS_CA_SERVER_PORT", 5064)),
+                        help="Channel Access server port (env EPICS_CA_SERVER_PORT)")
+    parser.add_argument("--interfaces", default=os.environ.get("EPICS_CAS_INTF_ADDR_LIST",
+                                                               "127.0.0.1"),
+                        help="addresses the CA server binds to")
+
+
+def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace) -> None:
+    # caproto reads its port and beacon addresses from the environment when the server starts
+    os.environ["EPICS_CA_SERVER_PORT"] = str(args.ca_port)
+    os.environ["EPICS_CAS_SERVER_PORT"] = str(args.ca_port)
+    os.environ.setdefault("EPICS_CAS_BEACON_ADDR_LIST", args.interfaces.split()[0])
+    os.environ.setdefault("EPICS_CAS_AUTO_BEACON_ADDR_LIST", "NO")
+    from caproto.server import run as run_server
+
+    from ioc.pvgroups import RunControlIOC
+
+    topics = config.topics
+    producer = make_producer(kafka)
+    dae = SimulatedDae(
+        make_producer(kafka), topics.events,
+        DaeSettings(frame_rate_hz=config.dae.frame_rate_hz,
+                    events_per_frame=config.dae.events_per_frame,
+                    first_pixel=config.dae.first_pixel, pixels=config.dae.pixels,
+                    source_name=config.dae.source))
+    writer_status = WriterStatus()
+    listener = WriterStatusListener(kafka, topics.run_info, writer_status)
+    control = RunControl(
+        instrument=config.name, topics=topics, producer=producer, dae=dae,
+        run_numbers=RunNumberStore(config.data_dir / "runinfo" / f"{config.name}_runnumber.txt"),
+        writer=writer_status, logs=config.streams(), events_source=config.dae.source,
+        broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
+    ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
+                        simulated_dae=dae)
+    dae.start()
+    listener.start()
+    log.info("run-control IOC %s on CA port %d; %d PVs; run number %d", config.prefix,
+             args.ca_port, len(ioc.pvdb), control.run.run_number)
+    try:
+        run_server(ioc.pvdb, interfaces=args.interfaces.split(), log_pv_names=False)
+    finally:
+        listener.close()
+        dae.close()
+        producer.flush(5)

@@ -1,0 +1,41 @@
+"""Run numbers persisted on disk before use, so none is ever reused, also across restarts."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+class RunNumberStore:
+    def __init__(self, path: Path, first: int = 1) -> None:
+        self._path = path
+        self._first = first
+        self._lock = threading.Lock()
+
+    def current(self) -> int:
+        """The last run number handed out (first - 1 if none yet)."""
+        try:
+            return int(self._path.read_text().strip())
+        except FileNotFoundError:
+            return self._first - 1
+        except ValueError as exc:
+            raise RuntimeError(f"run number file {self._path} is corrupt: {exc}") from exc
+
+    def next(self) -> int:
+        """Reserve the next run number: it is on disk (fsynced) before the caller uses it."""
+        with self._lock:
+            number = self.current() + 1
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp")
+            with open(tmp, "w") as f:
+                f.write(f"{number}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+            dir_fd = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            return number

@@ -1,0 +1,196 @@
+"""A simulated DAE: neutron event frames (ev44) to Kafka while a run is counting.
+
+Frames lie on a fixed grid from the run's start time; a frame belongs to the run iff
+start <= frame time < stop, the same rule the file writer applies. The frame time is also the
+Kafka timestamp, so the writer finds the run's first frame by offsets-for-times.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from confluent_kafka import KafkaError, Producer
+from streaming_data_types.eventdata_ev44 import serialise_ev44
+
+log = logging.getLogger(__name__)
+
+# time of flight (microseconds) of a 1 Å neutron over 1 m
+_TOF_US_PER_ANGSTROM_METRE = 252.78
+
+
+@dataclass(frozen=True)
+class DaeSettings:
+    frame_rate_hz: float = 10.0
+    events_per_frame: int = 1000
+    first_pixel: int = 1
+    pixels: int = 16384
+    source_name: str = "DAE"
+    flight_path_m: float = 10.0
+    seed: int | None = None
+
+    @property
+    def frame_period_ns(self) -> int:
+        return round(1e9 / self.frame_rate_hz)
+
+
+class EventGenerator:
+    """Events of a thermal moderator: Maxwellian-like wavelengths over a spread of flight
+    paths, wrapped into the frame. Drawn once into a pool; each frame takes a window of it."""
+
+    def __init__(self, settings: DaeSettings, pool_size: int | None = None) -> None:
+        rng = np.random.default_rng(settings.seed)
+        n = pool_size or max(4 * settings.events_per_frame, 1 << 18)
+        wavelength = rng.gamma(shape=4.0, scale=0.45, size=n) + 0.2
+        path = settings.flight_path_m + rng.uniform(-0.5, 1.5, size=n)
+        tof_ns = wavelength * path * _TOF_US_PER_ANGSTROM_METRE * 1000.0
+        self.time_of_flight = (tof_ns % settings.frame_period_ns).astype(np.int32)
+        self.pixel_id = rng.integers(settings.first_pixel, settings.first_pixel + settings.pixels,
+                                     size=n, dtype=np.int32)
+        self._rng = rng
+        self._n = settings.events_per_frame
+
+    def frame(self) -> tuple[np.ndarray, np.ndarray]:
+        start = int(self._rng.integers(0, len(self.pixel_id) - self._n + 1))
+        window = slice(start, start + self._n)
+        return self.time_of_flight[window], self.pixel_id[window]
+
+
+@dataclass(frozen=True)
+class DaeCounters:
+    total_counts: int = 0
+    good_frames: int = 0
+    raw_frames: int = 0
+    count_rate: float = 0.0  # events per second over the last second of frames
+    delivery_errors: int = 0
+
+
+class SimulatedDae:
+    """Owns one thread (started by start(), ended by close()) that emits frames."""
+
+    def __init__(self, producer: Producer, topic: str, settings: DaeSettings,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._settings = settings
+        self._clock = clock
+        self._generator = EventGenerator(settings)
+        self._cond = threading.Condition()
+        self._next_ns: int | None = None  # next frame time while counting
+        self._until_ns: int | None = None  # no frame at or after this time
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._message_id = 0
+        self._total = 0
+        self._frames = 0
+        self._delivery_errors = 0
+        self._recent: collections.deque[tuple[int, int]] = collections.deque()
+
+    # -- commands (called by run control; each returns once the DAE is in the new state) --
+    def begin(self, start_ns: int, paused: bool = False) -> None:
+        with self._cond:
+            self._total = self._frames = 0
+            self._recent.clear()
+            self._next_ns = None if paused else start_ns
+            self._until_ns = None
+            self._cond.notify_all()
+
+    def pause(self, at_ns: int, timeout: float = 30.0) -> None:
+        self._stop_at(at_ns, timeout)
+
+    def resume(self, at_ns: int) -> None:
+        with self._cond:
+            self._next_ns = at_ns
+            self._until_ns = None
+            self._cond.notify_all()
+
+    def end(self, stop_ns: int, timeout: float = 30.0) -> DaeCounters:
+        """Stop counting at stop_ns; returns once every frame before it is delivered."""
+        self._stop_at(stop_ns, timeout)
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise TimeoutError(f"{remaining} event messages still undelivered after {timeout}s")
+        return self.counters()
+
+    def _stop_at(self, at_ns: int, timeout: float) -> None:
+        with self._cond:
+            self._until_ns = at_ns
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._next_ns is None, timeout):
+                raise TimeoutError(f"the DAE did not catch up to the stop time within {timeout}s")
+
+    def counters(self) -> DaeCounters:
+        with self._cond:
+            now = self._clock()
+            while self._recent and self._recent[0][0] < now - 1_000_000_000:
+                self._recent.popleft()
+            rate = float(sum(n for _, n in self._recent))
+            return DaeCounters(self._total, self._frames, self._frames, rate,
+                               self._delivery_errors)
+
+    # -- the frame thread --
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="simulated-dae", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._producer.flush(10)
+
+    def _run(self) -> None:
+        period = self._settings.frame_period_ns
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                frame_ns = self._next_ns
+                if frame_ns is None:
+                    self._cond.wait(0.5)
+                    continue
+                if self._until_ns is not None and frame_ns >= self._until_ns:
+                    self._next_ns = None
+                    self._cond.notify_all()
+                    continue
+                wait_ns = frame_ns - self._clock()
+                if wait_ns > 0:
+                    self._cond.wait(min(wait_ns / 1e9, 0.5))
+                    continue
+            n_events = self._emit(frame_ns)
+            with self._cond:
+                if self._next_ns == frame_ns:
+                    self._next_ns = frame_ns + period
+                self._total += n_events
+                self._frames += 1
+                self._recent.append((frame_ns, n_events))
+
+    def _emit(self, frame_ns: int) -> int:
+        tof, pixel = self._generator.frame()
+        self._message_id += 1
+        payload = serialise_ev44(self._settings.source_name, self._message_id,
+                                 np.array([frame_ns], dtype=np.int64), np.array([0], np.int32),
+                                 tof, pixel)
+        while True:
+            try:
+                self._producer.produce(self._topic, payload, timestamp=frame_ns // 1_000_000,
+                                       on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # queue full: wait for deliveries rather than drop counted events
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+        return len(tof)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            log.error("event frame not delivered: %s", err)
+            with self._cond:
+                self._delivery_errors += 1

@@ -1,0 +1,143 @@
+"""What the IOC knows of the file writer, from its x5f2 / answ / wrdn messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+from confluent_kafka import OFFSET_END, TopicPartition
+from streaming_data_types.action_response_answ import deserialise_answ
+from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
+from streaming_data_types.status_x5f2 import deserialise_x5f2
+
+from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.schemas import MalformedMessage, schema_id
+
+log = logging.getLogger(__name__)
+
+
+class WriterState(IntEnum):
+    UNAVAILABLE = 0
+    IDLE = 1
+    WRITING = 2
+    FINISHED = 3
+    ERROR = 4
+
+
+@dataclass(frozen=True)
+class WriterView:
+    state: WriterState
+    filename: str
+    job_id: str
+    message: str
+    last_file: str
+    heartbeat_age_s: float  # -1 until the first heartbeat
+
+
+class WriterStatus:
+    """Folds writer messages into one view; thread-safe (a consumer thread feeds it, the IOC's
+    scan reads it)."""
+
+    def __init__(self, heartbeat_timeout_s: float = 6.0,
+                 clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._timeout = heartbeat_timeout_s
+        self._last_beat: float | None = None
+        self._writing = False
+        self._filename = ""
+        self._job_id = ""
+        self._message = ""
+        self._last_file = ""
+        self._last_outcome: WriterState | None = None
+        self._finished: dict[str, bool] = {}  # job_id -> error encountered
+
+    def on_message(self, payload: bytes) -> None:
+        sid = schema_id(payload)
+        if sid == "x5f2":
+            status = deserialise_x5f2(payload)
+            info = json.loads(status.status_json or "{}")
+            with self._lock:
+                self._last_beat = self._clock()
+                was_writing = self._writing
+                self._writing = info.get("state") == "writing"
+                if self._writing:
+                    self._filename = info.get("file_being_written", "")
+                    self._job_id = info.get("job_id", "")
+                    if not was_writing:
+                        self._last_outcome = None
+        elif sid == "answ":
+            answ = deserialise_answ(payload)
+            with self._lock:
+                self._message = answ.message
+                if answ.status_code >= 400:
+                    self._last_outcome = WriterState.ERROR
+        elif sid == "wrdn":
+            done = deserialise_wrdn(payload)
+            with self._lock:
+                self._finished[done.job_id] = done.error_encountered
+                self._last_file = done.file_name
+                self._writing = False
+                self._last_outcome = (WriterState.ERROR if done.error_encountered
+                                      else WriterState.FINISHED)
+                self._message = done.message or ("finished writing " + done.file_name)
+
+    def finished(self, job_id: str) -> bool | None:
+        """None while the job is not finished, else whether it ended with an error."""
+        with self._lock:
+            return self._finished.get(job_id)
+
+    def view(self) -> WriterView:
+        with self._lock:
+            age = -1.0 if self._last_beat is None else self._clock() - self._last_beat
+            if self._last_beat is None or age > self._timeout:
+                state = WriterState.UNAVAILABLE
+            elif self._writing:
+                state = WriterState.WRITING
+            else:
+                state = self._last_outcome or WriterState.IDLE
+            return WriterView(state, self._filename if self._writing else "", self._job_id,
+                              self._message, self._last_file, age)
+
+
+class WriterStatusListener:
+    """Consumes the run-info topic from its end and feeds a WriterStatus (one owned thread)."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, status: WriterStatus) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._status = status
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="writer-status", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        consumer = make_consumer(self._settings)
+        consumer.assign([TopicPartition(self._topic, 0, OFFSET_END)])
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    log.warning("run-info topic: %s", msg.error())
+                    continue
+                try:
+                    self._status.on_message(msg.value())
+                except (MalformedMessage, Exception) as exc:  # one bad message never stops it
+                    log.warning("skipped a malformed message on %s at offset %d: %s",
+                                self._topic, msg.offset(), exc)
+        finally:
+            consumer.close()
