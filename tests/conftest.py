@@ -1,0 +1,110 @@
+"""Fixtures shared by all tests. Real servers (Kafka, EPICS IOCs) start once per session on
+free loopback ports, so a running `datastream up` on the default ports does not interfere."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import h5py
+import pytest
+
+from datastream.epics_network import EpicsPorts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _free_udp_and_tcp_port() -> int:
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+# EPICS clients (libca through pyepics, caproto, p4p) read their environment once, when their
+# first context is made: set it before any test imports them.
+EPICS_PORTS = EpicsPorts(
+    run_control_ca=_free_udp_and_tcp_port(), sample_env_ca=_free_udp_and_tcp_port(),
+    repeater=_free_udp_and_tcp_port(), pva_server=_free_udp_and_tcp_port(),
+    pva_broadcast=_free_udp_and_tcp_port())
+os.environ.update(EPICS_PORTS.client_env())
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str,
+               interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def h5file() -> Iterator[h5py.File]:
+    """An HDF5 file in memory only."""
+    with h5py.File(f"mem-{time.monotonic_ns()}.nxs", "w", driver="core",
+                   backing_store=False) as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Apache Kafka broker (KRaft, single node) for the whole session."""
+    from datastream.broker import embedded
+
+    port = free_port()
+    config = embedded.BrokerConfig(tmp_path_factory.mktemp("kafka"), port=port,
+                                   controller_port=free_port(), heap="768m")
+    embedded.start(config)
+    try:
+        yield config.bootstrap
+    finally:
+        embedded.stop(config)
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_bootstrap: str):
+    from datastream.kafka_client import KafkaSettings
+
+    return KafkaSettings(kafka_bootstrap)
+
+
+class EpicsIoc:
+    """A real EPICS 7 IOC (pvxslibs: CA and PVA) serving a database, in its own process."""
+
+    def __init__(self, db: Path, macros: str, ca_port: int, log: Path) -> None:
+        self.db, self.macros, self.ca_port, self.log = db, macros, ca_port, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = os.environ | EPICS_PORTS.server_env(self.ca_port)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pvxslibs.ioc", "-m", self.macros, "-d", str(self.db)],
+                env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc.stdin.close()

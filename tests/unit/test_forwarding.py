@@ -1,0 +1,89 @@
+import numpy as np
+from streaming_data_types.alarm_al00 import deserialise_al00
+from streaming_data_types.epics_connection_ep01 import ConnectionInfo, deserialise_ep01
+
+from datastream.schemas import schema_id
+from datastream.schemas.f142 import deserialise_f142
+from datastream.streams import Stream
+from forwarder.forwarding import Forwarding
+from forwarder.publisher import Publisher
+from forwarder.update import Connection, Update
+from tests.fakes import FakeProducer
+
+NOW = 1_800_000_000_000_000_000
+TEMP = Stream("TE:X:TEMP", "ca", "f142", "X_sampleEnv")
+
+
+def make(streams, capacity=None, periodic=None):
+    producer = FakeProducer(capacity=capacity)
+    return Forwarding(streams, Publisher(producer), "svc", clock_ns=lambda: NOW,
+                      periodic=periodic), producer
+
+
+def test_key_is_the_pv_and_timestamp_the_epics_time():
+    fwd, producer = make([TEMP])
+    fwd.on_update(Update("TE:X:TEMP", np.float64(4.2), NOW - 5_000_000))
+    f142 = [s for s in producer.sent if schema_id(s.value) == "f142"]
+    assert len(f142) == 1
+    assert f142[0].key == b"TE:X:TEMP" and f142[0].timestamp == (NOW - 5_000_000) // 1_000_000
+    assert deserialise_f142(f142[0].value).timestamp_ns == NOW - 5_000_000
+
+
+def test_old_and_absurd_updates_are_dropped_and_counted():
+    fwd, producer = make([TEMP])
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW))
+    fwd.on_update(Update("TE:X:TEMP", np.float64(2), NOW - 1))  # older than the last
+    fwd.on_update(Update("TE:X:TEMP", np.float64(3), 631_152_000))  # a never-processed record
+    fwd.on_update(Update("TE:X:TEMP", np.float64(4), NOW + 10**15))  # days ahead
+    counters = fwd.counters()
+    assert (counters.forwarded, counters.dropped_old, counters.dropped_bad_time) == (1, 1, 2)
+
+
+def test_alarm_changes_and_connections():
+    fwd, producer = make([TEMP])
+    fwd.on_connection("TE:X:TEMP", Connection.NEVER_CONNECTED)
+    fwd.on_connection("TE:X:TEMP", Connection.CONNECTED)
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW, severity=0))
+    fwd.on_update(Update("TE:X:TEMP", np.float64(2), NOW + 1, severity=0))
+    fwd.on_update(Update("TE:X:TEMP", np.float64(3), NOW + 2, severity=2, status=3,
+                         message="HIHI"))
+    ids = [schema_id(s.value) for s in producer.sent]
+    assert ids.count("ep01") == 2 and ids.count("f142") == 3 and ids.count("al00") == 2
+    ep01 = [deserialise_ep01(s.value) for s in producer.sent if schema_id(s.value) == "ep01"]
+    assert [e.status for e in ep01] == [ConnectionInfo.NEVER_CONNECTED, ConnectionInfo.CONNECTED]
+    last_alarm = deserialise_al00([s.value for s in producer.sent
+                                   if schema_id(s.value) == "al00"][-1])
+    assert last_alarm.message == "HIHI"
+
+
+def test_one_subscription_fans_out_to_every_schema():
+    f144 = Stream("TE:X:TEMP", "ca", "f144", "X_runLog")
+    fwd, producer = make([TEMP, f144, TEMP])
+    assert fwd.channels("ca") == ["TE:X:TEMP"]
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW))
+    assert sorted(s.topic for s in producer.sent if schema_id(s.value) in ("f142", "f144")) == [
+        "X_runLog", "X_sampleEnv"]
+
+
+def test_strings_cannot_go_as_f144_but_do_not_stop_others():
+    fwd, producer = make([Stream("S", "ca", "f144", "t"), Stream("S", "ca", "f142", "t")])
+    fwd.on_update(Update("S", "text", NOW))
+    assert fwd.counters().serialise_errors == 1
+    assert any(schema_id(s.value) == "f142" for s in producer.sent)
+
+
+def test_a_full_queue_drops_and_counts_without_blocking():
+    fwd, producer = make([TEMP], capacity=3)
+    for i in range(10):
+        fwd.on_update(Update("TE:X:TEMP", np.float64(i), NOW + i))
+    assert fwd._publisher.counters().dropped_full > 0
+
+
+def test_periodic_republish_keeps_the_epics_timestamp():
+    fwd, producer = make([TEMP], periodic={TEMP})
+    fwd.on_connection("TE:X:TEMP", Connection.CONNECTED)
+    fwd.on_update(Update("TE:X:TEMP", np.float64(7), NOW - 10**12))
+    assert fwd.republish() == 1
+    again = producer.sent[-1]
+    assert again.timestamp == NOW // 1_000_000
+    assert deserialise_f142(again.value).timestamp_ns == NOW - 10**12

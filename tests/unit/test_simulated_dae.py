@@ -1,0 +1,56 @@
+import time
+
+import numpy as np
+from streaming_data_types.eventdata_ev44 import deserialise_ev44
+
+from ioc.simulated_dae import DaeSettings, EventGenerator, SimulatedDae
+from tests.fakes import FakeProducer
+
+
+def test_frames_lie_on_the_grid_inside_the_run():
+    producer = FakeProducer()
+    dae = SimulatedDae(producer, "X_events", DaeSettings(frame_rate_hz=50, events_per_frame=20,
+                                                         seed=1))
+    dae.start()
+    try:
+        start = time.time_ns() - 100_000_000  # started 100 ms ago: the DAE catches up
+        dae.begin(start)
+        time.sleep(0.3)
+        stop = time.time_ns()
+        counters = dae.end(stop)
+    finally:
+        dae.close()
+    frames = [deserialise_ev44(s.value) for s in producer.sent]
+    times = np.array([f.reference_time[0] for f in frames])
+    assert len(frames) == counters.good_frames >= 15
+    assert np.all((times >= start) & (times < stop))
+    assert np.all(np.diff(times) == 20_000_000)
+    assert counters.total_counts == sum(len(f.pixel_id) for f in frames) == 20 * len(frames)
+    assert [s.timestamp for s in producer.sent] == [t // 1_000_000 for t in times]
+
+
+def test_pause_stops_counting():
+    producer = FakeProducer()
+    dae = SimulatedDae(producer, "X_events", DaeSettings(frame_rate_hz=100, events_per_frame=5))
+    dae.start()
+    try:
+        dae.begin(time.time_ns())
+        time.sleep(0.1)
+        dae.pause(time.time_ns())
+        paused_at = dae.counters().good_frames
+        time.sleep(0.2)
+        assert dae.counters().good_frames == paused_at
+        dae.resume(time.time_ns())
+        time.sleep(0.1)
+        assert dae.end(time.time_ns()).good_frames > paused_at
+    finally:
+        dae.close()
+
+
+def test_events_are_plausible():
+    settings = DaeSettings(events_per_frame=1000, pixels=100, first_pixel=5, seed=3)
+    tof, pixel = EventGenerator(settings).frame()
+    assert len(tof) == len(pixel) == 1000
+    assert pixel.min() >= 5 and pixel.max() < 105
+    assert tof.min() >= 0 and tof.max() < settings.frame_period_ns
+    assert 1_000_000 < np.median(tof) < 50_000_000  # milliseconds, as thermal neutrons over 10 m

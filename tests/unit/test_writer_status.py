@@ -1,0 +1,41 @@
+import json
+import uuid
+
+from streaming_data_types.finished_writing_wrdn import serialise_wrdn
+from streaming_data_types.status_x5f2 import serialise_x5f2
+
+from ioc.writer_status import WriterState, WriterStatus
+
+
+def x5f2(**status):
+    return serialise_x5f2("fw", "1", "svc", "host", 1, 2000, json.dumps(status))
+
+
+def test_states_follow_heartbeats_and_finished_files():
+    now = [100.0]
+    status = WriterStatus(heartbeat_timeout_s=6, clock=lambda: now[0])
+    assert status.view().state is WriterState.UNAVAILABLE
+    status.on_message(x5f2(state="idle"))
+    assert status.view().state is WriterState.IDLE
+    job = str(uuid.uuid4())
+    status.on_message(x5f2(state="writing", job_id=job, file_being_written="X1.nxs"))
+    view = status.view()
+    assert (view.state, view.filename, view.job_id) == (WriterState.WRITING, "X1.nxs", job)
+    assert status.finished(job) is None
+    status.on_message(serialise_wrdn("svc", job, False, "X1.nxs", None, "done"))
+    assert status.view().state is WriterState.FINISHED
+    assert status.view().last_file == "X1.nxs"
+    assert status.finished(job) is False
+    now[0] += 7  # no heartbeat for longer than the timeout: the writer is gone
+    assert status.view().state is WriterState.UNAVAILABLE
+    assert status.view().heartbeat_age_s == 7
+
+
+def test_error_outcome():
+    status = WriterStatus(clock=lambda: 0.0)
+    status.on_message(x5f2(state="idle"))
+    job = str(uuid.uuid4())
+    status.on_message(serialise_wrdn("svc", job, True, "X2.nxs", None, "disk full"))
+    assert status.view().state is WriterState.ERROR
+    assert status.view().message == "disk full"
+    assert status.finished(job) is True
