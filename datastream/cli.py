@@ -98,11 +98,12 @@ def cmd_se_ioc(args: argparse.Namespace) -> int:
         raise SystemExit(f"sample-environment database not found: {db}")
     # the pvxs IOC applies a -m to the -d that follows it
     macros = ",".join(f"{k}={v}" for k, v in config.macros.items())
-    ports = EpicsPorts(sample_env_ca=args.ca_port)
-    env = os.environ | ports.server_env(args.ca_port) | {"EPICS_PVAS_SERVER_PORT":
-                                                          str(args.pva_port),
-                                                          "EPICS_PVA_SERVER_PORT":
-                                                          str(args.pva_port)}
+    # defaults, then whatever EPICS_* the caller set (the supervisor sets them all), then flags
+    defaults = EpicsPorts(sample_env_ca=args.ca_port, pva_server=args.pva_port)
+    inherited = {k: v for k, v in os.environ.items() if k.startswith("EPICS_")}
+    env = os.environ | defaults.server_env(args.ca_port) | inherited | {
+        "EPICS_CA_SERVER_PORT": str(args.ca_port), "EPICS_CAS_SERVER_PORT": str(args.ca_port),
+        "EPICS_PVAS_SERVER_PORT": str(args.pva_port), "EPICS_PVA_SERVER_PORT": str(args.pva_port)}
     proc = subprocess.Popen([sys.executable, "-m", "pvxslibs.ioc", "-m", macros, "-d", str(db)],
                             env=env, stdin=subprocess.PIPE)
     try:
@@ -134,7 +135,8 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
     job = JobSettings(output_dir=(args.output_dir or config.files_dir).resolve(),
                       lookback_s=args.lookback, leeway_s=args.leeway,
                       flush_interval_s=args.flush_interval)
-    run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}")
+    run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}",
+        instance_id=args.instance_id)
     return 0
 
 
@@ -215,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--flush-interval", type=float, default=1.0)
     fw.add_argument("--group", help="consumer group of the job pool (writers sharing it share "
                     "the jobs)")
+    fw.add_argument("--instance-id", help="this writer's fixed identity in the job pool "
+                    "(default: group-hostname); give each writer on one host its own")
     fw.set_defaults(func=cmd_filewriter)
 
     env = sub.add_parser("env", help="print the EPICS client environment of the local "

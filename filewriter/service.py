@@ -42,6 +42,7 @@ class ServiceSettings:
     group_id: str
     job: JobSettings
     service_id: str = ""
+    instance_id: str = ""  # unique per writer instance in the pool (kept across restarts)
 
 
 class _RunningJob:
@@ -64,7 +65,13 @@ class FileWriterService:
         self._producer: Producer = make_producer(kafka)
         self._pool: Consumer = make_consumer(kafka, group_id=settings.group_id,
                                              enable_auto_commit=False,
-                                             auto_offset_reset="latest")
+                                             auto_offset_reset="latest",
+                                             # static membership: a restarted writer takes
+                                             # its place in the pool at once instead of
+                                             # waiting for the dead member to time out
+                                             group_instance_id=settings.instance_id,
+                                             session_timeout_ms=10_000,
+                                             heartbeat_interval_ms=2_000)
         self._control: Consumer | None = None
         self._running: _RunningJob | None = None
         self._ready = threading.Event()
@@ -239,11 +246,13 @@ class FileWriterService:
 
 
 def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id: str,
-        ) -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop: threading.Event | None = None, instance_id: str | None = None) -> None:
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = ServiceSettings(job_pool_topic=instrument_topic, status_topic=instrument_topic,
-                               group_id=group_id, job=job)
+                               group_id=group_id, job=job,
+                               instance_id=instance_id or f"{group_id}-{socket.gethostname()}")
     job.output_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
         FileWriterService(settings, kafka).run(stop)

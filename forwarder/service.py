@@ -64,7 +64,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, stop: threading.Event | 
         PvaSource(forwarding.channels("pva"), forwarding.on_update, forwarding.on_connection),
     ]
     status_producer = make_producer(kafka)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     publisher.start()
     for source in sources:
         source.start()

@@ -167,9 +167,27 @@ class DaePVs(PVGroup):
             await prop.write(value)
 
     async def refresh(self) -> None:
+        # the scan and a putter both refresh; interleaved at their awaits, an older counter
+        # value could be written last
+        async with self._refresh_lock:
+            await self._refresh()
+
+    @property
+    def _refresh_lock(self) -> asyncio.Lock:
+        if not hasattr(self, "_lock"):
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _refresh(self) -> None:
         control = self.control
         state = control.state
         run = control.run
+        # counters before the state: a client that sees SETUP already reads the final counts
+        counters = control.dae.counters()
+        await self._set(self.totalcounts, counters.total_counts)
+        await self._set(self.goodframes, counters.good_frames)
+        await self._set(self.rawframes, counters.raw_frames)
+        await self._set(self.countrate, counters.count_rate)
         await self._set(self.runstate, state.name)
         await self._set(self.runstate_str, state.name)
         await self._set(self.runnumber, f"{run.run_number:08d}")
@@ -183,11 +201,6 @@ class DaePVs(PVGroup):
             await self._set(self.stop_time, _iso(run.stop_ns))
             end_ns = run.stop_ns or (control.clock_ns() if state is not RunState.SETUP else 0)
             await self._set(self.runduration, max(0, (end_ns - run.start_ns) // 1_000_000_000))
-        counters = control.dae.counters()
-        await self._set(self.totalcounts, counters.total_counts)
-        await self._set(self.goodframes, counters.good_frames)
-        await self._set(self.rawframes, counters.raw_frames)
-        await self._set(self.countrate, counters.count_rate)
         await self._set(self.errmsgs, control.error_message())
 
 

@@ -38,6 +38,7 @@ class Dae(Protocol):
 
 
 class WriterDone(Protocol):
+    def expect(self, job_id: str) -> None: ...
     def finished(self, job_id: str) -> bool | None: ...
 
 
@@ -146,6 +147,7 @@ class RunControl:
             metadata=json.dumps({"title": run.title, "users": list(users),
                                  "rb_number": run.rb_number}),
             control_topic=self.topics.run_info)
+        self.writer.expect(run.job_id)
         try:
             deliver(self.producer, self.topics.run_info, message, key=run.job_id.encode(),
                     timestamp_ms=start_ms)
@@ -181,7 +183,7 @@ class RunControl:
         previous = self._enter(command)
         stop_ms = self._now_ms()
         try:
-            self.dae.end(stop_ms * NS_PER_MS)
+            counters = self.dae.end(stop_ms * NS_PER_MS)
         except Exception as exc:
             self._state = previous
             self._error(f"{command.value} failed: the DAE did not stop: {exc}")
@@ -198,6 +200,8 @@ class RunControl:
                         " the run is paused, try again")
             raise RunControlError(self.error_message()) from exc
         self._run.stop_ns = stop_ms * NS_PER_MS
+        log.info("run %d: counting stopped at %d ms: %d events in %d frames",
+                 self._run.run_number, stop_ms, counters.total_counts, counters.good_frames)
         if command is Command.ABORT:
             self._state = RunState.SETUP
             log.info("run %d aborted", self._run.run_number)

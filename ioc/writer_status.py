@@ -55,6 +55,13 @@ class WriterStatus:
         self._last_file = ""
         self._last_outcome: WriterState | None = None
         self._finished: dict[str, bool] = {}  # job_id -> error encountered
+        self._expected: set[str] = set()  # jobs this IOC started
+
+    def expect(self, job_id: str) -> None:
+        """A refusal (answ >= 400) means ERROR only for the jobs the IOC itself started; others'
+        bad commands are only shown as the message."""
+        with self._lock:
+            self._expected.add(job_id)
 
     def on_message(self, payload: bytes) -> None:
         sid = schema_id(payload)
@@ -74,7 +81,7 @@ class WriterStatus:
             answ = deserialise_answ(payload)
             with self._lock:
                 self._message = answ.message
-                if answ.status_code >= 400:
+                if answ.status_code >= 400 and answ.job_id in self._expected:
                     self._last_outcome = WriterState.ERROR
         elif sid == "wrdn":
             done = deserialise_wrdn(payload)

@@ -30,7 +30,7 @@ def test_key_is_the_pv_and_timestamp_the_epics_time():
 
 
 def test_old_and_absurd_updates_are_dropped_and_counted():
-    fwd, producer = make([TEMP])
+    fwd, _ = make([TEMP])
     fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW))
     fwd.on_update(Update("TE:X:TEMP", np.float64(2), NOW - 1))  # older than the last
     fwd.on_update(Update("TE:X:TEMP", np.float64(3), 631_152_000))  # a never-processed record
@@ -73,7 +73,7 @@ def test_strings_cannot_go_as_f144_but_do_not_stop_others():
 
 
 def test_a_full_queue_drops_and_counts_without_blocking():
-    fwd, producer = make([TEMP], capacity=3)
+    fwd, _ = make([TEMP], capacity=3)
     for i in range(10):
         fwd.on_update(Update("TE:X:TEMP", np.float64(i), NOW + i))
     assert fwd._publisher.counters().dropped_full > 0

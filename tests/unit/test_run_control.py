@@ -40,6 +40,9 @@ class FakeWriter:
     def __init__(self):
         self.done = {}
 
+    def expect(self, job_id):
+        pass
+
     def finished(self, job_id):
         return self.done.get(job_id)
 

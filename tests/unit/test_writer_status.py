@@ -31,6 +31,26 @@ def test_states_follow_heartbeats_and_finished_files():
     assert status.view().heartbeat_age_s == 7
 
 
+def test_refusals_of_other_peoples_commands_are_no_error():
+    import datetime as dt
+
+    from streaming_data_types.action_response_answ import (
+        ActionOutcome,
+        ActionType,
+        serialise_answ,
+    )
+    status = WriterStatus(clock=lambda: 0.0)
+    status.on_message(x5f2(state="idle"))
+    ours = str(uuid.uuid4())
+    status.expect(ours)
+    for job in ("", ours):
+        status.on_message(serialise_answ("svc", job, "", ActionType.StartJob,
+                                         ActionOutcome.Failure, "bad", 400,
+                                         dt.datetime.now(dt.UTC)))
+        assert status.view().message == "bad"
+        assert status.view().state is (WriterState.ERROR if job else WriterState.IDLE)
+
+
 def test_error_outcome():
     status = WriterStatus(clock=lambda: 0.0)
     status.on_message(x5f2(state="idle"))

@@ -1,0 +1,110 @@
+"""The whole instrument as `datastream up` runs it: real broker, real EPICS IOC for the sample
+environment, run-control IOC, forwarder and file writer, each its own process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from datastream.instrument import load_config
+from datastream.kafka_client import KafkaSettings
+from datastream.paths import REPO_ROOT
+from datastream.processes import ServiceProcess
+from datastream.supervisor import instrument_services
+from datastream.topics import create_topics, wait_for_topics
+from tests.conftest import EPICS_PORTS, wait_until
+
+INSTRUMENT = "SYS"
+PREFIX = "TE:SYS:"
+
+
+@dataclass
+class Instrument:
+    config_path: Path
+    data_dir: Path
+    kafka: KafkaSettings
+    services: dict[str, ServiceProcess]
+    prefix: str = PREFIX
+
+    def pv(self, suffix: str) -> str:
+        return self.prefix + suffix
+
+    def restart(self, name: str) -> None:
+        self.services[name].stop()
+        self.services[name].start()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {s.name}\n{s.log_tail(4000)}" for s in self.services.values())
+
+
+def _write_config(d: Path) -> Path:
+    streams = REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"
+    db = REPO_ROOT / "db" / "sample_env.db"
+    path = d / "config.toml"
+    path.write_text(f"""
+[instrument]
+name = "{INSTRUMENT}"
+prefix = "{PREFIX}"
+data_dir = "{d}"
+[run_control]
+end_timeout_s = 30
+[dae]
+frame_rate_hz = 20.0
+events_per_frame = 300
+pixels = 1024
+[sample_env]
+db = "{db}"
+[forwarder]
+streams = "{streams}"
+""")
+    return path
+
+
+def forwarder_connected(kafka: KafkaSettings, topic: str) -> bool:
+    """True once the forwarder's latest x5f2 status lists every stream as connected."""
+    import json
+
+    from streaming_data_types.status_x5f2 import deserialise_x5f2
+
+    from tests.integration.conftest import read_all
+
+    messages = read_all(kafka, topic, timeout=1)
+    if not messages:
+        return False
+    status = json.loads(deserialise_x5f2(messages[-1].value()).status_json)
+    return bool(status["streams"]) and all(s["connected"] for s in status["streams"])
+
+
+def caget(pv: str, **kwargs):
+    import epics
+
+    return epics.caget(pv, timeout=5, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def instrument(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
+    d = tmp_path_factory.mktemp("instrument")
+    config_path = _write_config(d)
+    config = load_config(config_path)
+    outcome = create_topics(kafka, config.topics)
+    wait_for_topics(kafka, list(outcome))
+    services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path)
+    for service in services:
+        service.start()
+    inst = Instrument(config_path, d, kafka, {s.name: s for s in services})
+    try:
+        wait_until(lambda: caget(inst.pv("FILEWRITER:STATE"), as_string=True) == "IDLE", 90,
+                   "the run-control IOC and an idle file writer")
+        wait_until(lambda: caget(inst.pv("SE:TEMP")) is not None, 30, "the sample environment")
+        wait_until(lambda: forwarder_connected(kafka, config.topics.forwarder_status), 60,
+                   "the forwarder to connect every stream")
+        yield inst
+    except BaseException:
+        print(inst.logs())
+        raise
+    finally:
+        for service in reversed(services):
+            service.stop()

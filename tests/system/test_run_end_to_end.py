@@ -1,0 +1,196 @@
+"""A real run, end to end: BEGINRUN/ENDRUN over PVs -> Kafka -> a NeXus file holding every
+event, on real parts only."""
+
+from __future__ import annotations
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+import scippnexus as snx
+from caproto import ChannelType
+from caproto.sync.client import read as ca_read
+from caproto.sync.client import write as ca_write
+from confluent_kafka import TopicPartition
+
+from datastream.kafka_client import make_consumer
+from datastream.schemas import schema_id
+from forwarder.update import EPICS_EPOCH_OFFSET_S
+from tests.conftest import wait_until
+from tests.system.genie import Genie
+
+pytestmark = pytest.mark.system
+
+
+def count_messages(kafka, topic: str, sid: str) -> int:
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    n = 0
+    try:
+        while (msg := consumer.poll(1.0)) is not None:
+            if not msg.error() and msg.value() and schema_id(msg.value()) == sid:
+                n += 1
+    finally:
+        consumer.close()
+    return n
+
+
+def epics_ns(stamp) -> int:
+    return (stamp.secondsSinceEpoch + EPICS_EPOCH_OFFSET_S) * 1_000_000_000 + stamp.nanoSeconds
+
+
+def do_run(instrument, title: str, change_temperature_to: float, field_value: float) -> dict:
+    g = Genie(instrument.prefix)
+    g.change_title(title)
+    g.put("DAE:_USERNAME:SP", "Ada Lovelace, Bob")
+    g.begin()
+    run_number = g.get("DAE:IRUNNUMBER")
+    assert g.get("DAE:RUNNUMBER") == f"{run_number:08d}"
+    wait_until(lambda: g.text("FILEWRITER:STATE") == "WRITING", 15, "the writer to write")
+    time.sleep(1.0)
+    g.put("SE:TEMP:SP", change_temperature_to)
+    time.sleep(1.5)
+    g.put("SE:FIELD", field_value)
+    field = ca_read(instrument.pv("SE:FIELD"), data_type="time")
+    assert g.get("DAE:TOTALCOUNTS") > 0
+    g.end()
+    wait_until(lambda: g.text("FILEWRITER:LASTFILE") == f"SYS{run_number:08d}.nxs", 10,
+               "LASTFILE to name the file")
+    return {"run_number": run_number, "total": g.get("DAE:TOTALCOUNTS"),
+            "frames": g.get("DAE:GOODFRAMES"), "field_ns": epics_ns(field.metadata.stamp),
+            "path": instrument.data_dir / f"SYS{run_number:08d}.nxs", "field": field_value}
+
+
+def field_messages(kafka, pv: str) -> list[tuple[int, object, int]]:
+    """(Kafka timestamp, value, EPICS timestamp) of a PV's f142 messages: for failure reports."""
+    from datastream.schemas.f142 import deserialise_f142
+
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition("SYS_sampleEnv", 0, 0)])
+    out = []
+    try:
+        while (msg := consumer.poll(1.0)) is not None:
+            if msg.key() == pv.encode() and schema_id(msg.value()) == "f142":
+                d = deserialise_f142(msg.value())
+                out.append((msg.timestamp()[1], d.value, d.timestamp_ns))
+    finally:
+        consumer.close()
+    return out
+
+
+def check_file(run: dict, title: str, kafka=None) -> None:
+    with h5py.File(run["path"], "r") as f:
+        entry = f["raw_data_1"]
+        assert entry.attrs["NX_class"] == "NXentry"
+        events = entry["detector_1_events"]
+        assert events.attrs["NX_class"] == "NXevent_data"
+        assert len(events["event_id"]) == run["total"]  # every event, once
+        tz = events["event_time_zero"][:]
+        assert len(tz) == run["frames"] and np.all(np.diff(tz.astype(np.int64)) > 0)
+        assert events["event_time_zero"].dtype == np.uint64
+        assert events["event_time_zero"].attrs["offset"] == "1970-01-01T00:00:00Z"
+        assert events["event_index"][-1] < run["total"]
+        assert entry["title"][()].decode() == title
+        assert int(entry["run_number"][()]) == run["run_number"]
+        assert entry["user_1/name"][()].decode() == "Ada Lovelace"
+        assert entry["start_time"][()] and entry["end_time"][()]
+        field = entry["selog/Field"]
+        assert field.attrs["NX_class"] == "NXlog"
+        values = field["value"][:].tolist()
+        assert run["field"] in values, (
+            values, field["time"][:], kafka and field_messages(kafka, "TE:SYS:SE:FIELD"))
+        t_field = field["time"][:][values.index(run["field"])]
+        assert int(t_field) == run["field_ns"], (  # the EPICS timestamp, to the nanosecond
+            field["value"][:], field["time"][:], run["field_ns"],
+            kafka and field_messages(kafka, "TE:SYS:SE:FIELD"))
+        assert len(entry["selog/Temperature/value"]) >= 1
+    with snx.File(run["path"]) as f:
+        loaded = f["raw_data_1"]["detector_1_events"][...]
+        assert loaded.bins.size().sum().value == run["total"]
+        temp = f["raw_data_1"]["selog"]["Temperature"][...]
+        assert temp.coords["time"].dtype == "datetime64"
+        assert str(temp.unit) == "K"
+
+
+def test_two_runs_every_event_in_the_file(instrument):
+    first = do_run(instrument, "first sample", 299.0, 0.5)
+    check_file(first, "first sample", instrument.kafka)
+    second = do_run(instrument, "second sample", 298.5, -0.75)
+    check_file(second, "second sample", instrument.kafka)
+    assert second["run_number"] == first["run_number"] + 1
+
+
+def test_run_numbers_persist_across_an_ioc_restart(instrument):
+    g = Genie(instrument.prefix)
+    before = g.get("DAE:IRUNNUMBER")
+    instrument.restart("run-control-ioc")
+    wait_until(lambda: g.get("DAE:IRUNNUMBER") is not None, 30, "the IOC back")
+    assert g.get("DAE:IRUNNUMBER") == before
+    g.begin()
+    assert g.get("DAE:IRUNNUMBER") == before + 1
+    g.end()
+    assert (instrument.data_dir / f"SYS{before + 1:08d}.nxs").exists()
+
+
+def test_commands_in_the_wrong_state_fail_the_put_and_send_nothing(instrument):
+    g = Genie(instrument.prefix)
+    g.waitfor_runstate("SETUP")
+    stops = count_messages(instrument.kafka, "SYS_runInfo", "6s4t")
+    with pytest.raises(Exception, match="ENDRUN refused: run state is SETUP"):
+        ca_write(instrument.pv("DAE:ENDRUN"), "1", notify=True, data_type=ChannelType.STRING)
+    assert "ENDRUN refused" in g.text("DAE:ERRMSGS")
+    for command in ("PAUSERUN", "RESUMERUN", "ABORTRUN"):
+        with pytest.raises(Exception, match="refused"):
+            ca_write(instrument.pv(f"DAE:{command}"), 1, notify=True)
+    assert count_messages(instrument.kafka, "SYS_runInfo", "6s4t") == stops
+    # a string "1" put starts a run; a second BEGINRUN is refused while RUNNING
+    ca_write(instrument.pv("DAE:BEGINRUN"), "1", notify=True, data_type=ChannelType.STRING)
+    g.waitfor_runstate("RUNNING")
+    starts = count_messages(instrument.kafka, "SYS_runInfo", "pl72")
+    with pytest.raises(Exception, match="BEGINRUN refused: run state is RUNNING"):
+        ca_write(instrument.pv("DAE:BEGINRUN"), "1", notify=True, data_type=ChannelType.STRING)
+    assert count_messages(instrument.kafka, "SYS_runInfo", "pl72") == starts
+    # pausing stops counting
+    g.put("DAE:PAUSERUN", 1)
+    g.waitfor_runstate("PAUSED")
+    paused = g.get("DAE:TOTALCOUNTS")
+    time.sleep(0.8)
+    assert g.get("DAE:TOTALCOUNTS") == paused
+    g.put("DAE:RESUMERUN", 1)
+    g.waitfor_runstate("RUNNING")
+    wait_until(lambda: g.get("DAE:TOTALCOUNTS") > paused, 5, "counting to resume")
+    number = g.get("DAE:IRUNNUMBER")
+    g.end()
+    with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs") as f:
+        assert len(f["raw_data_1/detector_1_events/event_id"]) == g.get("DAE:TOTALCOUNTS")
+
+
+def test_malformed_messages_on_every_topic_are_skipped(instrument):
+    from datastream.kafka_client import make_producer
+
+    g = Genie(instrument.prefix)
+    g.begin()
+    producer = make_producer(instrument.kafka)
+    for topic in ("SYS_runInfo", "SYS_events", "SYS_sampleEnv"):
+        for junk in (b"", b"xx", b"\x00\x00\x00\x00ev44" + b"\xff" * 64,
+                     b"\x00\x00\x00\x00pl72" + b"\x01" * 40):
+            producer.produce(topic, junk, timestamp=time.time_ns() // 1_000_000)
+    producer.flush(10)
+    time.sleep(1.0)
+    number = g.get("DAE:IRUNNUMBER")
+    g.end()
+    with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs") as f:
+        assert len(f["raw_data_1/detector_1_events/event_id"]) == g.get("DAE:TOTALCOUNTS")
+    assert g.text("FILEWRITER:STATE") in ("FINISHED", "IDLE")
+    assert all(s.alive() for s in instrument.services.values())
+
+
+def test_a_dead_writer_shows_unavailable_and_comes_back(instrument):
+    g = Genie(instrument.prefix)
+    writer = instrument.services["filewriter"]
+    writer.kill()
+    wait_until(lambda: g.text("FILEWRITER:STATE") == "UNAVAILABLE", 15, "UNAVAILABLE")
+    assert g.get("FILEWRITER:HEARTBEAT_AGE") > 5
+    writer.start()
+    wait_until(lambda: g.text("FILEWRITER:STATE") in ("IDLE", "FINISHED"), 60, "the writer back")
