@@ -92,6 +92,22 @@ class RssSampler:
         self._thread.join()
 
 
+def dump_run_info(kafka: KafkaSettings, topic: str) -> None:
+    """What the run-info topic holds, for the report of a benchmark that got stuck."""
+    from confluent_kafka import TopicPartition
+
+    from datastream.kafka_client import make_consumer
+    from datastream.schemas import schema_id
+
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    while (msg := consumer.poll(1.0)) is not None:
+        sid = schema_id(msg.value())
+        if sid != "x5f2":
+            print(f"  {topic}@{msg.offset()}: {sid} ts {msg.timestamp()[1]}")
+    consumer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,12 +140,19 @@ def main() -> None:
     p = "TE:BENCH:"
 
     def get(pv: str, **kw):
-        return epics.caget(p + pv, timeout=5, **kw)
+        # use_monitor=False: pyepics' cached monitor value may lag a just-completed put
+        return epics.caget(p + pv, timeout=5, use_monitor=False, **kw)
 
     def wait(cond, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > deadline:
+                dump_run_info(kafka, config.topics.run_info)
+                for _ in range(2):
+                    print("  PVs:", {pv: get(pv, as_string=True) for pv in (
+                        "DAE:RUNSTATE", "DAE:RUNDURATION", "FILEWRITER:STATE",
+                        "FILEWRITER:HEARTBEAT_AGE", "FILEWRITER:LASTFILE", "DAE:ERRMSGS")})
+                    time.sleep(2)
                 raise SystemExit(f"timed out waiting for {what}")
             time.sleep(0.005)
 

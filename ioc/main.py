@@ -8,12 +8,22 @@ import os
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
-from ioc.run_control import RunControl
+from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
+from ioc.runstate import CommandRefused
 from ioc.simulated_dae import DaeSettings, SimulatedDae
 from ioc.writer_status import WriterStatus, WriterStatusListener
 
 log = logging.getLogger(__name__)
+
+
+class _RefusalsWithoutTraceback(logging.Filter):
+    """caproto logs every failed put with a traceback; a refused run-control command is an
+    expected answer, logged once as a line by run control itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, CommandRefused | RunControlError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +42,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     os.environ.setdefault("EPICS_CAS_BEACON_ADDR_LIST", args.interfaces.split()[0])
     os.environ.setdefault("EPICS_CAS_AUTO_BEACON_ADDR_LIST", "NO")
     from caproto.server import run as run_server
+
+    logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
 
     from ioc.pvgroups import RunControlIOC
 

@@ -113,6 +113,7 @@ class RunControl:
                 transition = check(command, self._state)
             except CommandRefused as exc:
                 self._messages = [*self._messages[-19:], str(exc)]
+                log.warning("%s", exc)
                 raise
             previous = self._state
             self._state = transition.passes_through

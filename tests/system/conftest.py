@@ -81,7 +81,7 @@ def forwarder_connected(kafka: KafkaSettings, topic: str) -> bool:
 def caget(pv: str, **kwargs):
     import epics
 
-    return epics.caget(pv, timeout=5, **kwargs)
+    return epics.caget(pv, timeout=5, use_monitor=False, **kwargs)
 
 
 @pytest.fixture(scope="module")

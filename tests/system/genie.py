@@ -11,11 +11,12 @@ class Genie:
     def __init__(self, prefix: str) -> None:
         self.p = prefix
 
+    # use_monitor=False: pyepics' cached monitor value may lag behind a put that just completed
     def get(self, suffix: str, **kwargs):
-        return epics.caget(self.p + suffix, timeout=5, **kwargs)
+        return epics.caget(self.p + suffix, timeout=5, use_monitor=False, **kwargs)
 
     def text(self, suffix: str) -> str:
-        return epics.caget(self.p + suffix, as_string=True, timeout=5)
+        return epics.caget(self.p + suffix, as_string=True, timeout=5, use_monitor=False)
 
     def put(self, suffix: str, value) -> None:
         assert epics.caput(self.p + suffix, value, wait=True, timeout=30) == 1, suffix
