@@ -119,7 +119,7 @@ Instrument {config.name} is up.
 
 In another shell (the IOCs listen on loopback only):
 {shell_exports(ports.client_env())}
-  .venv/bin/caproto-put {p}DAE:TITLE:SP "my sample"   # or caput -S with EPICS base
+  .venv/bin/caproto-put -S {p}DAE:TITLE:SP "my sample"   # or caput -S with EPICS base
   .venv/bin/caproto-put {p}DAE:BEGINRUN 1
   .venv/bin/caproto-monitor {p}DAE:RUNSTATE {p}DAE:TOTALCOUNTS {p}FILEWRITER:STATE
   .venv/bin/caproto-put {p}DAE:ENDRUN 1

@@ -150,11 +150,16 @@ class WriteJob:
                     - int(self._settings.lookback_s * 1000))
         wanted = [TopicPartition(t, p, start_ms)
                   for t in topics for p in metadata.topics[t].partitions]
+        # the end of each partition *before* the time lookup: a message appended between the
+        # two lookups lies at or after it, so reading from there cannot skip the run's first
+        # frame (reading from an end taken afterwards could)
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(
+            tp, timeout=10, cached=False)[1] for tp in wanted}
         offsets = consumer.offsets_for_times(wanted, timeout=10)
         for tp in offsets:
             if tp.offset < 0:
-                # nothing at or after the start: the data of this run are all still to come
-                _, tp.offset = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                # nothing at or after start - lookback yet: the run's data are all to come
+                tp.offset = ends[(tp.topic, tp.partition)]
             self._next_offset[(tp.topic, tp.partition)] = tp.offset
         consumer.assign(offsets)
         return offsets
