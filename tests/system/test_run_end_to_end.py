@@ -105,12 +105,16 @@ def check_file(run: dict, title: str, kafka=None) -> None:
             field["value"][:], field["time"][:], run["field_ns"],
             kafka and field_messages(kafka, "TE:SYS:SE:FIELD"))
         assert len(entry["selog/Temperature/value"]) >= 1
+        spectrum = entry["selog/Spectrum/value"]
+        assert spectrum.shape[1:] == (8,) and spectrum[0].tolist()[:3] == [3.0, 7.0, 12.0]
+        assert entry["selog/Status/value"][0] in (b"idle", "idle")
     with snx.File(run["path"]) as f:
         loaded = f["raw_data_1"]["detector_1_events"][...]
         assert loaded.bins.size().sum().value == run["total"]
         temp = f["raw_data_1"]["selog"]["Temperature"][...]
         assert temp.coords["time"].dtype == "datetime64"
         assert str(temp.unit) == "K"
+        assert f["raw_data_1"]["selog"]["Spectrum"][...].ndim == 2
 
 
 def test_two_runs_every_event_in_the_file(instrument):
