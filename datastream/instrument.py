@@ -17,21 +17,13 @@ DEFAULT_INSTRUMENT = "DEMO"
 
 
 @dataclass(frozen=True)
-class DaeConfig:
-    frame_rate_hz: float = 10.0
-    events_per_frame: int = 1000
-    pixels: int = 16384
-    first_pixel: int = 1
-    source: str = "DAE"
-
-
-@dataclass(frozen=True)
 class InstrumentConfig:
     name: str = DEFAULT_INSTRUMENT
     prefix: str = f"IN:{DEFAULT_INSTRUMENT}:"
     broker: str = "127.0.0.1:9092"
     data_dir: Path = DEFAULT_DATA_DIR
-    dae: DaeConfig = field(default_factory=DaeConfig)
+    # the [dae] table, handed to the DAE, which validates it (ioc.simulated_dae.DaeSettings)
+    dae: dict[str, object] = field(default_factory=dict)
     sample_env_db: Path | None = None
     streams_file: Path | None = None
     end_timeout_s: float = 60.0
@@ -74,7 +66,7 @@ def load_config(path: Path) -> InstrumentConfig:
         prefix=inst.get("prefix", f"IN:{name}:"),
         broker=doc.get("kafka", {}).get("broker", "127.0.0.1:9092"),
         data_dir=data_dir,
-        dae=DaeConfig(**doc.get("dae", {})),
+        dae=dict(doc.get("dae", {})),
         sample_env_db=_resolve(base, doc.get("sample_env", {}).get("db")),
         streams_file=_resolve(base, doc.get("forwarder", {}).get("streams")),
         end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),

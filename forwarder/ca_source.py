@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
 
+from forwarder.source import MonitorSource
 from forwarder.update import EPICS_EPOCH_OFFSET_S, Connection, Update
 
 log = logging.getLogger(__name__)
@@ -28,25 +28,11 @@ def update_from_ca(channel: str, response: object) -> Update:
     return Update(channel, value, ts_ns, int(meta.severity), int(meta.status))
 
 
-class CaSource:
-    """Subscribes without ever blocking: a PV that is not there yet is found when it appears."""
-
-    def __init__(self, channels: list[str], on_update: Callable[[Update], None],
-                 on_connection: Callable[[str, Connection], None]) -> None:
-        self._channels = channels
-        self._on_update = on_update
-        self._on_connection = on_connection
-        self._context = None
-        self._subscriptions: list[object] = []
-
-    def start(self) -> None:
-        if not self._channels:
-            return
+class CaSource(MonitorSource):
+    def _subscribe(self) -> None:
         from caproto.threading.client import Context
 
         self._context = Context()
-        for channel in self._channels:
-            self._on_connection(channel, Connection.NEVER_CONNECTED)
         pvs = self._context.get_pvs(*self._channels, connection_state_callback=self._connection)
         for pv in pvs:
             sub = pv.subscribe(data_type="time")
@@ -65,10 +51,8 @@ class CaSource:
         except Exception:  # a callback that raises would be silently dropped by caproto
             log.exception("CA update of %s could not be forwarded", sub.pv.name)
 
-    def close(self) -> None:
-        for sub in self._subscriptions:
-            sub.clear()
-        if self._context is not None:
-            for channel in self._channels:
-                self._on_connection(channel, Connection.DESTROYED)
-            self._context.disconnect()
+    def _end_subscription(self, subscription: object) -> None:
+        subscription.clear()
+
+    def _close_context(self) -> None:
+        self._context.disconnect()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from forwarder.source import MonitorSource
 from forwarder.update import Connection, Update
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,12 @@ def update_from_pva(channel: str, value: object) -> Update:
                   int(value["alarm.status"]), str(value["alarm.message"]))
 
 
-class PvaSource:
-    def __init__(self, channels: list[str], on_update: Callable[[Update], None],
-                 on_connection: Callable[[str, Connection], None]) -> None:
-        self._channels = channels
-        self._on_update = on_update
-        self._on_connection = on_connection
-        self._context = None
-        self._subscriptions: list[object] = []
-
-    def start(self) -> None:
-        if not self._channels:
-            return
+class PvaSource(MonitorSource):
+    def _subscribe(self) -> None:
         from p4p.client.thread import Context
 
         self._context = Context("pva", nt=False)
         for channel in self._channels:
-            self._on_connection(channel, Connection.NEVER_CONNECTED)
             self._subscriptions.append(self._context.monitor(
                 channel, self._make_callback(channel), notify_disconnect=True))
 
@@ -71,10 +61,8 @@ class PvaSource:
 
         return callback
 
-    def close(self) -> None:
-        for sub in self._subscriptions:
-            sub.close()
-        if self._context is not None:
-            for channel in self._channels:
-                self._on_connection(channel, Connection.DESTROYED)
-            self._context.close()
+    def _end_subscription(self, subscription: object) -> None:
+        subscription.close()
+
+    def _close_context(self) -> None:
+        self._context.close()

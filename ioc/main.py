@@ -48,19 +48,18 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     from ioc.pvgroups import RunControlIOC
 
     topics = config.topics
+    try:
+        dae_settings = DaeSettings(**config.dae)
+    except TypeError as exc:
+        raise SystemExit(f"bad [dae] section in {args.config}: {exc}") from exc
     producer = make_producer(kafka)
-    dae = SimulatedDae(
-        make_producer(kafka), topics.events,
-        DaeSettings(frame_rate_hz=config.dae.frame_rate_hz,
-                    events_per_frame=config.dae.events_per_frame,
-                    first_pixel=config.dae.first_pixel, pixels=config.dae.pixels,
-                    source_name=config.dae.source))
+    dae = SimulatedDae(make_producer(kafka), topics.events, dae_settings)
     writer_status = WriterStatus()
     listener = WriterStatusListener(kafka, topics.run_info, writer_status)
     control = RunControl(
         instrument=config.name, topics=topics, producer=producer, dae=dae,
         run_numbers=RunNumberStore(config.data_dir / "runinfo" / f"{config.name}_runnumber.txt"),
-        writer=writer_status, logs=config.streams(), events_source=config.dae.source,
+        writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
                         simulated_dae=dae)

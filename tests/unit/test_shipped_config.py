@@ -1,0 +1,14 @@
+from datastream.instrument import load_config
+from datastream.paths import IOCBOOT_DIR
+from ioc.simulated_dae import DaeSettings
+
+
+def test_the_demo_instrument_config_is_complete():
+    config = load_config(IOCBOOT_DIR / "DEMO" / "config.toml")
+    assert (config.name, config.prefix, config.broker) == ("DEMO", "IN:DEMO:", "127.0.0.1:9092")
+    assert DaeSettings(**config.dae).frame_rate_hz == 10.0
+    assert config.sample_env_db is not None and config.sample_env_db.exists()
+    streams = config.streams()
+    assert {s.stream.protocol for s in streams} == {"ca", "pva"}
+    assert all(s.stream.channel.startswith("IN:DEMO:SE:") for s in streams)
+    assert all(s.stream.topic == "DEMO_sampleEnv" for s in streams)
