@@ -111,10 +111,13 @@ def check_file(run: dict, title: str, kafka=None) -> None:
     with snx.File(run["path"]) as f:
         loaded = f["raw_data_1"]["detector_1_events"][...]
         assert loaded.bins.size().sum().value == run["total"]
-        temp = f["raw_data_1"]["selog"]["Temperature"][...]
+        # an NXlog with connection_status_* / alarm_* loads as a group of sub-logs
+        temp_group = f["raw_data_1"]["selog"]["Temperature"][...]
+        assert "connection_status" in temp_group
+        temp = temp_group["value"]
         assert temp.coords["time"].dtype == "datetime64"
         assert str(temp.unit) == "K"
-        assert f["raw_data_1"]["selog"]["Spectrum"][...].ndim == 2
+        assert f["raw_data_1"]["selog"]["Spectrum"][...]["value"].ndim == 2
 
 
 def test_two_runs_every_event_in_the_file(instrument):
