@@ -8,11 +8,13 @@ import os
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
+from ioc.forwarder_status import ForwarderStatus
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
 from ioc.runstate import CommandRefused
 from ioc.simulated_dae import DaeSettings, SimulatedDae
-from ioc.writer_status import WriterStatus, WriterStatusListener
+from ioc.status_listener import StatusListener
+from ioc.writer_status import WriterStatus
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +57,25 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     producer = make_producer(kafka)
     dae = SimulatedDae(make_producer(kafka), topics.events, dae_settings)
     writer_status = WriterStatus()
-    listener = WriterStatusListener(kafka, topics.run_info, writer_status)
+    forwarder_status = ForwarderStatus()
+    listeners = [StatusListener(kafka, topics.run_info, writer_status.on_message),
+                 StatusListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
     control = RunControl(
         instrument=config.name, topics=topics, producer=producer, dae=dae,
         run_numbers=RunNumberStore(config.data_dir / "runinfo" / f"{config.name}_runnumber.txt"),
         writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
-                        simulated_dae=dae)
+                        forwarder_status=forwarder_status, simulated_dae=dae)
     dae.start()
-    listener.start()
+    for listener in listeners:
+        listener.start()
     log.info("run-control IOC %s on CA port %d; %d PVs; run number %d", config.prefix,
              args.ca_port, len(ioc.pvdb), control.run.run_number)
     try:
         run_server(ioc.pvdb, interfaces=args.interfaces.split(), log_pv_names=False)
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         dae.close()
         producer.flush(5)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from ioc.forwarder_status import ForwarderState, ForwarderStatus
 from ioc.run_control import RunControl
 from ioc.runstate import RunState
 from ioc.simulated_dae import SimulatedDae
@@ -158,6 +159,7 @@ class DaePVs(PVGroup):
     async def runstate(self, instance, async_lib):
         # the writer's PVs first: when ENDING turns SETUP, LASTFILE already names the file
         await self.parent.filewriter.refresh()
+        await self.parent.forwarder.refresh()
         self.control.tick()
         await self.refresh()
 
@@ -236,16 +238,51 @@ class FileWriterPVs(PVGroup):
             await self.heartbeat_age.write(age)
 
 
+class ForwarderPVs(PVGroup):
+    """The forwarder as the IOC sees it through its x5f2 status messages."""
+
+    state = pvproperty(name="STATE", value=ForwarderState.UNAVAILABLE.name,
+                       dtype=ChannelType.ENUM, enum_strings=tuple(s.name for s in ForwarderState),
+                       record="mbbi", read_only=True)
+    streams = pvproperty(name="STREAMS", value=0, read_only=True, doc="PVs configured")
+    connected = pvproperty(name="CONNECTED", value=0, read_only=True, doc="PVs connected")
+    update_rate = pvproperty(name="UPDATERATE", value=0.0, read_only=True, precision=1,
+                             units="1/s", doc="PV updates received per second")
+    dropped = pvproperty(name="DROPPED", value=0, read_only=True,
+                         doc="updates not forwarded (old, implausible time, full queue, errors)")
+    heartbeat_age = pvproperty(name="HEARTBEAT_AGE", value=-1.0, read_only=True, precision=1,
+                               units="s", doc="Seconds since the forwarder's last status")
+
+    @property
+    def status(self) -> ForwarderStatus:
+        return self.parent.forwarder_status
+
+    async def refresh(self) -> None:
+        view = self.status.view()
+        for prop, value in ((self.state, view.state.name), (self.streams, view.streams),
+                            (self.connected, view.connected), (self.dropped, view.dropped),
+                            (self.update_rate, round(view.updates_per_s, 1))):
+            if prop.value != value:
+                await prop.write(value)
+        age = round(view.heartbeat_age_s, 1)
+        if abs(age - self.heartbeat_age.value) >= 0.5 or (age < 0) != (
+                self.heartbeat_age.value < 0):
+            await self.heartbeat_age.write(age)
+
+
 class RunControlIOC(PVGroup):
     """Run-control IOC of an ISIS-style instrument: <prefix>DAE: run control with a simulated
     DAE streaming events to Kafka, <prefix>FILEWRITER: file-writer status."""
 
     dae = SubGroup(DaePVs, prefix="DAE:")
     filewriter = SubGroup(FileWriterPVs, prefix="FILEWRITER:")
+    forwarder = SubGroup(ForwarderPVs, prefix="FORWARDER:")
 
     def __init__(self, *args, control: RunControl, writer_status: WriterStatus,
+                 forwarder_status: ForwarderStatus,
                  simulated_dae: SimulatedDae | None = None, **kwargs) -> None:
         self.control = control
         self.writer_status = writer_status
+        self.forwarder_status = forwarder_status
         self.simulated_dae = simulated_dae
         super().__init__(*args, **kwargs)

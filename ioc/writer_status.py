@@ -9,13 +9,11 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
-from confluent_kafka import OFFSET_END, TopicPartition
 from streaming_data_types.action_response_answ import deserialise_answ
 from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
 from streaming_data_types.status_x5f2 import deserialise_x5f2
 
-from datastream.kafka_client import KafkaSettings, make_consumer
-from datastream.schemas import MalformedMessage, schema_id
+from datastream.schemas import schema_id
 
 log = logging.getLogger(__name__)
 
@@ -109,42 +107,3 @@ class WriterStatus:
                 state = self._last_outcome or WriterState.IDLE
             return WriterView(state, self._filename if self._writing else "", self._job_id,
                               self._message, self._last_file, age)
-
-
-class WriterStatusListener:
-    """Consumes the run-info topic from its end and feeds a WriterStatus (one owned thread)."""
-
-    def __init__(self, settings: KafkaSettings, topic: str, status: WriterStatus) -> None:
-        self._settings = settings
-        self._topic = topic
-        self._status = status
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="writer-status", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        consumer = make_consumer(self._settings)
-        consumer.assign([TopicPartition(self._topic, 0, OFFSET_END)])
-        try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    log.warning("run-info topic: %s", msg.error())
-                    continue
-                try:
-                    self._status.on_message(msg.value())
-                except (MalformedMessage, Exception) as exc:  # one bad message never stops it
-                    log.warning("skipped a malformed message on %s at offset %d: %s",
-                                self._topic, msg.offset(), exc)
-        finally:
-            consumer.close()

@@ -201,3 +201,11 @@ def test_a_dead_writer_shows_unavailable_and_comes_back(instrument):
     assert g.get("FILEWRITER:HEARTBEAT_AGE") > 5
     writer.start()
     wait_until(lambda: g.text("FILEWRITER:STATE") in ("IDLE", "FINISHED"), 60, "the writer back")
+
+
+def test_forwarder_status_pvs(instrument):
+    g = Genie(instrument.prefix)
+    wait_until(lambda: g.text("FORWARDER:STATE") == "RUNNING", 15, "FORWARDER:STATE RUNNING")
+    assert g.get("FORWARDER:STREAMS") == 6
+    assert g.get("FORWARDER:CONNECTED") == 6
+    assert 0 <= g.get("FORWARDER:HEARTBEAT_AGE") < 6
