@@ -66,7 +66,8 @@ class _EventLog:
     def flush(self, closing: bool = False) -> None:
         if closing:
             self._rows.extend(self._gate.flush_pending())
-        if not self._rows:
+        # created at close even when empty: every log of every file has the same shape
+        if not self._rows and not (closing and not self._datasets):
             return
         if not self._datasets:
             self._datasets["time"] = appendable(self._group, self._time_name, np.uint64,
@@ -75,6 +76,8 @@ class _EventLog:
             for name in self._fields:
                 self._datasets[name] = appendable(self._group, name, h5py.string_dtype(),
                                                   chunk_rows=256)
+        if not self._rows:
+            return
         append(self._datasets["time"], np.array([r[0] for r in self._rows], dtype=np.uint64))
         for i, name in enumerate(self._fields, start=1):
             append(self._datasets[name], [str(r[i]) for r in self._rows])

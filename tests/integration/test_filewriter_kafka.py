@@ -117,7 +117,7 @@ def test_every_frame_in_the_run_once_with_logs_and_garbage_skipped(kafka, topics
     assert "malformed" in done.message
     with snx.File(writer / "IT00000001.nxs") as f:
         assert f["raw_data_1"]["detector_1_events"][...].bins.size().sum().value == len(ids)
-        assert f["raw_data_1"]["selog"]["Temperature"][...].sizes == {"time": 2}
+        assert f["raw_data_1"]["selog"]["Temperature"][...]["value"].sizes == {"time": 2}
         assert f["raw_data_1"]["selog"]["Temperature"]["minimum_value"][()].value == 11.0
     answers = replies(kafka, topics.run_info, "answ")
     assert [a.status_code for a in answers if a.job_id == job_id] == [201, 201]

@@ -49,3 +49,5 @@ def test_f144_arrays_and_strings(h5file):
     feed(strings, serialise_f142("idle", "S", 1500))
     strings.close()
     assert [s.decode() for s in h5file["s/value"][:]] == ["idle"]
+    # no alarm or connection change: the datasets are there, empty, in every log alike
+    assert len(h5file["s/alarm_time"]) == 0 and len(h5file["s/connection_status"]) == 0
