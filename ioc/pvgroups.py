@@ -48,6 +48,20 @@ def _isis_time(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%d-%b-%Y %H:%M:%S").upper()
 
 
+async def write_changed(pairs) -> None:
+    """Write each (pvproperty, value) whose value differs: monitors fire on change only."""
+    for prop, value in pairs:
+        if prop.value != value:
+            await prop.write(value)
+
+
+async def write_age(prop, age_s: float) -> None:
+    """A heartbeat age, updated in half-second steps (and when it appears or goes)."""
+    age = round(age_s, 1)
+    if abs(age - prop.value) >= 0.5 or (age < 0) != (prop.value < 0):
+        await prop.write(age)
+
+
 class DaePVs(PVGroup):
     """Run control with ISISDAE names: put 1 to BEGINRUN/ENDRUN/PAUSERUN/RESUMERUN/ABORTRUN.
     A command that the run state does not allow fails the put and says why in ERRMSGS."""
@@ -164,9 +178,7 @@ class DaePVs(PVGroup):
         await self.refresh()
 
     async def _set(self, prop, value) -> None:
-        """Write only on change, so monitors fire on change and not every scan."""
-        if prop.value != value:
-            await prop.write(value)
+        await write_changed(((prop, value),))
 
     async def refresh(self) -> None:
         # the scan and a putter both refresh; interleaved at their awaits, an older counter
@@ -227,15 +239,10 @@ class FileWriterPVs(PVGroup):
     async def refresh(self) -> None:
         """Called by the run-control scan, so both groups change in one consistent order."""
         view = self.status.view()
-        for prop, value in ((self.state, view.state.name), (self.filename, view.filename),
-                            (self.jobid, view.job_id), (self.message, view.message),
-                            (self.lastfile, view.last_file)):
-            if prop.value != value:
-                await prop.write(value)
-        age = round(view.heartbeat_age_s, 1)
-        if abs(age - self.heartbeat_age.value) >= 0.5 or (age < 0) != (
-                self.heartbeat_age.value < 0):
-            await self.heartbeat_age.write(age)
+        await write_changed(((self.state, view.state.name), (self.filename, view.filename),
+                             (self.jobid, view.job_id), (self.message, view.message),
+                             (self.lastfile, view.last_file)))
+        await write_age(self.heartbeat_age, view.heartbeat_age_s)
 
 
 class ForwarderPVs(PVGroup):
@@ -259,15 +266,10 @@ class ForwarderPVs(PVGroup):
 
     async def refresh(self) -> None:
         view = self.status.view()
-        for prop, value in ((self.state, view.state.name), (self.streams, view.streams),
-                            (self.connected, view.connected), (self.dropped, view.dropped),
-                            (self.update_rate, round(view.updates_per_s, 1))):
-            if prop.value != value:
-                await prop.write(value)
-        age = round(view.heartbeat_age_s, 1)
-        if abs(age - self.heartbeat_age.value) >= 0.5 or (age < 0) != (
-                self.heartbeat_age.value < 0):
-            await self.heartbeat_age.write(age)
+        await write_changed(((self.state, view.state.name), (self.streams, view.streams),
+                             (self.connected, view.connected), (self.dropped, view.dropped),
+                             (self.update_rate, round(view.updates_per_s, 1))))
+        await write_age(self.heartbeat_age, view.heartbeat_age_s)
 
 
 class RunControlIOC(PVGroup):
