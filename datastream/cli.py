@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,7 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(config, external_broker=args.broker, ports=EpicsPorts(
         run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
         pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1),
-        broker_port=args.broker_port, ready_event=threading.Event())
+        broker_port=args.broker_port)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -29,7 +28,6 @@ class ServiceProcess:
     log_path: Path
     proc: subprocess.Popen | None = None
     restarts: int = 0
-    started_at: float = field(default=0.0)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +36,6 @@ class ServiceProcess:
             self.proc = subprocess.Popen(self.argv, env=os.environ | self.env, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
                                          start_new_session=True, preexec_fn=_die_with_parent)
-        self.started_at = time.monotonic()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

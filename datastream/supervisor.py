@@ -45,7 +45,7 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
 
 
 def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
-       broker_port: int = 9092, ready_event: threading.Event | None = None,
+       broker_port: int = 9092,
        config_file: Path | None = None) -> int:
     from datastream.broker import embedded
 
@@ -72,8 +72,6 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     for service in services:
         service.start()
     _print_summary(config, bootstrap, ports, services)
-    if ready_event is not None:
-        ready_event.set()
     try:
         while not stop.wait(1.0):
             for service in services:

@@ -240,7 +240,7 @@ class FileWriterService:
             if payload is None:
                 raise MalformedMessage("empty message")
             handler(payload)
-        except (MalformedMessage, Exception) as exc:  # one bad command never stops the writer
+        except Exception as exc:  # one bad command never stops the writer
             self.malformed_commands += 1
             log.warning("skipped a bad message on %s at offset %d: %s", topic, offset, exc)
 

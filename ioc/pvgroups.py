@@ -180,17 +180,15 @@ class DaePVs(PVGroup):
     async def _set(self, prop, value) -> None:
         await write_changed(((prop, value),))
 
-    async def refresh(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         # the scan and a putter both refresh; interleaved at their awaits, an older counter
         # value could be written last
+        self._refresh_lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
         async with self._refresh_lock:
             await self._refresh()
-
-    @property
-    def _refresh_lock(self) -> asyncio.Lock:
-        if not hasattr(self, "_lock"):
-            self._lock = asyncio.Lock()
-        return self._lock
 
     async def _refresh(self) -> None:
         control = self.control

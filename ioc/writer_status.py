@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,7 +42,7 @@ class WriterStatus:
     scan reads it)."""
 
     def __init__(self, heartbeat_timeout_s: float = 6.0,
-                 clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._timeout = heartbeat_timeout_s
