@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import h5py
 import psutil
+from common import free_port, pct
 
 from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
@@ -32,12 +32,6 @@ from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
 from datastream.supervisor import instrument_services
 from datastream.topics import create_topics, wait_for_topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(d: Path, events_per_frame: int, rate_hz: float) -> Path:
@@ -59,11 +53,6 @@ db = "{REPO_ROOT / 'db' / 'sample_env.db'}"
 streams = "{REPO_ROOT / 'iocBoot' / 'DEMO' / 'forwarder_streams.json'}"
 """)
     return path
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class RssSampler:

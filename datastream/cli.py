@@ -116,13 +116,18 @@ def cmd_se_ioc(args: argparse.Namespace) -> int:
 
 
 def cmd_forwarder(args: argparse.Namespace) -> int:
+    from forwarder.options import OptionError, resolve_options
     from forwarder.service import run
 
     config, kafka = _config_and_kafka(args)
     if args.streams:
         config = replace(config, streams_file=args.streams.resolve())
+    try:
+        options = resolve_options(args, Path(args.config))
+    except OptionError as exc:
+        raise SystemExit(str(exc)) from exc
     with contextlib.suppress(KeyboardInterrupt):
-        run(config, kafka)
+        run(config, kafka, options=options)
     return 0
 
 
@@ -205,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fwd = _service_parser(sub, "forwarder", "forward EPICS PVs (CA, PVA) to Kafka")
     fwd.add_argument("--streams", type=Path, help="stream config JSON (default: the config's)")
+    from forwarder.options import add_arguments as add_forwarder_arguments
+
+    add_forwarder_arguments(fwd)
     fwd.set_defaults(func=cmd_forwarder)
 
     fw = _service_parser(sub, "filewriter", "write NeXus files from run start/stop commands")

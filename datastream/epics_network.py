@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+# CA's default 16 kB cuts off detector spectra and images; servers and libca clients must agree
+MAX_ARRAY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class EpicsPorts:
             "EPICS_CA_ADDR_LIST": " ".join(f"{LOOPBACK}:{p}" for p in self.ca_servers()),
             "EPICS_CA_AUTO_ADDR_LIST": "NO",
             "EPICS_CA_REPEATER_PORT": str(self.repeater),
+            "EPICS_CA_MAX_ARRAY_BYTES": str(MAX_ARRAY_BYTES),
             "EPICS_PVA_ADDR_LIST": LOOPBACK,
             "EPICS_PVA_AUTO_ADDR_LIST": "NO",
             "EPICS_PVA_BROADCAST_PORT": str(self.pva_broadcast),

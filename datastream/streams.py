@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROTOCOLS = ("ca", "pva")
-SCHEMAS = ("f142", "f144")
+SCHEMAS = ("f142", "f144", "tdct", "se00")
 
 
 class StreamConfigError(ValueError):
@@ -109,3 +109,16 @@ def expand_macros(text: str, macros: dict[str, str]) -> str:
         return macros[key]
 
     return re.sub(r"\$\((\w+)\)", sub, text)
+
+
+# DAE PVs the forwarder sends to <INST>_runLog (ISIS run log), and the file's runlog group reads
+RUNLOG_PVS: dict[str, str] = {
+    "GOODFRAMES": "", "RAWFRAMES": "", "TOTALCOUNTS": "", "COUNTRATE": "events/s",
+    "RUNDURATION": "s", "GOODUAH": "uAh", "RUNSTATE": "",
+}
+
+
+def runlog_streams(prefix: str, topic: str) -> list[LogStream]:
+    return [LogStream(Stream(f"{prefix}DAE:{pv}", "ca", "f142", topic), pv.lower(), units,
+                      periodic=True)
+            for pv, units in RUNLOG_PVS.items()]

@@ -25,25 +25,31 @@ def update_from_ca(channel: str, response: object) -> Update:
     else:
         arr = np.asarray(data)
         value = arr[0] if arr.size == 1 else arr
-    return Update(channel, value, ts_ns, int(meta.severity), int(meta.status))
+    return Update(channel, value, ts_ns, int(meta.severity), int(meta.status), "", "ca")
 
 
 class CaSource(MonitorSource):
-    def _subscribe(self) -> None:
+    protocol = "ca"
+
+    def _make_context(self) -> object:
         from caproto.threading.client import Context
 
-        self._context = Context()
-        pvs = self._context.get_pvs(*self._channels, connection_state_callback=self._connection)
+        return Context()
+
+    def _subscribe(self, channels: list[str]) -> dict[str, object]:
+        pvs = self._context.get_pvs(*channels, connection_state_callback=self._pv_connection)
+        subscriptions = {}
         for pv in pvs:
             sub = pv.subscribe(data_type="time")
             sub.add_callback(self._callback)
-            self._subscriptions.append(sub)
+            subscriptions[pv.name] = sub
+        return subscriptions
 
-    def _connection(self, pv: object, state: str) -> None:
+    def _pv_connection(self, pv: object, state: str) -> None:
         if state == "connected":
-            self._on_connection(pv.name, Connection.CONNECTED)
+            self._connection(pv.name, Connection.CONNECTED)
         elif state == "disconnected":
-            self._on_connection(pv.name, Connection.DISCONNECTED)
+            self._connection(pv.name, Connection.DISCONNECTED)
 
     def _callback(self, sub: object, response: object) -> None:
         try:

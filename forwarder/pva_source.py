@@ -31,29 +31,33 @@ def update_from_pva(channel: str, value: object) -> Update:
     ts_ns = (int(value["timeStamp.secondsPastEpoch"]) * 1_000_000_000
              + int(value["timeStamp.nanoseconds"]))
     return Update(channel, data, ts_ns, int(value["alarm.severity"]),
-                  int(value["alarm.status"]), str(value["alarm.message"]))
+                  int(value["alarm.status"]), str(value["alarm.message"]), "pva")
 
 
 class PvaSource(MonitorSource):
-    def _subscribe(self) -> None:
+    protocol = "pva"
+
+    def _make_context(self) -> object:
         from p4p.client.thread import Context
 
-        self._context = Context("pva", nt=False)
-        for channel in self._channels:
-            self._subscriptions.append(self._context.monitor(
-                channel, self._make_callback(channel), notify_disconnect=True))
+        return Context("pva", nt=False)
+
+    def _subscribe(self, channels: list[str]) -> dict[str, object]:
+        return {channel: self._context.monitor(channel, self._make_callback(channel),
+                                               notify_disconnect=True)
+                for channel in channels}
 
     def _make_callback(self, channel: str) -> Callable[[object], None]:
         from p4p.client.thread import Disconnected
 
         def callback(value: object) -> None:
             if isinstance(value, Disconnected):
-                self._on_connection(channel, Connection.DISCONNECTED)
+                self._connection(channel, Connection.DISCONNECTED)
                 return
             if isinstance(value, Exception):  # Cancelled, RemoteError
                 log.warning("%s: %s", channel, value)
                 return
-            self._on_connection(channel, Connection.CONNECTED)
+            self._connection(channel, Connection.CONNECTED)
             try:
                 self._on_update(update_from_pva(channel, value))
             except Exception:

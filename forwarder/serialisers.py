@@ -1,4 +1,7 @@
-"""Update -> FlatBuffers payload, one entry per schema; plus al00 and ep01."""
+"""Update -> FlatBuffers payload, one entry per schema; plus al00 and ep01.
+
+Each serialiser takes the update and the stream's message counter (tdct and se00 carry one).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 from streaming_data_types.alarm_al00 import Severity, serialise_al00
+from streaming_data_types.array_1d_se00 import serialise_se00
 from streaming_data_types.epics_connection_ep01 import ConnectionInfo, serialise_ep01
 from streaming_data_types.logdata_f144 import serialise_f144
+from streaming_data_types.timestamps_tdct import serialise_tdct
 
 from datastream.schemas.f142 import serialise_f142
 from forwarder.update import Connection, Update
@@ -17,19 +22,53 @@ class CannotSerialise(ValueError):
     pass
 
 
-def _f142(update: Update) -> bytes:
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, np.ndarray) and value.dtype.kind in "US")
+
+
+def _f142(update: Update, _counter: int) -> bytes:
     return serialise_f142(update.value, update.channel, update.timestamp_ns,
                           update.status, update.severity)
 
 
-def _f144(update: Update) -> bytes:
-    value = update.value
-    if isinstance(value, str) or (isinstance(value, np.ndarray) and value.dtype.kind in "US"):
+def _f144(update: Update, _counter: int) -> bytes:
+    if _is_text(update.value):
         raise CannotSerialise(f"{update.channel}: f144 cannot carry strings; use f142")
-    return serialise_f144(update.channel, value, update.timestamp_ns)
+    return serialise_f144(update.channel, update.value, update.timestamp_ns)
 
 
-SERIALISERS: dict[str, Callable[[Update], bytes]] = {"f142": _f142, "f144": _f144}
+def _tdct(update: Update, counter: int) -> bytes:
+    """A PV holding timestamps (ns, e.g. chopper top-dead-centre times)."""
+    if _is_text(update.value):
+        raise CannotSerialise(f"{update.channel}: tdct carries timestamps, not text")
+    times = np.atleast_1d(np.asarray(update.value))
+    if times.dtype.kind not in "iuf" or (times < 0).any():
+        raise CannotSerialise(f"{update.channel}: tdct needs non-negative numeric timestamps")
+    return serialise_tdct(update.channel, times.astype(np.uint64), counter)
+
+
+# se00 carries these value types (its ValueUnion); others are widened to the nearest
+_SE00_TYPES = {"i": {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64},
+               "u": {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64},
+               "f": {4: np.float32, 8: np.float64}}
+
+
+def _se00(update: Update, counter: int) -> bytes:
+    """A waveform as one se00 array sample, stamped with the EPICS time."""
+    if _is_text(update.value):
+        raise CannotSerialise(f"{update.channel}: se00 carries numbers, not text")
+    values = np.atleast_1d(np.asarray(update.value))
+    if values.dtype == np.bool_:
+        values = values.astype(np.uint8)
+    sizes = _SE00_TYPES.get(values.dtype.kind)
+    if sizes is None:
+        raise CannotSerialise(f"{update.channel}: se00 cannot carry {values.dtype}")
+    values = values.astype(sizes.get(values.dtype.itemsize, np.float64), copy=False)
+    return serialise_se00(update.channel, 0, update.timestamp_ns, 0, counter, values)
+
+
+SERIALISERS: dict[str, Callable[[Update, int], bytes]] = {
+    "f142": _f142, "f144": _f144, "tdct": _tdct, "se00": _se00}
 
 _SEVERITY = {0: Severity.OK, 1: Severity.MINOR, 2: Severity.MAJOR, 3: Severity.INVALID}
 _CONNECTION = {

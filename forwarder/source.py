@@ -1,31 +1,54 @@
-"""What the CA and PVA monitors share: the channels, where updates and connection changes go,
-and the end of a subscription (DESTROYED for every channel)."""
+"""What the CA and PVA monitors share: the subscribed channels, where updates and connection
+changes go, opening and closing subscriptions while running, and the end (DESTROYED)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 
 from forwarder.update import Connection, Update
 
 
 class MonitorSource:
-    def __init__(self, channels: list[str], on_update: Callable[[Update], None],
-                 on_connection: Callable[[str, Connection], None]) -> None:
-        self._channels = channels
+    protocol = ""
+
+    def __init__(self, on_update: Callable[[Update], None],
+                 on_connection: Callable[[str, Connection, str], None]) -> None:
         self._on_update = on_update
         self._on_connection = on_connection
-        self._context = None
-        self._subscriptions: list[object] = []
+        self._context: object | None = None
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, object] = {}
 
-    def start(self) -> None:
-        """Subscribe to every channel without blocking; a missing PV is found when it appears."""
-        if not self._channels:
-            return
-        for channel in self._channels:
-            self._on_connection(channel, Connection.NEVER_CONNECTED)
-        self._subscribe()
+    def add(self, channels: Iterable[str]) -> None:
+        """Subscribe without blocking; a PV that does not exist yet is found when it appears."""
+        with self._lock:
+            new = [c for c in channels if c not in self._subscriptions]
+            if not new:
+                return
+            for channel in new:
+                self._connection(channel, Connection.NEVER_CONNECTED)
+            if self._context is None:
+                self._context = self._make_context()
+            self._subscriptions.update(self._subscribe(new))
 
-    def _subscribe(self) -> None:
+    def remove(self, channels: Iterable[str]) -> None:
+        with self._lock:
+            ended = [self._subscriptions.pop(c) for c in channels if c in self._subscriptions]
+        for subscription in ended:
+            self._end_subscription(subscription)
+
+    def channels(self) -> list[str]:
+        with self._lock:
+            return sorted(self._subscriptions)
+
+    def _connection(self, channel: str, state: Connection) -> None:
+        self._on_connection(channel, state, self.protocol)
+
+    def _make_context(self) -> object:
+        raise NotImplementedError
+
+    def _subscribe(self, channels: list[str]) -> dict[str, object]:
         raise NotImplementedError
 
     def _end_subscription(self, subscription: object) -> None:
@@ -35,9 +58,13 @@ class MonitorSource:
         raise NotImplementedError
 
     def close(self) -> None:
-        for sub in self._subscriptions:
-            self._end_subscription(sub)
+        with self._lock:
+            ended = dict(self._subscriptions)
+            self._subscriptions.clear()
+        for subscription in ended.values():
+            self._end_subscription(subscription)
+        for channel in ended:
+            self._connection(channel, Connection.DESTROYED)
         if self._context is not None:
-            for channel in self._channels:
-                self._on_connection(channel, Connection.DESTROYED)
             self._close_context()
+            self._context = None

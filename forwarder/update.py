@@ -18,6 +18,7 @@ class Update:
     severity: int = 0  # EPICS severity: 0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID
     status: int = 0  # EPICS alarm status
     message: str = ""
+    protocol: str = "ca"  # which monitor delivered it: a PV may be forwarded over both
 
 
 class Connection(Enum):

@@ -8,12 +8,13 @@ import os
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
+from datastream.streams import runlog_streams
+from datastream.topic_listener import TopicListener
 from ioc.forwarder_status import ForwarderStatus
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
 from ioc.runstate import CommandRefused
 from ioc.simulated_dae import DaeSettings, SimulatedDae
-from ioc.status_listener import StatusListener
 from ioc.writer_status import WriterStatus
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,13 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     dae = SimulatedDae(make_producer(kafka), topics.events, dae_settings)
     writer_status = WriterStatus()
     forwarder_status = ForwarderStatus()
-    listeners = [StatusListener(kafka, topics.run_info, writer_status.on_message),
-                 StatusListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
+    listeners = [TopicListener(kafka, topics.run_info, writer_status.on_message),
+                 TopicListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
     control = RunControl(
         instrument=config.name, topics=topics, producer=producer, dae=dae,
         run_numbers=RunNumberStore(config.data_dir / "runinfo" / f"{config.name}_runnumber.txt"),
         writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
+        run_log=runlog_streams(config.prefix, topics.run_log),
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
                         forwarder_status=forwarder_status, simulated_dae=dae)

@@ -37,19 +37,23 @@ def _group(name: str, nx_class: str, children: list[dict[str, Any]]) -> dict[str
     return {"type": "group", "name": name, "attributes": _attrs(nx_class), "children": children}
 
 
-def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
-                    logs: list[LogStream]) -> dict[str, Any]:
-    users = [
-        _group(f"user_{i}", "NXuser", [_dataset("name", name)])
-        for i, name in enumerate(meta.users, start=1)
-    ]
-    selog = [
+def _logs(logs: list[LogStream]) -> list[dict[str, Any]]:
+    return [
         _group(log.name, "NXlog", [{
             "module": log.stream.schema,
             "config": {"topic": log.stream.topic, "source": log.stream.channel,
                        **({"units": log.units} if log.units else {})},
         }])
         for log in logs
+    ]
+
+
+def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
+                    logs: list[LogStream], run_log: list[LogStream] = ()) -> dict[str, Any]:
+    """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog."""
+    users = [
+        _group(f"user_{i}", "NXuser", [_dataset("name", name)])
+        for i, name in enumerate(meta.users, start=1)
     ]
     entry = _group("raw_data_1", "NXentry", [
         _dataset("title", meta.title),
@@ -63,7 +67,8 @@ def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
         _group("detector_1_events", "NXevent_data", [
             {"module": "ev44", "config": {"topic": events_topic, "source": events_source}},
         ]),
-        _group("selog", "NXcollection", selog),
+        _group("selog", "NXcollection", _logs(logs)),
+        *([_group("runlog", "NXcollection", _logs(list(run_log)))] if run_log else []),
         *users,
     ])
     return {"children": [entry]}

@@ -94,6 +94,8 @@ class DaePVs(PVGroup):
     totalcounts = pvproperty(name="TOTALCOUNTS", value=0, read_only=True)
     goodframes = pvproperty(name="GOODFRAMES", value=0, read_only=True)
     rawframes = pvproperty(name="RAWFRAMES", value=0, read_only=True)
+    gooduah = pvproperty(name="GOODUAH", value=0.0, read_only=True, precision=3, units="uAh",
+                         doc="Proton charge in good frames")
     countrate = pvproperty(name="COUNTRATE", value=0.0, read_only=True, precision=1,
                            units="events/s")
     errmsgs = _text("Last error message of run control", length=1024, name="ERRMSGS",
@@ -200,6 +202,7 @@ class DaePVs(PVGroup):
         await self._set(self.goodframes, counters.good_frames)
         await self._set(self.rawframes, counters.raw_frames)
         await self._set(self.countrate, counters.count_rate)
+        await self._set(self.gooduah, round(counters.good_uah, 3))
         await self._set(self.runstate, state.name)
         await self._set(self.runstate_str, state.name)
         await self._set(self.runnumber, f"{run.run_number:08d}")

@@ -75,6 +75,8 @@ class RunControl:
     writer: WriterDone
     logs: list[LogStream]
     events_source: str = "DAE"
+    # DAE counters forwarded to <INST>_runLog, written to the file's runlog group
+    run_log: list[LogStream] = field(default_factory=list)
     broker: str = ""
     end_timeout_s: float = 60.0
     clock_ns: Callable[[], int] = time.time_ns
@@ -140,7 +142,7 @@ class RunControl:
                       users=users, rb_number=self.settings.rb_number)
         structure = nexus_structure(
             RunMetadata(self.instrument, run_number, run.title, users, run.rb_number),
-            self.topics.events, self.events_source, self.logs)
+            self.topics.events, self.events_source, self.logs, self.run_log)
         message = serialise_pl72(
             job_id=run.job_id, filename=run.filename, start_time=start_ms,
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),

@@ -32,6 +32,8 @@ class DaeSettings:
     pixels: int = 16384
     source_name: str = "DAE"
     flight_path_m: float = 10.0
+    # proton beam current on target, for the good-charge counter (GOODUAH)
+    beam_current_ua: float = 40.0
     seed: int | None = None
 
     @property
@@ -68,6 +70,7 @@ class DaeCounters:
     raw_frames: int = 0
     count_rate: float = 0.0  # events per second over the last second of frames
     delivery_errors: int = 0
+    good_uah: float = 0.0  # proton charge on target during good frames, micro-amp hours
 
 
 class SimulatedDae:
@@ -130,8 +133,10 @@ class SimulatedDae:
             while self._recent and self._recent[0][0] < now - 1_000_000_000:
                 self._recent.popleft()
             rate = float(sum(n for _, n in self._recent))
+            s = self._settings
+            good_uah = self._frames / s.frame_rate_hz * s.beam_current_ua / 3600.0
             return DaeCounters(self._total, self._frames, self._frames, rate,
-                               self._delivery_errors)
+                               self._delivery_errors, good_uah)
 
     # -- the frame thread --
     def start(self) -> None:

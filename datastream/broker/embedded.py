@@ -61,10 +61,17 @@ class BrokerConfig:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "1g"
+    # a second listener with SASL (PLAIN and SCRAM-SHA-256/512) for these user -> password
+    sasl_users: tuple[tuple[str, str], ...] = ()
+    sasl_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -108,7 +115,33 @@ class BrokerConfig:
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
+        if self.sasl_port:
+            props |= self._sasl_properties(props)
         return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _sasl_properties(self, props: dict[str, str]) -> dict[str, str]:
+        sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users)
+        return {
+            "listeners": f"{props['listeners']},{sasl}",
+            "advertised.listeners": f"{props['advertised.listeners']},{sasl}",
+            "listener.security.protocol.map":
+                f"{props['listener.security.protocol.map']},SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f"{plain_users};",
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        }
+
+    def scram_arguments(self) -> list[str]:
+        """SCRAM credentials live in the cluster metadata: written when storage is formatted."""
+        return [arg for user, password in self.sasl_users
+                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")]
 
 
 def _log4j_config(path: Path) -> Path:
@@ -157,8 +190,8 @@ def format_storage(config: BrokerConfig, libs: Path) -> None:
 
     cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
     result = subprocess.run(
-        _java(config, libs, "kafka.tools.StorageTool", "format", "-t", cid,
-              "-c", str(config.properties_file)),
+        _java(config, libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}",
+              "-c", str(config.properties_file), *config.scram_arguments()),
         capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerError(f"formatting the KRaft storage failed:\n{result.stdout}{result.stderr}")

@@ -15,3 +15,11 @@ def schema_id(buffer: bytes) -> str:
         return bytes(buffer[4:8]).decode("ascii")
     except UnicodeDecodeError as exc:
         raise MalformedMessage("schema id is not ASCII") from exc
+
+
+def check_root(buffer: bytes) -> None:
+    """The root table offset must point past the 8-byte header and inside the buffer; the
+    generated readers do not check it and read garbage as valid defaults."""
+    root = int.from_bytes(bytes(buffer[0:4]), "little")
+    if root < 8 or root + 4 > len(buffer):
+        raise MalformedMessage(f"root offset {root} lies outside the {len(buffer)}-byte message")

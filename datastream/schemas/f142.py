@@ -46,6 +46,10 @@ _SEVERITY_TO_F142 = {
 _F142_TO_SEVERITY = {v: k for k, v in _SEVERITY_TO_F142.items()}
 
 
+def severity_to_f142(severity: int) -> int:
+    return _SEVERITY_TO_F142.get(int(severity), AlarmSeverity.INVALID)
+
+
 def _table(name: str) -> Any:
     return importlib.import_module(f"streaming_data_types.fbschemas.logdata_f142.{name}")
 
@@ -118,7 +122,7 @@ def serialise_f142(
     if alarm_status is not None:
         _LogData.LogDataAddStatus(builder, int(alarm_status))
         if alarm_severity is not None:
-            _LogData.LogDataAddSeverity(builder, _SEVERITY_TO_F142[int(alarm_severity)])
+            _LogData.LogDataAddSeverity(builder, severity_to_f142(alarm_severity))
     builder.Finish(_LogData.LogDataEnd(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
 

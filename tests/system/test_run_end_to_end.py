@@ -16,6 +16,7 @@ from confluent_kafka import TopicPartition
 
 from datastream.kafka_client import make_consumer
 from datastream.schemas import schema_id
+from datastream.streams import RUNLOG_PVS
 from forwarder.update import EPICS_EPOCH_OFFSET_S
 from tests.conftest import wait_until
 from tests.system.genie import Genie
@@ -108,6 +109,11 @@ def check_file(run: dict, title: str, kafka=None) -> None:
         spectrum = entry["selog/Spectrum/value"]
         assert spectrum.shape[1:] == (8,) and spectrum[0].tolist()[:3] == [3.0, 7.0, 12.0]
         assert entry["selog/Status/value"][0] in (b"idle", "idle")
+        # the DAE counters through the forwarder's run log; the last is the final count
+        assert entry["runlog"].attrs["NX_class"] == "NXcollection"
+        assert entry["runlog/goodframes"].attrs["NX_class"] == "NXlog"
+        assert len(entry["runlog/goodframes/value"]) >= 1
+        assert len(entry["runlog/totalcounts/value"]) >= 1
     with snx.File(run["path"]) as f:
         loaded = f["raw_data_1"]["detector_1_events"][...]
         assert loaded.bins.size().sum().value == run["total"]
@@ -206,6 +212,8 @@ def test_a_dead_writer_shows_unavailable_and_comes_back(instrument):
 def test_forwarder_status_pvs(instrument):
     g = Genie(instrument.prefix)
     wait_until(lambda: g.text("FORWARDER:STATE") == "RUNNING", 15, "FORWARDER:STATE RUNNING")
-    assert g.get("FORWARDER:STREAMS") == 6
-    assert g.get("FORWARDER:CONNECTED") == 6
+    # the six sample-environment streams and the DAE run log
+    assert g.get("FORWARDER:STREAMS") == 6 + len(RUNLOG_PVS)
+    wait_until(lambda: g.get("FORWARDER:CONNECTED") == 6 + len(RUNLOG_PVS), 15,
+               "every stream connected")
     assert 0 <= g.get("FORWARDER:HEARTBEAT_AGE") < 6

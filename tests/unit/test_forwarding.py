@@ -87,3 +87,41 @@ def test_periodic_republish_keeps_the_epics_timestamp():
     again = producer.sent[-1]
     assert again.timestamp == NOW // 1_000_000
     assert deserialise_f142(again.value).timestamp_ns == NOW - 10**12
+
+
+def test_the_same_pv_over_ca_and_pva_are_separate_subscriptions():
+    over_pva = Stream("TE:X:TEMP", "pva", "f142", "X_other")
+    fwd, producer = make([TEMP, over_pva])
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW, protocol="pva"))
+    assert [s.topic for s in producer.sent if schema_id(s.value) == "f142"] == ["X_other"]
+
+
+def test_changing_the_streams_opens_closes_and_destroys():
+    fwd, producer = make([TEMP])
+    fwd.on_connection("TE:X:TEMP", Connection.CONNECTED)
+    field = Stream("TE:X:FIELD", "pva", "f144", "X_sampleEnv")
+    change = fwd.set_streams({field: False})
+    assert change.opened == [("pva", "TE:X:FIELD")] and change.closed == [("ca", "TE:X:TEMP")]
+    ep01 = [deserialise_ep01(s.value) for s in producer.sent if schema_id(s.value) == "ep01"]
+    assert ep01[-1].status == ConnectionInfo.DESTROYED and ep01[-1].source_name == "TE:X:TEMP"
+    before = len(producer.sent)
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1), NOW))  # late update of a closed channel
+    assert len(producer.sent) == before
+    assert not fwd.set_streams({field: False})
+
+
+def test_tdct_and_se00_carry_a_counter_per_stream():
+    from streaming_data_types.array_1d_se00 import deserialise_se00
+    from streaming_data_types.timestamps_tdct import deserialise_tdct
+
+    tdc = Stream("TE:X:TDC", "ca", "tdct", "t")
+    wave = Stream("TE:X:TDC", "ca", "se00", "t")
+    fwd, producer = make([tdc, wave])
+    for i in range(2):
+        fwd.on_update(Update("TE:X:TDC", np.array([NOW + i, NOW + 10 + i], dtype=np.int64),
+                             NOW + i))
+    tdct = [deserialise_tdct(s.value) for s in producer.sent if schema_id(s.value) == "tdct"]
+    se00 = [deserialise_se00(s.value) for s in producer.sent if schema_id(s.value) == "se00"]
+    assert [t.sequence_counter for t in tdct] == [1, 2]
+    assert list(tdct[1].timestamps) == [NOW + 1, NOW + 11]
+    assert [s.message_counter for s in se00] == [1, 2] and se00[0].timestamp_unix_ns == NOW

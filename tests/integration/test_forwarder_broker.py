@@ -1,0 +1,165 @@
+"""The forwarder against a broker of its own: over SASL (PLAIN and SCRAM), and while that
+broker goes away and comes back (bounded buffering, every drop counted)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from caproto.sync.client import read as ca_read
+from confluent_kafka import KafkaException
+
+from datastream.broker import embedded
+from datastream.instrument import InstrumentConfig
+from datastream.kafka_client import KafkaSettings, make_admin
+from datastream.schemas import schema_id
+from datastream.schemas.f142 import deserialise_f142
+from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from forwarder.options import ForwarderOptions
+from forwarder.service import ForwarderService
+from tests.conftest import EPICS_PORTS, EpicsIoc, free_port, wait_until
+from tests.integration.conftest import read_all
+
+pytestmark = pytest.mark.integration
+
+DB = """
+record(calc, "$(P)COUNT") { field(SCAN, ".1 second") field(CALC, "A+1") field(INPA, "$(P)COUNT") }
+record(waveform, "$(P)BIG") {
+    field(FTVL, "DOUBLE") field(NELM, "2000000") field(SCAN, ".5 second") }
+"""
+USER, PASSWORD = "alice", "alice-secret"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    config = embedded.BrokerConfig(tmp_path_factory.mktemp("own-kafka"), port=free_port(),
+                                   controller_port=free_port(), heap="512m",
+                                   sasl_users=((USER, PASSWORD),), sasl_port=free_port())
+    embedded.start(config)
+    yield config
+    embedded.stop(config)
+
+
+@pytest.fixture(scope="module")
+def counter_ioc(tmp_path_factory):
+    d = tmp_path_factory.mktemp("counter-ioc")
+    (d / "count.db").write_text(DB)
+    ioc = EpicsIoc(d / "count.db", "P=TE:BRK:", EPICS_PORTS.run_control_ca, d / "ioc.log")
+    ioc.start()
+    wait_until(lambda: _readable("TE:BRK:COUNT"), 30, "the EPICS IOC")
+    yield ioc
+    ioc.stop()
+
+
+def _readable(pv):
+    try:
+        return ca_read(pv, timeout=0.5) is not None
+    except Exception:
+        return False
+
+
+def _sasl(broker, mechanism, password=PASSWORD):
+    return KafkaSettings(broker.sasl_bootstrap, "SASL_PLAINTEXT", mechanism, USER, password)
+
+
+def _instrument(kafka, name, tmp_path):
+    topics = InstrumentTopics(name)
+    wait_for_topics(kafka, list(create_topics(kafka, topics)))
+    streams = tmp_path / "streams.json"
+    streams.write_text(json.dumps({"streams": [
+        {"channel": "TE:BRK:COUNT", "protocol": "ca", "schema": "f142", "periodic": False}]}))
+    return replace(InstrumentConfig(name=name, prefix="TE:BRK:"), streams_file=streams), topics
+
+
+class Running:
+    def __init__(self, service):
+        self.service = service
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=service.serve, args=(self.stop,))
+
+    def __enter__(self):
+        self.service.start()
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+        self.service.close()
+
+
+def _counts(kafka, topic):
+    return [int(deserialise_f142(m.value()).value) for m in read_all(kafka, topic, timeout=1)
+            if m.key() == b"TE:BRK:COUNT" and schema_id(m.value()) == "f142"]
+
+
+def test_sasl_plain_and_scram(broker, counter_ioc, tmp_path):
+    with pytest.raises(KafkaException):
+        make_admin(_sasl(broker, "PLAIN", "wrong")).list_topics(timeout=5)
+    scram = _sasl(broker, "SCRAM-SHA-256")
+    config, topics = _instrument(scram, "SASL", tmp_path)
+    options = ForwarderOptions(run_log=False, use_storage=False)
+    with Running(ForwarderService(config, _sasl(broker, "PLAIN"), options)):
+        reader = _sasl(broker, "SCRAM-SHA-512")
+        wait_until(lambda: len(_counts(reader, topics.sample_env)) >= 5, 30,
+                   "updates forwarded over SASL PLAIN, read over SCRAM-SHA-512")
+
+
+def test_a_broker_outage_buffers_to_the_bound_and_counts_the_rest(broker, counter_ioc,
+                                                                  tmp_path):
+    kafka = KafkaSettings(broker.bootstrap)
+    config, topics = _instrument(kafka, "OUTAGE", tmp_path)
+    options = ForwarderOptions(run_log=False, use_storage=False, queue_max_messages=20,
+                               status_interval_s=0.5)
+    with Running(ForwarderService(config, kafka, options)) as service:
+        wait_until(lambda: len(_counts(kafka, topics.sample_env)) >= 5, 30, "first updates")
+        embedded.stop(broker)
+        before = service.forwarding.counters().updates
+        time.sleep(8)  # ~80 updates at 10 Hz, four times the bound
+        during = service.forwarding.counters().updates - before
+        assert during >= 50  # EPICS callbacks went on: never blocked by the dead broker
+        dropped = service.publisher.counters().dropped_full
+        assert dropped >= 30
+        embedded.start(broker)
+        wait_until(lambda: service.publisher.counters().delivered
+                   >= service.publisher.counters().queued - 2, 60,
+                   "the buffered updates delivered after the broker returned")
+        time.sleep(1)
+    counters = service.forwarding.counters()
+    sent = service.publisher.counters()
+    values = _counts(kafka, topics.sample_env)
+    assert values == sorted(set(values))  # in order, none twice
+    assert len(values) == counters.forwarded
+    assert counters.updates == counters.forwarded + sent.dropped_full
+    # the gap in the values is exactly the updates dropped at the bound
+    assert values[-1] - values[0] + 1 - len(values) == pytest.approx(sent.dropped_full, abs=2)
+
+
+def test_a_huge_waveform_does_not_delay_the_other_pvs(counter_ioc, kafka, tmp_path):
+    config, topics = _instrument(kafka, f"BIG{time.monotonic_ns() % 10**6}", tmp_path)
+    streams = tmp_path / "big.json"
+    streams.write_text(json.dumps({"streams": [
+        {"channel": "TE:BRK:COUNT", "protocol": "ca", "schema": "f142", "periodic": False},
+        {"channel": "TE:BRK:BIG", "protocol": "pva", "schema": "f144", "periodic": False},
+        {"channel": "TE:BRK:BIG", "protocol": "ca", "schema": "f142", "periodic": False,
+         "name": "big_ca"}]}))
+    config = replace(config, streams_file=streams)
+    from p4p.client.thread import Context
+
+    with Context("pva") as ctx:
+        ctx.put("TE:BRK:BIG", np.arange(2_000_000, dtype=np.float64), timeout=10)
+    options = ForwarderOptions(run_log=False, use_storage=False)
+    with Running(ForwarderService(config, kafka, options)) as service:
+        wait_until(lambda: len(_counts(kafka, topics.sample_env)) >= 60, 30,
+                   "six seconds of counter updates beside 16 MB waveforms")
+        counters = service.forwarding.counters()
+    values = _counts(kafka, topics.sample_env)
+    assert values[-1] - values[0] + 1 == len(values)  # every counter update, in order
+    sizes = [len(m.value()) for m in read_all(kafka, topics.sample_env, timeout=1)
+             if m.key() == b"TE:BRK:BIG" and schema_id(m.value()) in ("f142", "f144")]
+    assert len(sizes) >= 4 and min(sizes) > 16_000_000  # the whole waveform, over CA and PVA
+    assert counters.serialise_errors == 0
