@@ -111,8 +111,8 @@ def read_back(kafka: KafkaSettings, topic: str, t0_ns: int, t1_ns: int) -> dict[
             values[msg.key()].append(value)
             latency_ms.append(msg.timestamp()[1] - epics_ns / 1e6)
     consumer.close()
-    lost = sum(max(v) - min(v) + 1 - len(set(v)) for v in values.values())
-    return {"received": sum(len(v) for v in values.values()), "lost": lost, "pvs": len(values),
+    gaps = sum(max(v) - min(v) + 1 - len(set(v)) for v in values.values())
+    return {"received": sum(len(v) for v in values.values()), "gaps": gaps, "pvs": len(values),
             "p50_ms": pct(latency_ms, 0.5) if latency_ms else float("nan"),
             "p99_ms": pct(latency_ms, 0.99) if latency_ms else float("nan")}
 
@@ -150,14 +150,22 @@ def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, pro
     finally:
         sampler.stop()
         forwarder.terminate()
-        forwarder.wait(30)
+        try:
+            forwarder.wait(20)
+        except subprocess.TimeoutExpired:
+            print(f"  (the forwarder did not stop within 20 s of SIGTERM at {rate}/s: killed)",
+                  flush=True)
+            forwarder.kill()
+            forwarder.wait(10)
         fwd_log.close()
         ioc.terminate()
         ioc.wait(10)
         ioc.stdin.close()
     result = read_back(kafka, topic, t0, t1)
     offered = n * 10 * (t1 - t0) / 1e9
+    # an update of the window that never arrived is lost, whether or not later ones did
     result.update(rate=rate, protocol=protocol, schema=schema, offered=int(offered),
+                  lost=max(0, int(offered) - result["received"]),
                   cpu=(cpu1 - cpu0) / ((t1 - t0) / 1e9), rss_mib=rss_during / 2**20,
                   forwarded_per_s=result["received"] / ((t1 - t0) / 1e9))
     return result

@@ -53,12 +53,18 @@ class TopicListener:
     def _run(self) -> None:
         consumer = make_consumer(self._settings)
         try:
+            failures = 0
             while not self._stop.is_set() and not self.ready.is_set():
                 try:
                     self._assign_at_end(consumer)
-                except Exception as exc:  # broker not there yet: keep trying, never give up
-                    log.warning("cannot follow %s yet: %s", self._topic, exc)
+                except Exception as exc:  # no broker or topic yet: keep trying, never give up
+                    failures += 1
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    log.log(level, "cannot follow %s yet (retrying every 2 s): %s",
+                            self._topic, exc)
                     self._stop.wait(2)
+            if failures:
+                log.info("following %s", self._topic)
             while not self._stop.is_set():
                 msg = consumer.poll(0.5)
                 if msg is None:

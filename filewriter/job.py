@@ -51,6 +51,10 @@ class JobResult:
     warnings: list[str] = field(default_factory=list)
 
 
+# files (and their writers) HDF5 could not close; see WriteJob._close_file
+_UNCLOSABLE: list[object] = []
+
+
 def _iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
 
@@ -243,5 +247,11 @@ class WriteJob:
                 if meta.name == "end_time" and stop_ns is not None:
                     self._file[meta.group_path]["end_time"] = _iso(stop_ns)
         finally:
-            self._file.close()
-            self._file = None
+            h5file, self._file = self._file, None
+            try:
+                h5file.close()
+            except Exception:
+                # HDF5 cannot close a file whose writes failed (disk full), and freeing its
+                # objects later crashed the process: keep them, a small leak per failed file
+                _UNCLOSABLE.append((h5file, self._writers))
+                raise

@@ -34,6 +34,11 @@ def update_from_pva(channel: str, value: object) -> Update:
                   int(value["alarm.status"]), str(value["alarm.message"]), "pva")
 
 
+# only what is forwarded: a full NTScalar also carries display, control and valueAlarm, and
+# copying those into every update costs most of the forwarder's CPU
+_REQUEST = "field(value,alarm,timeStamp)"
+
+
 class PvaSource(MonitorSource):
     protocol = "pva"
 
@@ -44,7 +49,7 @@ class PvaSource(MonitorSource):
 
     def _subscribe(self, channels: list[str]) -> dict[str, object]:
         return {channel: self._context.monitor(channel, self._make_callback(channel),
-                                               notify_disconnect=True)
+                                               request=_REQUEST, notify_disconnect=True)
                 for channel in channels}
 
     def _make_callback(self, channel: str) -> Callable[[object], None]:

@@ -120,6 +120,7 @@ class ForwarderService:
             "dropped_bad_time": counters.dropped_bad_time,
             "serialise_errors": counters.serialise_errors,
             "dropped_queue_full": sent.dropped_full,
+            "dropped_epics_backlog": sum(s.dropped for s in self.sources.values()),
             "delivery_errors": sent.delivery_errors,
             "config_commands": self.config_commands,
             "config_errors": self.config_errors,

@@ -62,7 +62,8 @@ class ForwarderStatus:
             connected = len({s["channel_name"] for s in streams if s.get("connected")})
             channels = len({s["channel_name"] for s in streams})
             dropped = sum(status.get(k, 0) for k in ("dropped_old", "dropped_bad_time",
-                                                      "dropped_queue_full", "delivery_errors",
+                                                      "dropped_queue_full", "dropped_epics_backlog",
+                                                      "delivery_errors",
                                                       "serialise_errors"))
             if age > self._timeout:
                 state = ForwarderState.UNAVAILABLE

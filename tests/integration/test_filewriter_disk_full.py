@@ -1,0 +1,80 @@
+"""A file writer whose disk fills up mid-run: the job ends with a wrdn error that says so, and
+the writer takes the next job. The writer runs as its own process with a file-size limit
+(RLIMIT_FSIZE, writes past it fail with EFBIG as on a full disk), on the real broker."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import h5py
+import numpy as np
+import pytest
+from streaming_data_types.run_stop_6s4t import serialise_6s4t
+
+from datastream.kafka_client import deliver, make_producer
+from datastream.schemas import schema_id
+from tests.conftest import wait_until
+from tests.integration.conftest import read_all
+from tests.integration.test_filewriter_kafka import MS, frame, start_run, wait_wrdn
+
+pytestmark = pytest.mark.integration
+LIMIT_BYTES = 24 * 1024 * 1024
+
+
+def _limit_file_size() -> None:
+    # EFBIG instead of the default SIGXFSZ kill: what a full disk looks like to the writer
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT_BYTES, LIMIT_BYTES))
+
+
+def test_a_full_disk_ends_the_job_with_an_error_and_the_next_job_runs(kafka, topics, tmp_path):
+    log = open(tmp_path / "writer.log", "wb")  # noqa: SIM115 (closed below)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
+         "--broker", kafka.bootstrap, "--output-dir", str(tmp_path), "--leeway", "0.5",
+         "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}"],
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_limit_file_size,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    producer = make_producer(kafka)
+    try:
+        wait_until(lambda: any(schema_id(m.value()) == "x5f2"
+                               for m in read_all(kafka, topics.run_info, timeout=1)), 60,
+                   "the file writer's first heartbeat")
+        now_ms = time.time_ns() // MS
+        start_ms, stop_ms = now_ms - 12000, now_ms - 1000
+        # 100 frames of 50k events: 40 MB of event data, more than the "disk" holds
+        for k in range(100):
+            t = start_ms * MS + k * 100 * MS
+            producer.produce(topics.events, frame(t, 50_000, 50_000 * k), timestamp=t // MS)
+        producer.flush(30)
+        big = str(uuid.uuid4())
+        start_run(producer, topics, start_ms, big, "FULL00000001.nxs", stop_ms=stop_ms)
+        done = wait_wrdn(kafka, topics.run_info, big, timeout=60)
+        assert done.error_encountered
+        assert "File too large" in done.message, done.message  # the reason, as the OS gave it
+
+        small = str(uuid.uuid4())
+        start_run(producer, topics, start_ms, small, "FULL00000002.nxs")
+        deliver(producer, topics.run_info, serialise_6s4t(small, command_id=str(uuid.uuid4()),
+                                                          stop_time=start_ms + 50))
+        done = wait_wrdn(kafka, topics.run_info, small, timeout=60)
+        assert not done.error_encountered, done.message
+        with h5py.File(tmp_path / "FULL00000002.nxs") as f:
+            tz = f["raw_data_1/detector_1_events/event_time_zero"][:]
+            assert tz.tolist() == [start_ms * MS]
+            assert np.all(f["raw_data_1/detector_1_events/event_id"][:] < 50_000)
+        assert writer.poll() is None  # still serving
+    finally:
+        writer.terminate()
+        try:
+            writer.wait(20)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait(10)
+        log.close()
