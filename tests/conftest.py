@@ -108,3 +108,22 @@ class EpicsIoc:
                 self.proc.kill()
                 self.proc.wait(5)
             self.proc.stdin.close()
+
+
+def ca_readable(pv: str) -> bool:
+    from caproto.sync.client import read as ca_read
+
+    try:
+        return ca_read(pv, timeout=0.5) is not None
+    except Exception:
+        return False
+
+
+def serve_db(directory: Path, db_text: str, prefix: str, ca_port: int, probe_pv: str,
+             ) -> EpicsIoc:
+    """A real EPICS IOC serving db_text with P=prefix, started and answering probe_pv."""
+    (directory / "test.db").write_text(db_text)
+    ioc = EpicsIoc(directory / "test.db", f"P={prefix}", ca_port, directory / "ioc.log")
+    ioc.start()
+    wait_until(lambda: ca_readable(probe_pv), 30, "the EPICS IOC")
+    return ioc

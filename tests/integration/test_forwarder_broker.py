@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from caproto.sync.client import read as ca_read
 from confluent_kafka import KafkaException
 
 from datastream.broker import embedded
@@ -21,7 +20,7 @@ from datastream.schemas.f142 import deserialise_f142
 from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
 from forwarder.options import ForwarderOptions
 from forwarder.service import ForwarderService
-from tests.conftest import EPICS_PORTS, EpicsIoc, free_port, wait_until
+from tests.conftest import EPICS_PORTS, free_port, serve_db, wait_until
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration
@@ -46,20 +45,10 @@ def broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def counter_ioc(tmp_path_factory):
-    d = tmp_path_factory.mktemp("counter-ioc")
-    (d / "count.db").write_text(DB)
-    ioc = EpicsIoc(d / "count.db", "P=TE:BRK:", EPICS_PORTS.run_control_ca, d / "ioc.log")
-    ioc.start()
-    wait_until(lambda: _readable("TE:BRK:COUNT"), 30, "the EPICS IOC")
+    ioc = serve_db(tmp_path_factory.mktemp("counter-ioc"), DB, "TE:BRK:",
+                   EPICS_PORTS.run_control_ca, "TE:BRK:COUNT")
     yield ioc
     ioc.stop()
-
-
-def _readable(pv):
-    try:
-        return ca_read(pv, timeout=0.5) is not None
-    except Exception:
-        return False
 
 
 def _sasl(broker, mechanism, password=PASSWORD):

@@ -9,7 +9,6 @@ import threading
 from dataclasses import replace
 
 import pytest
-from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 from streaming_data_types.epics_connection_ep01 import ConnectionInfo, deserialise_ep01
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
@@ -25,7 +24,7 @@ from forwarder.config_update import Action
 from forwarder.ibex_blocks import encode_block_names
 from forwarder.options import ForwarderOptions
 from forwarder.service import run as run_forwarder
-from tests.conftest import EPICS_PORTS, EpicsIoc, wait_until
+from tests.conftest import EPICS_PORTS, EpicsIoc, ca_readable, wait_until
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration
@@ -43,13 +42,6 @@ record(waveform, "$(P)CS:BLOCKSERVER:BLOCKNAMES") { field(FTVL, "CHAR") field(NE
 def epics_db(tmp_path):
     (tmp_path / "cfg.db").write_text(DB)
     return tmp_path / "cfg.db"
-
-
-def _readable(pv):
-    try:
-        return ca_read(pv, timeout=0.5) is not None
-    except Exception:
-        return False
 
 
 class Forwarder:
@@ -96,7 +88,7 @@ def test_config_topic_storage_and_restart(kafka, topics, epics_db, tmp_path):
     producer = make_producer(kafka)
     options = ForwarderOptions(status_interval_s=0.5, run_log=False)
     try:
-        wait_until(lambda: _readable("TE:CFG:COUNT"), 30, "the EPICS IOC")
+        wait_until(lambda: ca_readable("TE:CFG:COUNT"), 30, "the EPICS IOC")
         config = _config(topics, "TE:CFG:")
         with Forwarder(config, kafka, options):
             wait_until(lambda: _last_status(kafka, topics), 20, "a first status message")
@@ -142,7 +134,7 @@ def test_ibex_blocks_follow_the_configuration(kafka, topics, epics_db, tmp_path)
     ioc = EpicsIoc(epics_db, "P=TE:IBX:", EPICS_PORTS.sample_env_ca, tmp_path / "ioc.log")
     ioc.start()
     try:
-        wait_until(lambda: _readable("TE:IBX:B1"), 30, "the EPICS IOC")
+        wait_until(lambda: ca_readable("TE:IBX:B1"), 30, "the EPICS IOC")
         blocknames = "TE:IBX:CS:BLOCKSERVER:BLOCKNAMES"
         ca_write(blocknames, encode_block_names(["Temp1"]), notify=True)
         options = ForwarderOptions(ibex_blocks=True, run_log=False, use_storage=False,

@@ -17,7 +17,7 @@ from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
 from forwarder.service import run as run_forwarder
 from forwarder.update import EPICS_EPOCH_OFFSET_S
-from tests.conftest import EPICS_PORTS, EpicsIoc, wait_until
+from tests.conftest import EPICS_PORTS, serve_db, wait_until
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration
@@ -33,20 +33,10 @@ record(waveform, "$(P)WF") { field(FTVL, "DOUBLE") field(NELM, "4") field(PINI, 
 
 @pytest.fixture(scope="module")
 def epics_ioc(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ioc")
-    (d / "test.db").write_text(DB)
-    ioc = EpicsIoc(d / "test.db", "P=TE:FWD:", EPICS_PORTS.sample_env_ca, d / "ioc.log")
-    ioc.start()
-    wait_until(lambda: _readable("TE:FWD:AO"), 30, "the EPICS IOC")
+    ioc = serve_db(tmp_path_factory.mktemp("ioc"), DB, "TE:FWD:", EPICS_PORTS.sample_env_ca,
+                   "TE:FWD:AO")
     yield ioc
     ioc.stop()
-
-
-def _readable(pv):
-    try:
-        return ca_read(pv, timeout=0.5) is not None
-    except Exception:
-        return False
 
 
 def _streams_file(tmp_path, topic):
