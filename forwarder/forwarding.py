@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from datastream.streams import Stream
-from forwarder.message_templates import TemplateCache
 from forwarder.publisher import Publisher
 from forwarder.serialisers import SERIALISERS, alarm_message, connection_message
 from forwarder.update import Connection, Update
@@ -64,7 +63,6 @@ class Forwarding:
         self._connection: dict[Subscription, Connection] = {}
         self._last_payload: dict[Stream, bytes] = {}
         self._sequence: dict[Stream, int] = defaultdict(int)
-        self._templates = TemplateCache()
         self._updates = self._forwarded = self._old = self._bad_time = self._errors = 0
         periodic = periodic or set()
         self.set_streams({s: s in periodic for s in streams})
@@ -131,13 +129,7 @@ class Forwarding:
         latest: list[tuple[Stream, bytes]] = []
         for stream, counter in zip(targets, counters, strict=True):
             try:
-                payload = None
-                if stream.schema in ("f142", "f144"):
-                    payload = self._templates.render(
-                        stream.schema, update.channel, update.value, ts, update.status,
-                        update.severity)
-                if payload is None:
-                    payload = SERIALISERS[stream.schema](update, counter)
+                payload = SERIALISERS[stream.schema](update, counter)
             except Exception as exc:  # one unencodable value never stops the others
                 errors += 1
                 log.warning("cannot serialise %s as %s: %s", update.channel, stream.schema, exc)

@@ -121,7 +121,3 @@ class TemplateCache:
         else:
             _TIMESTAMP_SIGNED.pack_into(buf, layout.timestamp_pos, timestamp_ns)
         return bytes(buf)
-
-    def forget(self, channel: str) -> None:
-        for key in [k for k in self._layouts if k[1] == channel]:
-            del self._layouts[key]

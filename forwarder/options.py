@@ -25,7 +25,7 @@ class ForwarderOptions:
     config_topic: str = ""
     storage_topic: str = ""
     status_topic: str = ""
-    # "" switches the storage topic off: the forwarder then starts from its config file only
+    # off: the forwarder starts from its config file only and saves nothing
     use_storage: bool = True
     status_interval_s: float = 2.0
     periodic_interval_s: float = 5.0

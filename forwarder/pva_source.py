@@ -55,14 +55,20 @@ class PvaSource(MonitorSource):
     def _make_callback(self, channel: str) -> Callable[[object], None]:
         from p4p.client.thread import Disconnected
 
+        connected = False
+
         def callback(value: object) -> None:
+            nonlocal connected
             if isinstance(value, Disconnected):
+                connected = False
                 self._connection(channel, Connection.DISCONNECTED)
                 return
             if isinstance(value, Exception):  # Cancelled, RemoteError
                 log.warning("%s: %s", channel, value)
                 return
-            self._connection(channel, Connection.CONNECTED)
+            if not connected:  # p4p has no connect event: the first value is it
+                connected = True
+                self._connection(channel, Connection.CONNECTED)
             try:
                 self._on_update(update_from_pva(channel, value))
             except Exception:

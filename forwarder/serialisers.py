@@ -15,7 +15,11 @@ from streaming_data_types.logdata_f144 import serialise_f144
 from streaming_data_types.timestamps_tdct import serialise_tdct
 
 from datastream.schemas.f142 import serialise_f142
+from forwarder.message_templates import TemplateCache
 from forwarder.update import Connection, Update
+
+# numeric f142/f144 are patched copies of a cached message per PV (forwarder.message_templates)
+_TEMPLATES = TemplateCache()
 
 
 class CannotSerialise(ValueError):
@@ -27,14 +31,17 @@ def _is_text(value: object) -> bool:
 
 
 def _f142(update: Update, _counter: int) -> bytes:
-    return serialise_f142(update.value, update.channel, update.timestamp_ns,
+    patched = _TEMPLATES.render("f142", update.channel, update.value, update.timestamp_ns,
+                                update.status, update.severity)
+    return patched or serialise_f142(update.value, update.channel, update.timestamp_ns,
                           update.status, update.severity)
 
 
 def _f144(update: Update, _counter: int) -> bytes:
     if _is_text(update.value):
         raise CannotSerialise(f"{update.channel}: f144 cannot carry strings; use f142")
-    return serialise_f144(update.channel, update.value, update.timestamp_ns)
+    patched = _TEMPLATES.render("f144", update.channel, update.value, update.timestamp_ns)
+    return patched or serialise_f144(update.channel, update.value, update.timestamp_ns)
 
 
 def _tdct(update: Update, counter: int) -> bytes:
