@@ -51,9 +51,16 @@ class LogStream:
     # re-send the last value every few seconds (Kafka timestamp = now), so a file always finds
     # the value a PV had when the run began, however long ago it last changed
     periodic: bool = True
+    # how the file writer stores the values (kafka-to-nexus's dtype and array_size): a file
+    # written SWMR has its datasets made before the first value arrives
+    dtype: str = "double"
+    array_size: int = 0  # 0: a scalar
 
 
-_KNOWN_KEYS = {"channel", "protocol", "schema", "topic", "name", "units", "periodic"}
+_KNOWN_KEYS = {"channel", "protocol", "schema", "topic", "name", "units", "periodic", "dtype",
+               "array_size"}
+_DTYPE_NAMES = {"string", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                "uint64", "float", "float32", "double", "float64"}
 
 
 def log_name(channel: str) -> str:
@@ -83,8 +90,15 @@ def parse_streams(doc: object, default_topic: str, macros: dict[str, str]) -> li
         periodic = entry.get("periodic", True)
         if not isinstance(periodic, bool | int):
             raise StreamConfigError(f"streams[{i}]: periodic must be true or false")
+        dtype = entry.get("dtype", "double")
+        if dtype not in _DTYPE_NAMES:
+            raise StreamConfigError(f"streams[{i}]: dtype {dtype!r} is not one of "
+                                    f"{sorted(_DTYPE_NAMES)}")
+        array_size = entry.get("array_size", 0)
+        if not isinstance(array_size, int) or array_size < 0:
+            raise StreamConfigError(f"streams[{i}]: array_size must be a whole number >= 0")
         result.append(LogStream(stream, entry.get("name") or log_name(channel),
-                                entry.get("units", ""), bool(periodic)))
+                                entry.get("units", ""), bool(periodic), dtype, array_size))
     names = [s.name for s in result]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -112,13 +126,14 @@ def expand_macros(text: str, macros: dict[str, str]) -> str:
 
 
 # DAE PVs the forwarder sends to <INST>_runLog (ISIS run log), and the file's runlog group reads
-RUNLOG_PVS: dict[str, str] = {
-    "GOODFRAMES": "", "RAWFRAMES": "", "TOTALCOUNTS": "", "COUNTRATE": "events/s",
-    "RUNDURATION": "s", "GOODUAH": "uAh", "RUNSTATE": "",
+RUNLOG_PVS: dict[str, tuple[str, str]] = {  # PV: (units, dtype)
+    "GOODFRAMES": ("", "int64"), "RAWFRAMES": ("", "int64"), "TOTALCOUNTS": ("", "int64"),
+    "COUNTRATE": ("events/s", "double"), "RUNDURATION": ("s", "double"),
+    "GOODUAH": ("uAh", "double"), "RUNSTATE": ("", "int32"),
 }
 
 
 def runlog_streams(prefix: str, topic: str) -> list[LogStream]:
     return [LogStream(Stream(f"{prefix}DAE:{pv}", "ca", "f142", topic), pv.lower(), units,
-                      periodic=True)
-            for pv, units in RUNLOG_PVS.items()]
+                      periodic=True, dtype=dtype)
+            for pv, (units, dtype) in RUNLOG_PVS.items()]

@@ -40,6 +40,12 @@ class JobSettings:
     lookback_s: float = 10.0
     leeway_s: float = 1.0
     flush_interval_s: float = 1.0
+    # SWMR: readers can open the file while it grows, and a killed writer leaves it readable
+    # (with swmr=True) up to its last flush
+    swmr: bool = True
+    # messages fetched but not yet written; the writer stops fetching at this bound, so a
+    # slow disk slows consumption instead of growing memory
+    max_queued_mb: int = 64
 
 
 @dataclass
@@ -49,10 +55,15 @@ class JobResult:
     events: int = 0
     malformed: int = 0
     warnings: list[str] = field(default_factory=list)
+    # per kind, over all modules: out_of_order, truncated, unconvertible, …
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 # files (and their writers) HDF5 could not close; see WriteJob._close_file
 _UNCLOSABLE: list[object] = []
+
+
+ISO_WIDTH = 32  # 2026-11-24T23:10:00.000+00:00
 
 
 def _iso(ns: int) -> str:
@@ -108,9 +119,14 @@ class WriteJob:
                 writer = WRITERS[spec.module](group, spec.config)
                 self._writers[(spec.topic, spec.source)].append(writer)
             for meta in self._plan.metadata:
+                group = self._file[meta.group_path]
                 if meta.name == "start_time":
-                    self._file[meta.group_path]["start_time"] = _iso(self.command.start_ns)
+                    group["start_time"] = _iso(self.command.start_ns)
+                else:  # filled in at close: in SWMR mode no dataset can be added then
+                    group.create_dataset("end_time", shape=(), dtype=f"S{ISO_WIDTH}")
             self._file.flush()
+            if self._settings.swmr:
+                self._file.swmr_mode = True
         except (StructureError, ValueError, TypeError) as exc:
             self._file.close()
             path.unlink(missing_ok=True)
@@ -125,7 +141,9 @@ class WriteJob:
         consumer: Consumer | None = None
         try:
             topics = sorted({topic for topic, _ in self._writers})
-            consumer = make_consumer(self._kafka)
+            consumer = make_consumer(self._kafka,
+                                     queued_max_messages_kbytes=self._settings.max_queued_mb
+                                     * 1024)
             partitions = self._seek(consumer, topics)
             self._consume(consumer, partitions)
         except Exception as exc:
@@ -142,6 +160,10 @@ class WriteJob:
         result.events = sum(getattr(w, "total_events", 0)
                             for ws in self._writers.values() for w in ws)
         result.malformed = self._malformed
+        for writers in self._writers.values():
+            for writer in writers:
+                for kind, n in writer.counts.items():
+                    result.counts[kind] = result.counts.get(kind, 0) + n
         return result
 
     def _seek(self, consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
@@ -245,7 +267,7 @@ class WriteJob:
             stop_ns = self.stop_ns
             for meta in self._plan.metadata if self._plan else []:
                 if meta.name == "end_time" and stop_ns is not None:
-                    self._file[meta.group_path]["end_time"] = _iso(stop_ns)
+                    self._file[meta.group_path]["end_time"][()] = _iso(stop_ns).encode()
         finally:
             h5file, self._file = self._file, None
             try:

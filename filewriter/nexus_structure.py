@@ -10,14 +10,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from filewriter.modules.base import DTYPES as _DTYPES
+
 log = logging.getLogger(__name__)
 
-_DTYPES = {
-    "string": None, "str": None,
-    "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
-    "int64": "i8", "uint64": "u8", "int": "i4", "uint": "u4", "short": "i2", "ushort": "u2",
-    "long": "i8", "ulong": "u8", "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
 _GROUP_KEYS = {"type", "name", "children", "attributes"}
 _MODULE_KEYS = {"module", "config", "attributes"}
 

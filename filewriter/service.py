@@ -180,13 +180,17 @@ class FileWriterService:
         assert running is not None and running.result is not None
         result = running.result
         cmd = running.job.command
-        message = (f"{result.events} events" + (f", {result.malformed} malformed messages skipped"
-                                                 if result.malformed else ""))
+        noted = {kind: n for kind, n in result.counts.items() if n}
+        message = (f"{result.events} events"
+                   + (f", {result.malformed} malformed messages skipped"
+                      if result.malformed else "")
+                   + "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in noted.items()))
         if result.error:
             message = f"{result.error} ({message})"
         self._send(cmd.control_topic or self.settings.status_topic, serialise_wrdn(
             self._service_id, cmd.job_id, result.error is not None, cmd.filename,
-            json.dumps({"events": result.events, "malformed": result.malformed}), message))
+            json.dumps({"events": result.events, "malformed": result.malformed, **noted}),
+            message))
         self._producer.flush(10)
         log.info("finished %s: %s", cmd.filename, message)
         self._running = None

@@ -29,11 +29,13 @@ def pulses_in_window(reference_time: np.ndarray, window: Window) -> np.ndarray:
 
 class LogGate:
     """Per source: keep the last update before start (the value the run began with), every
-    update inside the run, one update per timestamp, nothing after stop."""
+    update inside the run, one update per timestamp, nothing after stop. An update older
+    than the last one written is still written, and counted."""
 
     def __init__(self) -> None:
         self._pending: object | None = None
         self._last_written_ns: int | None = None
+        self.out_of_order = 0
 
     def offer(self, t_ns: int, item: object, window: Window) -> list[object]:
         """Returns the items to write now, oldest first."""
@@ -43,6 +45,8 @@ class LogGate:
         if window.after(t_ns) or t_ns == self._last_written_ns:
             return []
         out = self.flush_pending()
+        if self._last_written_ns is not None and t_ns < self._last_written_ns:
+            self.out_of_order += 1
         self._last_written_ns = t_ns
         out.append(item)
         return out

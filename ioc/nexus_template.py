@@ -42,7 +42,9 @@ def _logs(logs: list[LogStream]) -> list[dict[str, Any]]:
         _group(log.name, "NXlog", [{
             "module": log.stream.schema,
             "config": {"topic": log.stream.topic, "source": log.stream.channel,
-                       **({"units": log.units} if log.units else {})},
+                       "dtype": log.dtype,
+                       **({"array_size": log.array_size} if log.array_size else {}),
+                       **({"value_units": log.units} if log.units else {})},
         }])
         for log in logs
     ]

@@ -6,22 +6,42 @@ schema id on the wire to the function that decodes it; a module accepts the sche
 
 from __future__ import annotations
 
+from filewriter.modules.arrays import (
+    DataArrayWriter,
+    HistogramWriter,
+    decode_da00,
+    decode_hs00,
+    decode_hs01,
+)
 from filewriter.modules.base import Decoded, WriterModule
-from filewriter.modules.ev44 import EventWriter, decode_ev44
+from filewriter.modules.ev44 import EventWriter, decode_ev42, decode_ev44
 from filewriter.modules.log import LogWriter, decode_al00, decode_ep01, decode_f142, decode_f144
+from filewriter.modules.samples import SampleWriter, TimestampWriter, decode_se00, decode_tdct
 
 WRITERS: dict[str, type[WriterModule]] = {
     "ev44": EventWriter,
+    "ev42": EventWriter,
     "f142": LogWriter,
     "f144": LogWriter,
+    "se00": SampleWriter,
+    "tdct": TimestampWriter,
+    "hs00": HistogramWriter,
+    "hs01": HistogramWriter,
+    "da00": DataArrayWriter,
 }
 
 DECODERS = {
     "ev44": decode_ev44,
+    "ev42": decode_ev42,
     "f142": decode_f142,
     "f144": decode_f144,
     "al00": decode_al00,
     "ep01": decode_ep01,
+    "se00": decode_se00,
+    "tdct": decode_tdct,
+    "hs00": decode_hs00,
+    "hs01": decode_hs01,
+    "da00": decode_da00,
 }
 
 __all__ = ["DECODERS", "WRITERS", "Decoded", "WriterModule"]

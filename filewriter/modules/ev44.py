@@ -1,19 +1,38 @@
-"""ev44 -> NXevent_data (event_id, event_time_offset, event_time_zero, event_index)."""
+"""ev44 and ev42 -> NXevent_data (event_id, event_time_offset, event_time_zero, event_index,
+cue_index / cue_timestamp_zero)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
+from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
 from datastream.schemas import MalformedMessage
-from filewriter.modules.base import NS_EPOCH_OFFSET, Decoded, WriterModule, append, appendable
+from filewriter.modules.base import (
+    NS_EPOCH_OFFSET,
+    Cues,
+    Decoded,
+    WriterModule,
+    append,
+    appendable,
+)
 from filewriter.timing import Window, pulses_in_window
 
 # write to HDF5 in blocks this large: few large writes are what the disk is fast at
 FLUSH_EVENTS = 8 * 1024 * 1024
+CUE_INTERVAL = 100_000_000  # events; kafka-to-nexus's default
+
+
+class Pulses(NamedTuple):
+    """What both event schemas carry (ev44's field names)."""
+
+    reference_time: Any
+    reference_time_index: Any
+    time_of_flight: Any
+    pixel_id: Any
 
 
 def decode_ev44(payload: bytes) -> Decoded:
@@ -24,8 +43,21 @@ def decode_ev44(payload: bytes) -> Decoded:
     return Decoded("ev44", ev.source_name, ev)
 
 
+def decode_ev42(payload: bytes) -> Decoded:
+    """ev42: one pulse per message, its time in ns."""
+    try:
+        ev = deserialise_ev42(payload)
+    except Exception as exc:
+        raise MalformedMessage(f"corrupt ev42 message: {exc}") from exc
+    return Decoded("ev42", ev.source_name, Pulses(
+        np.array([ev.pulse_time], np.int64), np.zeros(1, np.int32), ev.time_of_flight,
+        ev.detector_id))
+
+
 class EventWriter(WriterModule):
-    accepts = frozenset({"ev44"})
+    """Config (kafka-to-nexus keys): `chunk_size` (events), `cue_interval` (events)."""
+
+    accepts = frozenset({"ev44", "ev42"})
 
     def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
         super().__init__(group, config)
@@ -36,6 +68,10 @@ class EventWriter(WriterModule):
         self._time_zero = appendable(group, "event_time_zero", np.uint64, chunk_rows=1 << 14,
                                      units="ns", offset=NS_EPOCH_OFFSET)
         self._index = appendable(group, "event_index", np.int64, chunk_rows=1 << 14)
+        self._cues = Cues(group, int(config.get("cue_interval") or CUE_INTERVAL))
+        self._written = 0  # events in the file
+        self._last_pulse_ns: int | None = None
+        self.counts = {"out_of_order": 0}
         self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "tof", "tz", "idx")}
         self._buffered = 0
         self._total = 0  # events accepted so far (written or buffered)
@@ -70,9 +106,15 @@ class EventWriter(WriterModule):
             tof = np.concatenate([tof[s:e] for s, e in zip(starts, stops, strict=True)])
             pix = np.concatenate([pix[s:e] for s, e in zip(starts, stops, strict=True)])
         local = np.concatenate(([0], np.cumsum(counts)[:-1])) + self._total
+        kept = ref[mask]
+        if self._last_pulse_ns is not None and kept[0] < self._last_pulse_ns:
+            self.counts["out_of_order"] += 1
+        if len(kept) > 1:
+            self.counts["out_of_order"] += int(np.count_nonzero(np.diff(kept) < 0))
+        self._last_pulse_ns = int(kept[-1])
         self._buffers["id"].append(pix.astype(np.int32, copy=False))
         self._buffers["tof"].append(tof.astype(np.int32, copy=False))
-        self._buffers["tz"].append(ref[mask].astype(np.uint64))
+        self._buffers["tz"].append(kept.astype(np.uint64))
         self._buffers["idx"].append(local.astype(np.int64))
         added = int(counts.sum())
         self._total += added
@@ -84,9 +126,17 @@ class EventWriter(WriterModule):
     def flush(self) -> None:
         if not self._buffers["tz"]:
             return
+        joined = {}
         for key, dset in (("id", self._event_id), ("tof", self._offset),
                           ("tz", self._time_zero), ("idx", self._index)):
             chunks = self._buffers[key]
-            append(dset, chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+            joined[key] = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            append(dset, joined[key])
             chunks.clear()
+        rows = self._cues.rows(self._written, self._buffered)
+        if len(rows):
+            # each cue row lies in the last pulse starting at or before it
+            pulse = np.searchsorted(joined["idx"], rows, side="right") - 1
+            self._cues.add(rows, joined["tz"][pulse])
+        self._written += self._buffered
         self._buffered = 0

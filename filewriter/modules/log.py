@@ -14,7 +14,17 @@ from streaming_data_types.logdata_f144 import deserialise_f144
 
 from datastream.schemas import MalformedMessage
 from datastream.schemas.f142 import LogData, deserialise_f142
-from filewriter.modules.base import NS_EPOCH_OFFSET, Decoded, WriterModule, append, appendable
+from filewriter.modules.base import (
+    NS_EPOCH_OFFSET,
+    Cues,
+    Decoded,
+    WriterModule,
+    append,
+    appendable,
+    config_dtype,
+    config_units,
+    fixed_strings,
+)
 from filewriter.timing import LogGate, Window
 
 
@@ -48,17 +58,23 @@ def decode_ep01(payload: bytes) -> Decoded:
     return Decoded("ep01", conn.source_name, (conn.timestamp, conn.status.name))
 
 
+STRING_WIDTH = 256  # bytes per string value unless the config says `string_size`
+SEVERITY_WIDTH = 16
+CONNECTION_WIDTH = 16
+
+
 class _EventLog:
     """A time series of text states beside the values (alarms, connection changes), under the
-    same rules as the values: the state at start, the changes inside the run."""
+    same rules as the values: the state at start, the changes inside the run. Its datasets
+    exist from the start (a SWMR file takes no new objects), empty if nothing changed."""
 
-    def __init__(self, group: h5py.Group, time_name: str, fields: tuple[str, ...]) -> None:
-        self._group = group
-        self._time_name = time_name
-        self._fields = fields
+    def __init__(self, group: h5py.Group, time_name: str, fields: dict[str, int]) -> None:
         self._gate = LogGate()
         self._rows: list[tuple] = []
-        self._datasets: dict[str, h5py.Dataset] = {}
+        self._time = appendable(group, time_name, np.uint64, chunk_rows=256, units="ns",
+                                offset=NS_EPOCH_OFFSET)
+        self._fields = [(appendable(group, name, f"S{width}", chunk_rows=256), width)
+                        for name, width in fields.items()]
 
     def offer(self, row: tuple, window: Window) -> None:
         self._rows.extend(self._gate.offer(row[0], row, window))
@@ -66,39 +82,60 @@ class _EventLog:
     def flush(self, closing: bool = False) -> None:
         if closing:
             self._rows.extend(self._gate.flush_pending())
-        # created at close even when empty: every log of every file has the same shape
-        if not self._rows and not (closing and not self._datasets):
-            return
-        if not self._datasets:
-            self._datasets["time"] = appendable(self._group, self._time_name, np.uint64,
-                                                chunk_rows=256, units="ns",
-                                                offset=NS_EPOCH_OFFSET)
-            for name in self._fields:
-                self._datasets[name] = appendable(self._group, name, h5py.string_dtype(),
-                                                  chunk_rows=256)
         if not self._rows:
             return
-        append(self._datasets["time"], np.array([r[0] for r in self._rows], dtype=np.uint64))
-        for i, name in enumerate(self._fields, start=1):
-            append(self._datasets[name], [str(r[i]) for r in self._rows])
+        append(self._time, np.array([r[0] for r in self._rows], dtype=np.uint64))
+        for i, (dset, width) in enumerate(self._fields, start=1):
+            append(dset, fixed_strings([str(r[i]) for r in self._rows], width)[0])
         self._rows.clear()
+
+    @property
+    def out_of_order(self) -> int:
+        return self._gate.out_of_order
 
 
 class LogWriter(WriterModule):
+    """Config (kafka-to-nexus keys): `dtype` or `type` (default double; "string" for text),
+    `array_size` (values per update; default a scalar), `value_units` or `units`,
+    `cue_interval` (rows; default never), `chunk_size` (rows), `string_size` (bytes)."""
+
     accepts = frozenset({"f142", "f144", "al00", "ep01"})
 
     def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
         super().__init__(group, config)
+        self._dtype = config_dtype(config)
+        self._width = int(config.get("array_size") or 0) or None
+        self._string_size = int(config.get("string_size") or STRING_WIDTH)
+        chunk = int(config.get("chunk_size") or 1024)
+        units = config_units(config)
         self._gate = LogGate()
         self._values: list[Any] = []
         self._times: list[int] = []
-        self._value_ds: h5py.Dataset | None = None
-        self._time_ds: h5py.Dataset | None = None
-        self._width: int | None = None
-        self.truncated = 0
-        self._alarms = _EventLog(group, "alarm_time", ("alarm_severity", "alarm_message"))
-        self._connection = _EventLog(group, "connection_status_time", ("connection_status",))
-        self._stats: list[tuple[float, float, float, int]] = []  # min, max, sum, n per flush
+        self._rows_written = 0
+        self.counts = {"truncated": 0, "unconvertible": 0}
+        if self._dtype is None:
+            self._value_ds = appendable(group, "value", f"S{self._string_size}",
+                                        chunk_rows=chunk)
+        else:
+            tail = (self._width,) if self._width else ()
+            self._value_ds = appendable(group, "value", self._dtype, tail, chunk_rows=chunk)
+        if units:
+            self._value_ds.attrs["units"] = units
+        self._time_ds = appendable(group, "time", np.uint64, chunk_rows=chunk, units="ns",
+                                   offset=NS_EPOCH_OFFSET)
+        self._cues = Cues(group, int(config.get("cue_interval") or 0))
+        self._alarms = _EventLog(group, "alarm_time", {"alarm_severity": SEVERITY_WIDTH,
+                                                       "alarm_message": STRING_WIDTH})
+        self._connection = _EventLog(group, "connection_status_time",
+                                     {"connection_status": CONNECTION_WIDTH})
+        # minimum / maximum / average of numeric scalars, filled in at close
+        self._stats: list[tuple[float, float, float, int]] = []
+        self._stat_ds: dict[str, h5py.Dataset] = {}
+        if self._dtype is not None and self._width is None:
+            for name in ("minimum_value", "maximum_value", "average_value"):
+                self._stat_ds[name] = group.create_dataset(name, data=np.nan)
+                if units:
+                    self._stat_ds[name].attrs["units"] = units
 
     def write(self, message: Decoded, window: Window) -> None:
         if message.schema == "al00":
@@ -112,52 +149,47 @@ class LogWriter(WriterModule):
             self._buffer(item)
 
     def _buffer(self, data: LogData) -> None:
-        self._values.append(data.value)
+        value = self._convert(data.value)
+        if value is None:
+            self.counts["unconvertible"] += 1
+            return
+        self._values.append(value)
         self._times.append(data.timestamp_ns)
 
-    def _create(self, first: Any) -> None:
-        units = self.config.get("units")
-        if isinstance(first, str) or (isinstance(first, np.ndarray) and first.dtype.kind in "US"):
-            dtype: Any = h5py.string_dtype()
-            tail: tuple[int, ...] = ()
-        else:
-            arr = np.asarray(first)
-            dtype = arr.dtype
-            tail = () if arr.ndim == 0 else (arr.shape[0],)
-            self._width = None if arr.ndim == 0 else arr.shape[0]
-        self._value_ds = appendable(self.group, "value", dtype, tail, chunk_rows=1024)
-        if units:
-            self._value_ds.attrs["units"] = units
-        self._time_ds = appendable(self.group, "time", np.uint64, chunk_rows=1024, units="ns",
-                                   offset=NS_EPOCH_OFFSET)
-
-    def _rows(self) -> Any:
-        if self._value_ds is not None and self._value_ds.dtype.kind == "O":
-            return [v if isinstance(v, str) else " ".join(map(str, np.ravel(v)))
-                    for v in self._values]
-        if self._width is None:
-            return np.array([np.asarray(v).item() if np.ndim(v) == 0 else np.asarray(v).ravel()[0]
-                             for v in self._values], dtype=self._value_ds.dtype)
-        rows = np.zeros((len(self._values), self._width), dtype=self._value_ds.dtype)
-        for i, v in enumerate(self._values):
-            flat = np.ravel(v)[: self._width]
-            if len(np.ravel(v)) != self._width:
-                self.truncated += 1
-            rows[i, : len(flat)] = flat
-        return rows
+    def _convert(self, value: Any) -> Any:
+        """The value as the dataset's row, or None if it cannot be one."""
+        if self._dtype is None:
+            return value if isinstance(value, str) else " ".join(map(str, np.ravel(value)))
+        flat = np.ravel(value)
+        if flat.dtype.kind in "USO":
+            try:
+                flat = flat.astype(np.float64)
+            except ValueError:
+                return None
+        wanted = self._width or 1
+        if len(flat) != wanted:
+            self.counts["truncated"] += 1
+            flat = np.pad(flat[:wanted], (0, max(0, wanted - len(flat))))
+        return flat if self._width else flat[0]
 
     def flush(self, closing: bool = False) -> None:
         self._alarms.flush(closing)
         self._connection.flush(closing)
         if not self._values:
             return
-        if self._value_ds is None:
-            self._create(self._values[0])
-        rows = self._rows()
+        if self._dtype is None:
+            rows, cut = fixed_strings(self._values, self._string_size)
+            self.counts["truncated"] += cut
+        else:
+            rows = np.array(self._values).astype(self._dtype, copy=False)
+        times = np.asarray(self._times, dtype=np.uint64)
         append(self._value_ds, rows)
-        append(self._time_ds, np.asarray(self._times, dtype=np.uint64))
-        if self._width is None and self._value_ds.dtype.kind in "iuf":
-            values = np.asarray(rows, dtype=np.float64)
+        append(self._time_ds, times)
+        cue_rows = self._cues.rows(self._rows_written, len(times))
+        self._cues.add(cue_rows, times[cue_rows - self._rows_written])
+        self._rows_written += len(times)
+        if self._stat_ds:
+            values = rows.astype(np.float64)
             self._stats.append((values.min(), values.max(), values.sum(), len(values)))
         self._values.clear()
         self._times.clear()
@@ -167,12 +199,10 @@ class LogWriter(WriterModule):
         for item in self._gate.flush_pending():
             self._buffer(item)
         self.flush(closing=True)
+        self.counts["out_of_order"] = (self._gate.out_of_order + self._alarms.out_of_order
+                                       + self._connection.out_of_order)
         if self._stats:
-            units = self.config.get("units")
             count = sum(s[3] for s in self._stats)
-            for name, value in (("minimum_value", min(s[0] for s in self._stats)),
-                                ("maximum_value", max(s[1] for s in self._stats)),
-                                ("average_value", sum(s[2] for s in self._stats) / count)):
-                self.group[name] = value
-                if units:
-                    self.group[name].attrs["units"] = units
+            self._stat_ds["minimum_value"][()] = min(s[0] for s in self._stats)
+            self._stat_ds["maximum_value"][()] = max(s[1] for s in self._stats)
+            self._stat_ds["average_value"][()] = sum(s[2] for s in self._stats) / count

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +49,33 @@ def read_all(kafka: KafkaSettings, topic: str, expect: int | None = None,
     finally:
         consumer.close()
     return out
+
+
+@contextlib.contextmanager
+def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: Path,
+                   preexec_fn=None) -> Iterator[subprocess.Popen]:
+    """`datastream filewriter` as its own process, ready (heartbeating) on entry."""
+    from datastream.schemas import schema_id
+    from tests.conftest import wait_until
+
+    log = open(output_dir / "writer.log", "wb")  # noqa: SIM115 (closed below)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
+         "--broker", kafka.bootstrap, "--output-dir", str(output_dir), "--leeway", "0.5",
+         "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}"],
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until(lambda: any(schema_id(m.value()) == "x5f2"
+                               for m in read_all(kafka, topics.run_info, timeout=1)), 60,
+                   "the file writer's first heartbeat")
+        yield writer
+    finally:
+        if writer.poll() is None:
+            writer.terminate()
+            try:
+                writer.wait(20)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                writer.wait(10)
+        log.close()

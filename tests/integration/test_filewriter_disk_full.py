@@ -4,11 +4,8 @@ the writer takes the next job. The writer runs as its own process with a file-si
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -18,9 +15,7 @@ import pytest
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.kafka_client import deliver, make_producer
-from datastream.schemas import schema_id
-from tests.conftest import wait_until
-from tests.integration.conftest import read_all
+from tests.integration.conftest import writer_process
 from tests.integration.test_filewriter_kafka import MS, frame, start_run, wait_wrdn
 
 pytestmark = pytest.mark.integration
@@ -34,18 +29,8 @@ def _limit_file_size() -> None:
 
 
 def test_a_full_disk_ends_the_job_with_an_error_and_the_next_job_runs(kafka, topics, tmp_path):
-    log = open(tmp_path / "writer.log", "wb")  # noqa: SIM115 (closed below)
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
-         "--broker", kafka.bootstrap, "--output-dir", str(tmp_path), "--leeway", "0.5",
-         "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}"],
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_limit_file_size,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"})
     producer = make_producer(kafka)
-    try:
-        wait_until(lambda: any(schema_id(m.value()) == "x5f2"
-                               for m in read_all(kafka, topics.run_info, timeout=1)), 60,
-                   "the file writer's first heartbeat")
+    with writer_process(kafka, topics, tmp_path, preexec_fn=_limit_file_size) as writer:
         now_ms = time.time_ns() // MS
         start_ms, stop_ms = now_ms - 12000, now_ms - 1000
         # 100 frames of 50k events: 40 MB of event data, more than the "disk" holds
@@ -70,11 +55,3 @@ def test_a_full_disk_ends_the_job_with_an_error_and_the_next_job_runs(kafka, top
             assert tz.tolist() == [start_ms * MS]
             assert np.all(f["raw_data_1/detector_1_events/event_id"][:] < 50_000)
         assert writer.poll() is None  # still serving
-    finally:
-        writer.terminate()
-        try:
-            writer.wait(20)
-        except subprocess.TimeoutExpired:
-            writer.kill()
-            writer.wait(10)
-        log.close()

@@ -25,6 +25,8 @@ def test_duplicates_are_dropped():
     ({"streams": [{"channel": "$(Q)A"}]}, "macro"),
     ({"streams": [{"channel": "X:A"}, {"channel": "Y:A", "schema": "f144"}]}, "log name"),
     ({"stream": []}, "streams"),
+    ({"streams": [{"channel": "A", "dtype": "complex"}]}, "dtype"),
+    ({"streams": [{"channel": "A", "array_size": -1}]}, "array_size"),
 ])
 def test_bad_config_is_explained(doc, message):
     with pytest.raises(StreamConfigError, match=message):
@@ -34,3 +36,15 @@ def test_bad_config_is_explained(doc, message):
 def test_log_name():
     assert log_name("IN:DEMO:SE:TEMP:SP") == "SP"
     assert log_name("IN:DEMO:SE:B-FIELD") == "B_FIELD"
+
+
+def test_file_types_reach_the_nexus_template():
+    from ioc.nexus_template import _logs
+
+    streams = parse_streams({"streams": [
+        {"channel": "A:SPEC", "array_size": 8, "units": "counts"},
+        {"channel": "A:STAT", "dtype": "string"}]}, "t", {})
+    configs = [log["children"][0]["config"] for log in _logs(streams)]
+    assert configs[0] == {"topic": "t", "source": "A:SPEC", "dtype": "double", "array_size": 8,
+                          "value_units": "counts"}
+    assert configs[1] == {"topic": "t", "source": "A:STAT", "dtype": "string"}
