@@ -38,6 +38,7 @@ class StopJob:
     job_id: str
     command_id: str
     stop_ns: int | None  # None: stop now
+    service_id: str = ""  # the writer it is addressed to, if any
 
 
 def _is_uuid(text: str) -> bool:
@@ -83,4 +84,5 @@ def parse_stop(payload: bytes) -> StopJob:
         raise CommandError(400, f"job_id {msg.job_id!r} is not a UUID", msg.job_id)
     if msg.command_id and not _is_uuid(msg.command_id):
         raise CommandError(400, f"command_id {msg.command_id!r} is not a UUID", msg.job_id)
-    return StopJob(msg.job_id, msg.command_id, msg.stop_time * NS_PER_MS if msg.stop_time else None)
+    return StopJob(msg.job_id, msg.command_id,
+                   msg.stop_time * NS_PER_MS if msg.stop_time else None, msg.service_id)

@@ -3,6 +3,7 @@ the stop, answer (answ), report finished files (wrdn) and heartbeat (x5f2)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -13,15 +14,17 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from streaming_data_types.action_response_answ import (
     ActionOutcome,
     ActionType,
+    deserialise_answ,
     serialise_answ,
 )
-from streaming_data_types.finished_writing_wrdn import serialise_wrdn
+from streaming_data_types.finished_writing_wrdn import deserialise_wrdn, serialise_wrdn
 from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
@@ -33,6 +36,7 @@ from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 2.0
+KNOWN_JOBS = 10_000  # job ids remembered (this writer's and those other writers took)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,23 @@ class FileWriterService:
                                              session_timeout_ms=10_000,
                                              heartbeat_interval_ms=2_000)
         self._control: Consumer | None = None
+        self._started_by: tuple[str, int] = ("", -1)  # topic and offset of the running pl72
+        # (topic, partition, offset) of messages the control consumer acted on: the pool,
+        # rejoined after a job, reads them again and must not answer them twice
+        self._handled: set[tuple[str, int, int]] = set()
         self._running: _RunningJob | None = None
         self._ready = threading.Event()
         self._last_status = 0.0
         self.malformed_commands = 0
+        # jobs that exist (running or done, here or at another writer): a stop for any other
+        # job is answered 400, a second start of one of them too
+        self._known_jobs: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def _know(self, job_id: str) -> None:
+        self._known_jobs[job_id] = None
+        self._known_jobs.move_to_end(job_id)
+        while len(self._known_jobs) > KNOWN_JOBS:
+            self._known_jobs.popitem(last=False)
 
     # -- replies --
     def _send(self, topic: str, payload: bytes) -> None:
@@ -114,19 +131,42 @@ class FileWriterService:
             json.dumps(status)))
 
     # -- commands --
-    def _on_pool_message(self, payload: bytes) -> None:
+    def _on_pool_message(self, payload: bytes, topic: str, offset: int) -> None:
         sid = schema_id(payload)
+        if sid in ("answ", "wrdn"):
+            self._note_other_writer(sid, payload)
+            return
+        if sid == "6s4t":
+            # the pool holds the stops too: one for a job no writer took is a bad command
+            stop = parse_stop(payload)
+            if stop.job_id not in self._known_jobs:
+                self._answer(topic, stop.job_id, stop.command_id, ActionType.SetStopTime, False,
+                             400, f"stop for an unknown job {stop.job_id}: no writer took it")
+            return
         if sid != "pl72":
-            return  # the pool topic also carries stops and answers
+            return
         try:
             command = parse_start(payload)
         except CommandError as exc:
             self._answer(self.settings.status_topic, exc.job_id, "", ActionType.StartJob, False,
                          exc.status_code, str(exc))
             return
-        self._start(command)
+        if command.job_id in self._known_jobs:
+            self._answer(command.control_topic or self.settings.status_topic, command.job_id,
+                         "", ActionType.StartJob, False, 400,
+                         f"job {command.job_id} was already started")
+            return
+        self._start(command, (topic, offset))
 
-    def _start(self, command: StartJob) -> None:
+    def _note_other_writer(self, sid: str, payload: bytes) -> None:
+        if sid == "wrdn":
+            self._know(deserialise_wrdn(payload).job_id)
+            return
+        answer = deserialise_answ(payload)
+        if (answer.action == ActionType.StartJob and answer.outcome == ActionOutcome.Success):
+            self._know(answer.job_id)
+
+    def _start(self, command: StartJob, where: tuple[str, int]) -> None:
         control_topic = command.control_topic or self.settings.status_topic
         job = WriteJob(command, self.settings.job, self._kafka)
         try:
@@ -135,10 +175,12 @@ class FileWriterService:
             self._answer(control_topic, command.job_id, "", ActionType.StartJob, False,
                          exc.status_code, str(exc))
             return
+        self._know(command.job_id)
         self._answer(control_topic, command.job_id, "", ActionType.StartJob, True, 201,
                      f"writing {command.filename}" + (f" ({'; '.join(warnings)})"
                                                       if warnings else ""))
         self._running = _RunningJob(job)
+        self._started_by = where
         # leave the pool while busy, so another writer instance takes the next run
         self._pool.unsubscribe()
         self._ready.clear()
@@ -154,19 +196,40 @@ class FileWriterService:
                                                                   if metadata else [0])]
         self._control.assign(self._control.offsets_for_times(partitions, timeout=10))
 
-    def _on_control_message(self, payload: bytes, topic: str) -> None:
-        if schema_id(payload) != "6s4t":
-            return
+    def _on_control_message(self, payload: bytes, topic: str, offset: int) -> bool:
+        """True if the message was acted on (answered) here."""
+        sid = schema_id(payload)
         running = self._running
+        if running is None:
+            return False
+        job_id = running.job.command.job_id
+        if sid == "pl72":
+            if topic == self._started_by[0] and offset <= self._started_by[1]:
+                return False  # the start of this job, or older (read again from its start)
+            try:
+                again = parse_start(payload)
+            except CommandError:
+                return False  # the pool member answers bad starts
+            if again.job_id != job_id:
+                return False  # a job for the pool
+            self._answer(topic, job_id, "", ActionType.StartJob, False, 400,
+                         f"job {job_id} is already running")
+            return True
+        if sid != "6s4t":
+            return False
         try:
             stop = parse_stop(payload)
-        except CommandError as exc:
-            self._answer(topic, exc.job_id, "", ActionType.SetStopTime, False, exc.status_code,
-                         str(exc))
-            return
-        if running is None or stop.job_id != running.job.command.job_id:
-            return  # another writer's job
-        self._stop(running, stop, topic)
+        except CommandError:
+            return False  # the pool member answers bad stops
+        if stop.job_id == job_id:
+            self._stop(running, stop, topic)
+            return True
+        if stop.service_id == self._service_id:
+            self._answer(topic, stop.job_id, stop.command_id, ActionType.SetStopTime, False,
+                         400, f"stop for an unknown job {stop.job_id}: this writer runs "
+                         f"{job_id}")
+            return True
+        return False  # another writer's job, or one for the pool to judge
 
     def _stop(self, running: _RunningJob, stop: StopJob, topic: str) -> None:
         stop_ns = stop.stop_ns if stop.stop_ns is not None else time.time_ns()
@@ -228,25 +291,32 @@ class FileWriterService:
             msg = self._pool.poll(0.2)
             if msg is not None and not msg.error():
                 self._pool.commit(message=msg, asynchronous=False)
-                self._guard(self._on_pool_message, msg.value(), msg.topic(), msg.offset())
+                key = (msg.topic(), msg.partition(), msg.offset())
+                if key in self._handled:
+                    self._handled.discard(key)
+                else:
+                    self._guard(self._on_pool_message, msg)
         else:
             assert self._control is not None
             msg = self._control.poll(0.2)
-            if msg is not None and not msg.error():
-                self._guard(lambda p: self._on_control_message(p, msg.topic()), msg.value(),
-                            msg.topic(), msg.offset())
+            if (msg is not None and not msg.error()
+                    and self._guard(self._on_control_message, msg)):
+                self._handled.add((msg.topic(), msg.partition(), msg.offset()))
             if not self._running.thread.is_alive():
                 self._finish()
         self._status()
 
-    def _guard(self, handler, payload: bytes | None, topic: str, offset: int) -> None:
+    def _guard(self, handler: Callable[[bytes, str, int], bool | None], msg: Message) -> bool:
+        """The handler's verdict (did it act on the message); False if it failed."""
         try:
-            if payload is None:
+            if msg.value() is None:
                 raise MalformedMessage("empty message")
-            handler(payload)
+            return bool(handler(msg.value(), msg.topic(), msg.offset()))
         except Exception as exc:  # one bad command never stops the writer
             self.malformed_commands += 1
-            log.warning("skipped a bad message on %s at offset %d: %s", topic, offset, exc)
+            log.warning("skipped a bad message on %s at offset %d: %s", msg.topic(),
+                        msg.offset(), exc)
+            return True
 
 
 def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id: str,

@@ -158,3 +158,34 @@ def test_missing_data_topic_ends_the_job_with_an_error(kafka, topics, writer):
         control_topic=topics.run_info))
     done = wait_wrdn(kafka, topics.run_info, job_id)
     assert done.error_encountered and "NO_SUCH_topic" in done.message
+
+
+def answers_for(kafka, topic, job_id):
+    return [a for a in replies(kafka, topic, "answ") if a.job_id == job_id]
+
+
+def test_stop_for_an_unknown_job_and_a_second_start_get_400(kafka, topics, writer):
+    producer = make_producer(kafka)
+    unknown = str(uuid.uuid4())
+    deliver(producer, topics.run_info, serialise_6s4t(unknown, command_id=str(uuid.uuid4()),
+                                                      stop_time=time.time_ns() // MS))
+    answer = wait_until(lambda: answers_for(kafka, topics.run_info, unknown), 20, "answ")[0]
+    assert answer.status_code == 400 and "unknown job" in answer.message
+
+    job_id = str(uuid.uuid4())
+    start_run(producer, topics, time.time_ns() // MS, job_id, "IT00000012.nxs")
+    wait_until(lambda: answers_for(kafka, topics.run_info, job_id), 20, "answ 201")
+    start_run(producer, topics, time.time_ns() // MS, job_id, "IT00000013.nxs")  # again
+    wait_until(lambda: len(answers_for(kafka, topics.run_info, job_id)) == 2, 20, "answ 400")
+    assert [a.status_code for a in answers_for(kafka, topics.run_info, job_id)] == [201, 400]
+    assert "already running" in answers_for(kafka, topics.run_info, job_id)[1].message
+    queued = str(uuid.uuid4())  # sent while the writer is busy: taken once it is free
+    start_run(producer, topics, time.time_ns() // MS, queued, "IT00000014.nxs",
+              stop_ms=time.time_ns() // MS)
+    deliver(producer, topics.run_info, serialise_6s4t(job_id, command_id=str(uuid.uuid4())))
+    assert not wait_wrdn(kafka, topics.run_info, job_id).error_encountered
+    assert not wait_wrdn(kafka, topics.run_info, queued).error_encountered
+    assert not (writer / "IT00000013.nxs").exists()
+    # the stop of the finished job is not answered again when the writer rejoins the pool
+    time.sleep(1.5)
+    assert [a.status_code for a in answers_for(kafka, topics.run_info, job_id)] == [201, 400, 201]
