@@ -25,17 +25,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import psutil
-from common import free_port, pct
+from common import Sampler, free_port, kafka_broker, pct
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
 from datastream.kafka_client import KafkaSettings, make_admin, make_consumer
 from datastream.schemas import schema_id
@@ -68,27 +66,6 @@ def decode(payload: bytes) -> tuple[int, int]:
 
     data = deserialise_f144(payload)
     return int(data.value), data.timestamp_unix_ns
-
-
-class Sampler:
-    """Peak RSS of a process, every 0.25 s."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            try:
-                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def read_back(kafka: KafkaSettings, topic: str, t0_ns: int, t1_ns: int) -> dict[str, object]:
@@ -180,32 +157,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--broker", help="use this broker instead of an embedded one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fbench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fbench-") as tmp, \
+            kafka_broker(Path(tmp), args.broker) as kafka:
         work = Path(tmp)
-        broker = None
-        if args.broker:
-            kafka = KafkaSettings(args.broker)
-        else:
-            broker = embedded.BrokerConfig(work / "kafka", port=free_port(),
-                                           controller_port=free_port())
-            embedded.start(broker)
-            kafka = KafkaSettings(broker.bootstrap)
         ports = EpicsPorts(run_control_ca=free_port(), sample_env_ca=free_port(),
                            repeater=free_port(), pva_server=free_port(),
                            pva_broadcast=free_port())
         print(f"{'protocol':8} {'schema':6} {'offered/s':>9} {'forwarded/s':>11} {'lost':>6} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'CPU':>6} {'RSS MiB':>8}", flush=True)
-        try:
-            for protocol in args.protocols.split(","):
-                for schema in args.schemas.split(","):
-                    for rate in (int(r) for r in args.rates.split(",")):
-                        r = run_case(kafka, work, ports, rate, protocol, schema, args.seconds)
-                        print(f"{protocol:8} {schema:6} {rate:9d} {r['forwarded_per_s']:11.0f} "
-                              f"{r['lost']:6d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-                              f"{r['cpu']:6.0%} {r['rss_mib']:8.0f}", flush=True)
-        finally:
-            if broker is not None:
-                embedded.stop(broker)
+        for protocol in args.protocols.split(","):
+            for schema in args.schemas.split(","):
+                for rate in (int(r) for r in args.rates.split(",")):
+                    r = run_case(kafka, work, ports, rate, protocol, schema, args.seconds)
+                    print(f"{protocol:8} {schema:6} {rate:9d} {r['forwarded_per_s']:11.0f} "
+                          f"{r['lost']:6d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+                          f"{r['cpu']:6.0%} {r['rss_mib']:8.0f}", flush=True)
     print("\nCPU is the forwarder's share of one core; latency is broker append time minus "
           "the EPICS timestamp.\nESS forwarder on this kind of machine (issue 5): CA ~3,000/s "
           "at 84 % of a core, p99 ~200 ms, collapse above ~4,000/s; PVA saturates near "

@@ -216,9 +216,10 @@ class WriteJob:
             if now - last_flush > self._settings.flush_interval_s:
                 self._flush()
                 last_flush = now
-            if stop_ns is None or self._clock_ns() < stop_ns + leeway_ns:
+            if stop_ns is None or self._clock_ns() < stop_ns + leeway_ns or messages:
                 continue
-            # past stop + leeway: a partition also ends once everything in it has been read
+            # past stop + leeway and caught up (asking the broker for its watermarks is slow,
+            # so not while messages flow): a partition also ends once all of it has been read
             for tp in partitions:
                 key = (tp.topic, tp.partition)
                 if key not in done and self._drained(consumer, tp):

@@ -1,0 +1,220 @@
+"""File-writer throughput on real parts (issue: file writer at disk speed).
+
+The events topic of an embedded Kafka broker is filled with ev44 messages first (default
+1,000 messages of 100,000 events: 100 M events, 800 MB of event data), then one run covering
+all of them is written by `datastream filewriter` in its own process, timed from the pl72 to
+the wrdn, and the file is fsynced. In the same run, on the same disk:
+  - the disk's own sequential write rate (large writes, then fsync): the ceiling;
+  - a naive writer: a plain consumer that appends each message to h5py datasets as it comes
+    (resize and write per message, h5py's default chunks).
+Figures: events/s, MB/s of event data (8 bytes per event: id and time offset), peak RSS.
+
+    .venv/bin/python benchmarks/filewriter_throughput.py [--events 100000000]
+        [--per-message 100000] [--dir DIR] [--broker host:port]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import h5py
+import numpy as np
+from common import Sampler, kafka_broker
+from confluent_kafka import TopicPartition
+from streaming_data_types.eventdata_ev44 import deserialise_ev44, serialise_ev44
+from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
+from streaming_data_types.run_start_pl72 import serialise_pl72
+
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
+from datastream.schemas import schema_id
+from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+
+INSTRUMENT = "FWBENCH"
+PULSES_PER_MESSAGE = 4
+FRAME_NS = 100_000_000
+MB = 1_000_000
+
+
+def disk_rate(directory: Path, total_bytes: int) -> float:
+    """Sequential write rate with the fsync included, in MB/s."""
+    block = np.random.default_rng(0).integers(0, 255, 16 * 1024 * 1024, np.uint8).tobytes()
+    path = directory / "disk-rate.bin"
+    t0 = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        written = 0
+        while written < total_bytes:
+            written += f.write(block)
+        os.fsync(f.fileno())
+    elapsed = time.perf_counter() - t0
+    path.unlink()
+    return written / elapsed / MB
+
+
+def prefill(kafka: KafkaSettings, topic: str, n_messages: int, per_message: int,
+            first_ns: int) -> float:
+    rng = np.random.default_rng(1)
+    tof = rng.integers(0, 100_000_000, per_message, dtype=np.int32)
+    pixels = rng.integers(1, 100_000, per_message, dtype=np.int32)
+    index = (np.arange(PULSES_PER_MESSAGE) * (per_message // PULSES_PER_MESSAGE)).astype(
+        np.int32)
+    producer = make_producer(kafka, linger_ms=20, batch_size=16 * 1024 * 1024,
+                             queue_buffering_max_kbytes=512 * 1024)
+    t0 = time.perf_counter()
+    for k in range(n_messages):
+        t = first_ns + k * PULSES_PER_MESSAGE * FRAME_NS
+        times = t + np.arange(PULSES_PER_MESSAGE, dtype=np.int64) * FRAME_NS
+        payload = serialise_ev44("DAE", k, times, index, tof, pixels)
+        while True:
+            try:
+                producer.produce(topic, payload, timestamp=t // 1_000_000)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - t0
+
+
+def wait_for(kafka: KafkaSettings, topic: str, sid: str, job_id: str | None,
+             timeout: float) -> bytes:
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error() or schema_id(msg.value()) != sid:
+                continue
+            if job_id is None or deserialise_wrdn(msg.value()).job_id == job_id:
+                return msg.value()
+    finally:
+        consumer.close()
+    raise TimeoutError(f"no {sid} on {topic} within {timeout} s")
+
+
+def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_ns: int,
+               stop_ns: int) -> dict[str, float]:
+    log = open(out / "writer.log", "wb")  # noqa: SIM115 (closed below)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "datastream", "filewriter", "--instrument", INSTRUMENT,
+         "--broker", kafka.bootstrap, "--output-dir", str(out), "--group", "fwbench"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(kafka, topics.run_info, "x5f2", None, 60)
+        sampler = Sampler(writer.pid)
+        job_id = str(uuid.uuid4())
+        structure = {"children": [{"type": "group", "name": "entry", "attributes": {
+            "NX_class": "NXentry"}, "children": [{
+                "type": "group", "name": "events", "attributes": {"NX_class": "NXevent_data"},
+                "children": [{"module": "ev44", "config": {"topic": topics.events,
+                                                           "source": "DAE"}}]}]}]}
+        producer = make_producer(kafka)
+        t0 = time.perf_counter()
+        producer.produce(topics.run_info, serialise_pl72(
+            job_id, "BENCH.nxs", start_time=start_ns // 1_000_000,
+            stop_time=stop_ns // 1_000_000, nexus_structure=json.dumps(structure),
+            control_topic=topics.run_info))
+        producer.flush(10)
+        done = deserialise_wrdn(wait_for(kafka, topics.run_info, "wrdn", job_id, 1800))
+        t_written = time.perf_counter() - t0
+        sampler.stop()
+        fd = os.open(out / "BENCH.nxs", os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        t_synced = time.perf_counter() - t0
+        if done.error_encountered:
+            raise RuntimeError(f"the writer failed: {done.message}")
+        with h5py.File(out / "BENCH.nxs", "r") as f:
+            events = len(f["entry/events/event_id"])
+        return {"events": events, "s": t_written, "s_synced": t_synced,
+                "rss_mib": sampler.peak_rss / 2**20}
+    finally:
+        writer.terminate()
+        writer.wait(30)
+        log.close()
+
+
+def naive(kafka: KafkaSettings, topic: str, out: Path, n_messages: int) -> dict[str, float]:
+    """Append every message as it comes: what a first h5py writer would do."""
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    path = out / "NAIVE.h5"
+    t0 = time.perf_counter()
+    events = 0
+    with h5py.File(path, "w") as f:
+        dsets = {name: f.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=True)
+                 for name, dtype in (("event_id", "i4"), ("event_time_offset", "i4"),
+                                     ("event_time_zero", "u8"), ("event_index", "i8"))}
+        for _ in range(n_messages):
+            msg = None
+            while msg is None or msg.error():
+                msg = consumer.poll(5)
+            ev = deserialise_ev44(msg.value())
+            for name, data in (("event_id", ev.pixel_id), ("event_time_offset",
+                                                          ev.time_of_flight),
+                               ("event_time_zero", ev.reference_time),
+                               ("event_index", ev.reference_time_index + events)):
+                dset = dsets[name]
+                old = dset.shape[0]
+                dset.resize(old + len(data), axis=0)
+                dset[old:] = data
+            events += len(ev.pixel_id)
+    t_written = time.perf_counter() - t0
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    consumer.close()
+    return {"events": events, "s": t_written, "s_synced": time.perf_counter() - t0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000_000)
+    parser.add_argument("--per-message", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, help="where files go (default: a temporary dir)")
+    parser.add_argument("--broker", help="use this broker instead of an embedded one")
+    args = parser.parse_args()
+    n_messages = args.events // args.per_message
+    with tempfile.TemporaryDirectory(prefix="fwbench-", dir=args.dir) as tmp, \
+            kafka_broker(Path(tmp), args.broker) as kafka:
+        work = Path(tmp)
+        out = work / "files"
+        out.mkdir()
+        topics = InstrumentTopics(INSTRUMENT)
+        wait_for_topics(kafka, list(create_topics(kafka, topics)))
+        print(f"disk: sequential write with fsync {disk_rate(work, 2 * 1024**3):.0f} MB/s",
+              flush=True)
+        first_ns = time.time_ns() - n_messages * PULSES_PER_MESSAGE * FRAME_NS - 60 * 10**9
+        took = prefill(kafka, topics.events, n_messages, args.per_message, first_ns)
+        total = n_messages * args.per_message
+        print(f"prefill: {n_messages} ev44 messages, {total / 1e6:.0f} M events in "
+              f"{took:.1f} s", flush=True)
+        stop_ns = first_ns + n_messages * PULSES_PER_MESSAGE * FRAME_NS
+        ours = run_writer(kafka, topics, out, first_ns, stop_ns)
+        baseline = naive(kafka, topics.events, out, n_messages)
+        print(f"\n{'writer':22} {'events':>11} {'s':>7} {'M events/s':>10} {'MB/s':>7} "
+              f"{'MB/s synced':>11} {'RSS MiB':>8}")
+        for name, r in (("datastream filewriter", ours), ("naive h5py append", baseline)):
+            mb = r["events"] * 8 / MB
+            print(f"{name:22} {r['events']:11d} {r['s']:7.1f} {r['events'] / r['s'] / 1e6:10.1f} "
+                  f"{mb / r['s']:7.0f} {mb / r['s_synced']:11.0f} "
+                  f"{r.get('rss_mib', float('nan')):8.0f}")
+        if ours["events"] != total:
+            print(f"WARNING: the file holds {ours['events']} events, {total} were sent")
+    print("\nTimes run from the pl72 to the wrdn (naive: first message to close); 'synced' "
+          "adds the fsync of the file.\nTarget (issue 4): 80 % of the disk's sequential rate "
+          "with RSS under 1 GB.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
