@@ -15,6 +15,7 @@ from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
 from ioc.runstate import CommandRefused
 from ioc.simulated_dae import DaeSettings, SimulatedDae
+from ioc.standalone_job import JobRefused, StandaloneJob
 from ioc.writer_status import WriterStatus
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class _RefusalsWithoutTraceback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, CommandRefused | RunControlError)
+        return not isinstance(exc, CommandRefused | RunControlError | JobRefused)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +68,11 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
         run_log=runlog_streams(config.prefix, topics.run_log),
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
+    standalone = StandaloneJob(config.name, topics, producer, writer_status,
+                               lambda: writer_status.view().state)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
-                        forwarder_status=forwarder_status, simulated_dae=dae)
+                        forwarder_status=forwarder_status, standalone_job=standalone,
+                        simulated_dae=dae)
     dae.start()
     for listener in listeners:
         listener.start()

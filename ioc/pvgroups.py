@@ -1,11 +1,13 @@
-"""The caproto PVs of the run-control IOC: ISISDAE run control under <prefix>DAE: and the
-file writer's status under <prefix>FILEWRITER:."""
+"""The caproto PVs of the run-control IOC: ISISDAE run control under <prefix>DAE:, the
+file writer's status and standalone write jobs under <prefix>FILEWRITER:, the forwarder's
+status under <prefix>FORWARDER:."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable
 
 from caproto import ChannelType
@@ -15,7 +17,10 @@ from ioc.forwarder_status import ForwarderState, ForwarderStatus
 from ioc.run_control import RunControl
 from ioc.runstate import RunState
 from ioc.simulated_dae import SimulatedDae
+from ioc.standalone_job import JobRefused, StandaloneJob
 from ioc.writer_status import WriterState, WriterStatus
+
+log = logging.getLogger(__name__)
 
 _BO = {"dtype": ChannelType.ENUM, "enum_strings": ("0", "1"), "record": "bo", "value": "0"}
 
@@ -232,17 +237,53 @@ class FileWriterPVs(PVGroup):
     lastfile = _text("Last file finished", name="LASTFILE", read_only=True)
     heartbeat_age = pvproperty(name="HEARTBEAT_AGE", value=-1.0, read_only=True, precision=1,
                                units="s", doc="Seconds since the writer's last status (-1: never)")
+    # a write job without a DAE run: set the file name and structure file, then START / STOP
+    job_filename_sp = _text("File name of a standalone write job", name="JOB:FILENAME_SP")
+    job_structure_sp = _text("Path of its nexus_structure JSON file", length=1024,
+                             name="JOB:STRUCTURE_SP")
+    job_start = pvproperty(name="JOB:START", doc="Start the standalone write job", **_BO)
+    job_stop = pvproperty(name="JOB:STOP", doc="Stop the standalone write job", **_BO)
+    job_id = _string("JOB:ID", "Job id of the standalone job being written (empty: none)")
+    job_errmsg = _text("Why the last standalone job command was refused", length=1024,
+                       name="JOB:ERRMSG", read_only=True)
 
     @property
     def status(self) -> WriterStatus:
         return self.parent.writer_status
+
+    @property
+    def standalone(self) -> StandaloneJob:
+        return self.parent.standalone_job
+
+    async def _job_command(self, action: Callable[[], object]) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, action)
+        except JobRefused as exc:
+            log.warning("standalone job command refused: %s", exc)
+            await self.job_errmsg.write(str(exc))
+            raise
+        await write_changed(((self.job_errmsg, ""), (self.job_id, self.standalone.job_id)))
+
+    @job_start.putter
+    async def job_start(self, instance, value):
+        if _is_one(value):
+            await self._job_command(functools.partial(
+                self.standalone.start, self.job_filename_sp.value, self.job_structure_sp.value))
+        return "0"
+
+    @job_stop.putter
+    async def job_stop(self, instance, value):
+        if _is_one(value):
+            await self._job_command(self.standalone.stop)
+        return "0"
 
     async def refresh(self) -> None:
         """Called by the run-control scan, so both groups change in one consistent order."""
         view = self.status.view()
         await write_changed(((self.state, view.state.name), (self.filename, view.filename),
                              (self.jobid, view.job_id), (self.message, view.message),
-                             (self.lastfile, view.last_file)))
+                             (self.lastfile, view.last_file),
+                             (self.job_id, self.standalone.job_id)))
         await write_age(self.heartbeat_age, view.heartbeat_age_s)
 
 
@@ -282,10 +323,11 @@ class RunControlIOC(PVGroup):
     forwarder = SubGroup(ForwarderPVs, prefix="FORWARDER:")
 
     def __init__(self, *args, control: RunControl, writer_status: WriterStatus,
-                 forwarder_status: ForwarderStatus,
+                 forwarder_status: ForwarderStatus, standalone_job: StandaloneJob,
                  simulated_dae: SimulatedDae | None = None, **kwargs) -> None:
         self.control = control
         self.writer_status = writer_status
+        self.standalone_job = standalone_job
         self.forwarder_status = forwarder_status
         self.simulated_dae = simulated_dae
         super().__init__(*args, **kwargs)

@@ -3,6 +3,7 @@ event, on real parts only."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import h5py
@@ -217,3 +218,43 @@ def test_forwarder_status_pvs(instrument):
     wait_until(lambda: g.get("FORWARDER:CONNECTED") == 6 + len(RUNLOG_PVS), 15,
                "every stream connected")
     assert 0 <= g.get("FORWARDER:HEARTBEAT_AGE") < 6
+
+
+def test_a_standalone_write_job_from_pvs(instrument, tmp_path):
+    """A calibration file without a DAE run: file name, structure file, START, STOP."""
+    g = Genie(instrument.prefix)
+    g.waitfor_runstate("SETUP")
+    structure = tmp_path / "calibration.json"
+    structure.write_text(json.dumps({"children": [{
+        "type": "group", "name": "entry", "attributes": {"NX_class": "NXentry"}, "children": [
+            {"module": "dataset", "config": {"name": "title", "values": "vanadium"}},
+            {"type": "group", "name": "temperature", "attributes": {"NX_class": "NXlog"},
+             "children": [{"module": "f142", "config": {
+                 "topic": "SYS_sampleEnv", "source": instrument.pv("SE:TEMP"),
+                 "dtype": "double", "value_units": "K"}}]}]}]}))
+    # refused puts fail with the reason, and send nothing
+    g.put("FILEWRITER:JOB:FILENAME_SP", "../escape.nxs")
+    g.put("FILEWRITER:JOB:STRUCTURE_SP", str(structure))
+    with pytest.raises(Exception, match="plain file name"):
+        ca_write(instrument.pv("FILEWRITER:JOB:START"), 1, notify=True)
+    assert "plain file name" in g.text("FILEWRITER:JOB:ERRMSG")
+    with pytest.raises(Exception, match="no standalone job"):
+        ca_write(instrument.pv("FILEWRITER:JOB:STOP"), 1, notify=True)
+
+    g.put("FILEWRITER:JOB:FILENAME_SP", "CALIB0001.nxs")
+    g.put("FILEWRITER:JOB:START", 1)
+    assert g.text("FILEWRITER:JOB:ERRMSG") == ""
+    wait_until(lambda: g.text("FILEWRITER:STATE") == "WRITING", 20, "the writer to take the job")
+    assert g.text("FILEWRITER:FILENAME") == "CALIB0001.nxs"
+    job_id = g.text("FILEWRITER:JOB:ID")
+    assert job_id and g.text("FILEWRITER:JOBID") == job_id
+    time.sleep(1.0)
+    g.put("FILEWRITER:JOB:STOP", 1)
+    wait_until(lambda: g.text("FILEWRITER:LASTFILE").endswith("CALIB0001.nxs"), 30,
+               "the file to be finished")
+    wait_until(lambda: g.text("FILEWRITER:JOB:ID") == "", 10, "JOB:ID to clear")
+    assert g.text("DAE:RUNSTATE") == "SETUP"  # no run was involved
+    with snx.File(instrument.data_dir / "CALIB0001.nxs") as f:
+        assert f["entry"]["title"][()] == "vanadium"
+        # the temperature it began with (the forwarder re-sends it periodically)
+        assert f["entry"]["temperature"][...]["value"].sizes["time"] >= 1
