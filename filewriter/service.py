@@ -138,7 +138,12 @@ class FileWriterService:
             return
         if sid == "6s4t":
             # the pool holds the stops too: one for a job no writer took is a bad command
-            stop = parse_stop(payload)
+            try:
+                stop = parse_stop(payload)
+            except CommandError as exc:
+                self._answer(topic, exc.job_id, "", ActionType.SetStopTime, False,
+                             exc.status_code, str(exc))
+                return
             if stop.job_id not in self._known_jobs:
                 self._answer(topic, stop.job_id, stop.command_id, ActionType.SetStopTime, False,
                              400, f"stop for an unknown job {stop.job_id}: no writer took it")

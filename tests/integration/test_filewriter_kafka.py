@@ -171,6 +171,10 @@ def test_stop_for_an_unknown_job_and_a_second_start_get_400(kafka, topics, write
                                                       stop_time=time.time_ns() // MS))
     answer = wait_until(lambda: answers_for(kafka, topics.run_info, unknown), 20, "answ")[0]
     assert answer.status_code == 400 and "unknown job" in answer.message
+    deliver(producer, topics.run_info, serialise_6s4t("not-a-uuid", command_id="x"))
+    answer = wait_until(lambda: answers_for(kafka, topics.run_info, "not-a-uuid"), 20,
+                        "answ")[0]
+    assert answer.status_code == 400 and "UUID" in answer.message
 
     job_id = str(uuid.uuid4())
     start_run(producer, topics, time.time_ns() // MS, job_id, "IT00000012.nxs")
