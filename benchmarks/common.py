@@ -42,21 +42,33 @@ def kafka_broker(work: Path, external: str | None = None) -> Iterator[KafkaSetti
 
 
 class Sampler:
-    """Peak RSS of a process, every 0.25 s."""
+    """Peak RSS of processes by name (each with its children: a service may run a child
+    IOC), every 0.25 s until stop(). `pids` is read on every sample, so a caller may replace
+    the pid of a restarted process in it."""
 
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak_rss = 0
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    @property
+    def peak_rss(self) -> int:
+        """The peak of the only (or largest) process sampled."""
+        return max(self.peak.values(), default=0)
+
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            try:
-                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
+            for name, pid in self.pids.items():
+                try:
+                    proc = psutil.Process(pid)
+                    rss = sum(p.memory_info().rss
+                              for p in [proc, *proc.children(recursive=True)])
+                except psutil.Error:
+                    continue  # gone, or restarting
+                self.peak[name] = max(self.peak.get(name, 0), rss)
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join()

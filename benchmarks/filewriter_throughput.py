@@ -109,7 +109,7 @@ def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_
         stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(kafka, topics.run_info, "x5f2", None, 60)
-        sampler = Sampler(writer.pid)
+        sampler = Sampler({"filewriter": writer.pid})
         job_id = str(uuid.uuid4())
         structure = {"children": [{"type": "group", "name": "entry", "attributes": {
             "NX_class": "NXentry"}, "children": [{

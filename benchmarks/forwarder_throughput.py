@@ -116,7 +116,7 @@ def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, pro
          "--instrument", "FBENCH", "--prefix", PREFIX, "--broker", kafka.bootstrap,
          "--streams", str(streams), "--no-run-log", "--no-use-storage"],
         env=os.environ | ports.client_env(), stdout=fwd_log, stderr=subprocess.STDOUT)
-    sampler = Sampler(forwarder.pid)
+    sampler = Sampler({"forwarder": forwarder.pid})
     try:
         time.sleep(WARMUP_S)
         proc = psutil.Process(forwarder.pid)

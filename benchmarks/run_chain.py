@@ -17,13 +17,11 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import h5py
-import psutil
-from common import free_port, pct
+from common import Sampler, free_port, pct
 
 from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
@@ -53,32 +51,6 @@ db = "{REPO_ROOT / 'db' / 'sample_env.db'}"
 streams = "{REPO_ROOT / 'iocBoot' / 'DEMO' / 'forwarder_streams.json'}"
 """)
     return path
-
-
-class RssSampler:
-    def __init__(self, services) -> None:
-        self.services = services
-        self.peak: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for name, svc in self.services.items():
-                try:
-                    procs = [psutil.Process(svc.pid)]
-                    procs += procs[0].children(recursive=True)
-                    rss = sum(p.memory_info().rss for p in procs)
-                except (psutil.Error, AttributeError):
-                    continue
-                self.peak[name] = max(self.peak.get(name, 0), rss)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def dump_run_info(kafka: KafkaSettings, topic: str) -> None:
@@ -122,10 +94,9 @@ def main() -> None:
                                                        config_path)}
     for s in services.values():
         s.start()
-    pids = {n: type("P", (), {"pid": s.proc.pid})() for n, s in services.items()}
-    pids["kafka-broker"] = type("P", (), {"pid": embedded.running_pid(broker)})()
-    sampler = RssSampler(pids)
-    sampler.start()
+    pids = {n: s.proc.pid for n, s in services.items()}
+    pids["kafka-broker"] = embedded.running_pid(broker)
+    sampler = Sampler(pids)
     p = "TE:BENCH:"
 
     def get(pv: str, **kw):
@@ -179,7 +150,7 @@ def main() -> None:
             write_config(tmp, n, 10.0)
             services["run-control-ioc"].stop()
             services["run-control-ioc"].start()
-            pids["run-control-ioc"].pid = services["run-control-ioc"].proc.pid
+            pids["run-control-ioc"] = services["run-control-ioc"].proc.pid  # the sampler reads it
             wait(lambda: get("DAE:RUNSTATE", as_string=True) == "SETUP", 60, "the IOC")
             epics.caput(p + "DAE:BEGINRUN", 1, wait=True)
             number = get("DAE:IRUNNUMBER")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class MalformedMessage(ValueError):
     """A Kafka message that is not a valid FlatBuffer of the schema it claims."""
@@ -23,3 +28,13 @@ def check_root(buffer: bytes) -> None:
     root = int.from_bytes(bytes(buffer[0:4]), "little")
     if root < 8 or root + 4 > len(buffer):
         raise MalformedMessage(f"root offset {root} lies outside the {len(buffer)}-byte message")
+
+
+def deserialised(schema: str, deserialise: Callable[[bytes], T], payload: bytes) -> T:
+    """The package's deserialiser, any failure of it reported as a malformed message."""
+    try:
+        return deserialise(payload)
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        raise MalformedMessage(f"corrupt {schema} message: {exc}") from exc

@@ -15,7 +15,7 @@ from streaming_data_types.dataarray_da00 import deserialise_da00
 from streaming_data_types.histogram_hs00 import deserialise_hs00
 from streaming_data_types.histogram_hs01 import deserialise_hs01
 
-from datastream.schemas import MalformedMessage
+from datastream.schemas import deserialised
 from filewriter.modules.base import (
     DTYPES,
     NS_EPOCH_OFFSET,
@@ -34,25 +34,18 @@ def _numeric_dtype(spec: dict[str, Any], key_names: tuple[str, ...], default: st
     return np.dtype(DTYPES[name])
 
 
-def _decoder(schema: str, deserialise):
-    def decode(payload: bytes) -> Decoded:
-        try:
-            hist = deserialise(payload)
-        except Exception as exc:
-            raise MalformedMessage(f"corrupt {schema} message: {exc}") from exc
-        return Decoded(schema, hist["source"], hist)
-    return decode
+def decode_hs00(payload: bytes) -> Decoded:
+    hist = deserialised("hs00", deserialise_hs00, payload)
+    return Decoded("hs00", hist["source"], hist)
 
 
-decode_hs00 = _decoder("hs00", deserialise_hs00)
-decode_hs01 = _decoder("hs01", deserialise_hs01)
+def decode_hs01(payload: bytes) -> Decoded:
+    hist = deserialised("hs01", deserialise_hs01, payload)
+    return Decoded("hs01", hist["source"], hist)
 
 
 def decode_da00(payload: bytes) -> Decoded:
-    try:
-        msg = deserialise_da00(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt da00 message: {exc}") from exc
+    msg = deserialised("da00", deserialise_da00, payload)
     return Decoded("da00", msg.source_name, msg)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
-from datastream.schemas import MalformedMessage
+from datastream.schemas import MalformedMessage, deserialised
 from filewriter.modules.base import (
     NS_EPOCH_OFFSET,
     Cues,
@@ -36,19 +36,13 @@ class Pulses(NamedTuple):
 
 
 def decode_ev44(payload: bytes) -> Decoded:
-    try:
-        ev = deserialise_ev44(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt ev44 message: {exc}") from exc
+    ev = deserialised("ev44", deserialise_ev44, payload)
     return Decoded("ev44", ev.source_name, ev)
 
 
 def decode_ev42(payload: bytes) -> Decoded:
     """ev42: one pulse per message, its time in ns."""
-    try:
-        ev = deserialise_ev42(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt ev42 message: {exc}") from exc
+    ev = deserialised("ev42", deserialise_ev42, payload)
     return Decoded("ev42", ev.source_name, Pulses(
         np.array([ev.pulse_time], np.int64), np.zeros(1, np.int32), ev.time_of_flight,
         ev.detector_id))

@@ -12,7 +12,7 @@ from streaming_data_types.alarm_al00 import deserialise_al00
 from streaming_data_types.epics_connection_ep01 import deserialise_ep01
 from streaming_data_types.logdata_f144 import deserialise_f144
 
-from datastream.schemas import MalformedMessage
+from datastream.schemas import deserialised
 from datastream.schemas.f142 import LogData, deserialise_f142
 from filewriter.modules.base import (
     NS_EPOCH_OFFSET,
@@ -34,27 +34,18 @@ def decode_f142(payload: bytes) -> Decoded:
 
 
 def decode_f144(payload: bytes) -> Decoded:
-    try:
-        msg = deserialise_f144(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt f144 message: {exc}") from exc
+    msg = deserialised("f144", deserialise_f144, payload)
     return Decoded("f144", msg.source_name,
                    LogData(msg.source_name, msg.value, msg.timestamp_unix_ns))
 
 
 def decode_al00(payload: bytes) -> Decoded:
-    try:
-        alarm = deserialise_al00(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt al00 message: {exc}") from exc
+    alarm = deserialised("al00", deserialise_al00, payload)
     return Decoded("al00", alarm.source, (alarm.timestamp_ns, alarm.severity.name, alarm.message))
 
 
 def decode_ep01(payload: bytes) -> Decoded:
-    try:
-        conn = deserialise_ep01(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt ep01 message: {exc}") from exc
+    conn = deserialised("ep01", deserialise_ep01, payload)
     return Decoded("ep01", conn.source_name, (conn.timestamp, conn.status.name))
 
 

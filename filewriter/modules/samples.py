@@ -11,7 +11,7 @@ from streaming_data_types.array_1d_se00 import deserialise_se00
 from streaming_data_types.fbschemas.array_1d_se00.Location import Location
 from streaming_data_types.timestamps_tdct import deserialise_tdct
 
-from datastream.schemas import MalformedMessage
+from datastream.schemas import MalformedMessage, deserialised
 from filewriter.modules.base import (
     NS_EPOCH_OFFSET,
     Cues,
@@ -28,33 +28,29 @@ from filewriter.timing import Window
 FLUSH_SAMPLES = 1 << 20
 
 
+def _se00_samples(payload: bytes) -> tuple[str, np.ndarray, np.ndarray]:
+    msg = deserialise_se00(payload)
+    values = np.asarray(msg.values)
+    if msg.value_ts is not None:
+        times = np.asarray(msg.value_ts, dtype=np.int64)
+        if len(times) != len(values):
+            raise MalformedMessage("se00: timestamps and values differ in length")
+        return msg.name, times, values
+    # the packet timestamp marks the first, middle or last sample
+    n = len(values)
+    shift = {Location.Middle: (n - 1) / 2, Location.End: max(n - 1, 0)}.get(msg.ts_location, 0)
+    times = msg.timestamp_unix_ns + np.round(
+        (np.arange(n) - shift) * float(msg.sample_ts_delta)).astype(np.int64)
+    return msg.name, times, values
+
+
 def decode_se00(payload: bytes) -> Decoded:
-    try:
-        msg = deserialise_se00(payload)
-        values = np.asarray(msg.values)
-        if msg.value_ts is not None:
-            times = np.asarray(msg.value_ts, dtype=np.int64)
-            if len(times) != len(values):
-                raise MalformedMessage("se00: timestamps and values differ in length")
-        else:
-            # the packet timestamp marks the first, middle or last sample
-            n = len(values)
-            shift = {Location.Middle: (n - 1) / 2, Location.End: max(n - 1, 0)}.get(
-                msg.ts_location, 0)
-            times = msg.timestamp_unix_ns + np.round(
-                (np.arange(n) - shift) * float(msg.sample_ts_delta)).astype(np.int64)
-    except MalformedMessage:
-        raise
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt se00 message: {exc}") from exc
-    return Decoded("se00", msg.name, (times, values))
+    name, times, values = deserialised("se00", _se00_samples, payload)
+    return Decoded("se00", name, (times, values))
 
 
 def decode_tdct(payload: bytes) -> Decoded:
-    try:
-        msg = deserialise_tdct(payload)
-    except Exception as exc:
-        raise MalformedMessage(f"corrupt tdct message: {exc}") from exc
+    msg = deserialised("tdct", deserialise_tdct, payload)
     times = np.asarray(msg.timestamps, dtype=np.int64)
     return Decoded("tdct", msg.name, (times, None))
 
