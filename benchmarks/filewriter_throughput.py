@@ -4,13 +4,14 @@ The events topic of an embedded Kafka broker is filled with ev44 messages first 
 1,000 messages of 100,000 events: 100 M events, 800 MB of event data), then one run covering
 all of them is written by `datastream filewriter` in its own process, timed from the pl72 to
 the wrdn, and the file is fsynced. In the same run, on the same disk:
-  - the disk's own sequential write rate (large writes, then fsync): the ceiling;
+  - the disk's own sequential write rate (16 MiB writes of as many bytes as the event data,
+    then fsync): the ceiling;
   - a naive writer: a plain consumer that appends each message to h5py datasets as it comes
     (resize and write per message, h5py's default chunks).
 Figures: events/s, MB/s of event data (8 bytes per event: id and time offset), peak RSS.
 
     .venv/bin/python benchmarks/filewriter_throughput.py [--events 100000000]
-        [--per-message 100000] [--dir DIR] [--broker host:port]
+        [--per-message 100000] [--repeat 3] [--dir DIR] [--broker host:port]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.schemas import schema_id
 from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from filewriter.job import JobSettings, data_consumer
 
 INSTRUMENT = "FWBENCH"
 PULSES_PER_MESSAGE = 4
@@ -101,7 +103,7 @@ def wait_for(kafka: KafkaSettings, topic: str, sid: str, job_id: str | None,
 
 
 def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_ns: int,
-               stop_ns: int) -> dict[str, float]:
+               stop_ns: int, filename: str) -> dict[str, float]:
     log = open(out / "writer.log", "wb")  # noqa: SIM115 (closed below)
     writer = subprocess.Popen(
         [sys.executable, "-m", "datastream", "filewriter", "--instrument", INSTRUMENT,
@@ -119,27 +121,45 @@ def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_
         producer = make_producer(kafka)
         t0 = time.perf_counter()
         producer.produce(topics.run_info, serialise_pl72(
-            job_id, "BENCH.nxs", start_time=start_ns // 1_000_000,
+            job_id, filename, start_time=start_ns // 1_000_000,
             stop_time=stop_ns // 1_000_000, nexus_structure=json.dumps(structure),
             control_topic=topics.run_info))
         producer.flush(10)
         done = deserialise_wrdn(wait_for(kafka, topics.run_info, "wrdn", job_id, 1800))
         t_written = time.perf_counter() - t0
         sampler.stop()
-        fd = os.open(out / "BENCH.nxs", os.O_RDONLY)
+        fd = os.open(out / filename, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
         t_synced = time.perf_counter() - t0
         if done.error_encountered:
             raise RuntimeError(f"the writer failed: {done.message}")
-        with h5py.File(out / "BENCH.nxs", "r") as f:
+        with h5py.File(out / filename, "r") as f:
             events = len(f["entry/events/event_id"])
+        (out / filename).unlink()  # each repeat starts from the same free disk
         return {"events": events, "s": t_written, "s_synced": t_synced,
                 "rss_mib": sampler.peak_rss / 2**20}
     finally:
         writer.terminate()
         writer.wait(30)
         log.close()
+
+
+def read_only(kafka: KafkaSettings, topic: str, n_messages: int) -> float:
+    """Read the topic as the writer does, without writing anything, in MB/s: the ceiling
+    the broker and the client set."""
+    consumer = data_consumer(kafka, JobSettings.max_queued_mb)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    t0 = time.perf_counter()
+    got = size = 0
+    while got < n_messages:
+        for msg in (consumer.consume(num_messages=500, timeout=0)
+                    or consumer.consume(num_messages=1, timeout=1)):
+            got += 1
+            size += len(msg.value())
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    return size / elapsed / MB
 
 
 def naive(kafka: KafkaSettings, topic: str, out: Path, n_messages: int) -> dict[str, float]:
@@ -180,6 +200,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000_000)
     parser.add_argument("--per-message", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of our writer")
     parser.add_argument("--dir", type=Path, help="where files go (default: a temporary dir)")
     parser.add_argument("--broker", help="use this broker instead of an embedded one")
     args = parser.parse_args()
@@ -191,25 +212,44 @@ def main() -> int:
         out.mkdir()
         topics = InstrumentTopics(INSTRUMENT)
         wait_for_topics(kafka, list(create_topics(kafka, topics)))
-        print(f"disk: sequential write with fsync {disk_rate(work, 2 * 1024**3):.0f} MB/s",
-              flush=True)
+        total = n_messages * args.per_message
+        # the ceiling: the same number of bytes as the file's event data, written and synced
+        ceiling = disk_rate(work, total * 8)
+        print(f"disk: sequential write with fsync, {total * 8 / MB:.0f} MB: {ceiling:.0f} MB/s"
+              f" (2 GB: {disk_rate(work, 2 * 1024**3):.0f} MB/s)", flush=True)
         first_ns = time.time_ns() - n_messages * PULSES_PER_MESSAGE * FRAME_NS - 60 * 10**9
         took = prefill(kafka, topics.events, n_messages, args.per_message, first_ns)
-        total = n_messages * args.per_message
         print(f"prefill: {n_messages} ev44 messages, {total / 1e6:.0f} M events in "
               f"{took:.1f} s", flush=True)
+        # the broker does not fsync: its log would still be written back while the writer
+        # runs, which a broker on its own machine (as in production) does not do to it
+        os.sync()
+        # the first read after a broker starts costs it three times the CPU of later ones
+        # (the JVM compiling its fetch path): read once before timing anything
+        read_only(kafka, topics.events, n_messages)
+        print(f"kafka: reading the topic without writing: "
+              f"{read_only(kafka, topics.events, n_messages):.0f} MB/s", flush=True)
         stop_ns = first_ns + n_messages * PULSES_PER_MESSAGE * FRAME_NS
-        ours = run_writer(kafka, topics, out, first_ns, stop_ns)
+        # the same run written several times: the spread is part of the figure
+        ours = [run_writer(kafka, topics, out, first_ns, stop_ns, f"BENCH{k}.nxs")
+                for k in range(args.repeat)]
         baseline = naive(kafka, topics.events, out, n_messages)
         print(f"\n{'writer':22} {'events':>11} {'s':>7} {'M events/s':>10} {'MB/s':>7} "
-              f"{'MB/s synced':>11} {'RSS MiB':>8}")
-        for name, r in (("datastream filewriter", ours), ("naive h5py append", baseline)):
+              f"{'MB/s synced':>11} {'% of disk':>9} {'RSS MiB':>8}")
+        rows = [("datastream filewriter", r) for r in ours] + [("naive h5py append", baseline)]
+        for name, r in rows:
             mb = r["events"] * 8 / MB
             print(f"{name:22} {r['events']:11d} {r['s']:7.1f} {r['events'] / r['s'] / 1e6:10.1f} "
                   f"{mb / r['s']:7.0f} {mb / r['s_synced']:11.0f} "
+                  f"{100 * mb / r['s_synced'] / ceiling:9.0f} "
                   f"{r.get('rss_mib', float('nan')):8.0f}")
-        if ours["events"] != total:
-            print(f"WARNING: the file holds {ours['events']} events, {total} were sent")
+        synced = sorted(r["events"] * 8 / MB / r["s_synced"] for r in ours)
+        median = synced[len(synced) // 2]
+        print(f"\nmedian of {len(ours)} runs: {median:.0f} MB/s synced, "
+              f"{100 * median / ceiling:.0f} % of the disk's {ceiling:.0f} MB/s")
+        for r in ours:
+            if r["events"] != total:
+                print(f"WARNING: the file holds {r['events']} events, {total} were sent")
     print("\nTimes run from the pl72 to the wrdn (naive: first message to close); 'synced' "
           "adds the fsync of the file.\nTarget (issue 4): 80 % of the disk's sequential rate "
           "with RSS under 1 GB.")

@@ -63,6 +63,23 @@ class JobResult:
 _UNCLOSABLE: list[object] = []
 
 
+FETCH_BYTES = 16 * 1024 * 1024
+
+
+def data_consumer(kafka: KafkaSettings, max_queued_mb: int) -> Consumer:
+    """A consumer for the data topics that holds at most max_queued_mb fetched but not yet
+    consumed, and keeps that queue topped up while the writer works."""
+    return make_consumer(
+        kafka,
+        queued_max_messages_kbytes=max_queued_mb * 1024,
+        # librdkafka's default waits a whole second before fetching again once the bounded
+        # queue was full, which a writer keeping pace with the disk makes it often
+        fetch_queue_backoff_ms=5,
+        # fetches smaller than the queue keep it topped up; a larger message is still fetched
+        # whole (librdkafka grows the fetch for it)
+        fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES)
+
+
 ISO_WIDTH = 32  # 2026-11-24T23:10:00.000+00:00
 
 
@@ -141,9 +158,7 @@ class WriteJob:
         consumer: Consumer | None = None
         try:
             topics = sorted({topic for topic, _ in self._writers})
-            consumer = make_consumer(self._kafka,
-                                     queued_max_messages_kbytes=self._settings.max_queued_mb
-                                     * 1024)
+            consumer = data_consumer(self._kafka, self._settings.max_queued_mb)
             partitions = self._seek(consumer, topics)
             self._consume(consumer, partitions)
         except Exception as exc:
@@ -195,7 +210,10 @@ class WriteJob:
         done: set[tuple[str, int]] = set()
         last_flush = time.monotonic()
         while True:
-            messages = consumer.consume(num_messages=2000, timeout=0.2)
+            # take what is queued without waiting for a full batch: waiting leaves the disk
+            # idle while librdkafka's bounded queue is full
+            messages = (consumer.consume(num_messages=500, timeout=0)
+                        or consumer.consume(num_messages=1, timeout=0.2))
             stop_ns = self.stop_ns
             window = Window(self.command.start_ns, stop_ns)
             for msg in messages:
