@@ -77,7 +77,10 @@ def data_consumer(kafka: KafkaSettings, max_queued_mb: int) -> Consumer:
         fetch_queue_backoff_ms=5,
         # fetches smaller than the queue keep it topped up; a larger message is still fetched
         # whole (librdkafka grows the fetch for it)
-        fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES)
+        fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES,
+        # a fetch waiting at the end of a partition holds up the watermark request behind it
+        # on the same connection, and the job asks for watermarks to know it has caught up
+        fetch_wait_max_ms=100)
 
 
 ISO_WIDTH = 32  # 2026-11-24T23:10:00.000+00:00
