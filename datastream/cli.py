@@ -138,10 +138,26 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
     config, kafka = _config_and_kafka(args)
     job = JobSettings(output_dir=(args.output_dir or config.files_dir).resolve(),
                       lookback_s=args.lookback, leeway_s=args.leeway,
-                      flush_interval_s=args.flush_interval)
+                      flush_interval_s=args.flush_interval,
+                      max_queued_mb=args.max_queued_mb)
     run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}",
         instance_id=args.instance_id)
     return 0
+
+
+def cmd_h5clear(args: argparse.Namespace) -> int:
+    from filewriter.recovery import RecoveryError, clear_status_flags
+
+    failed = 0
+    for path in args.files:
+        try:
+            cleared = clear_status_flags(path)
+        except (OSError, RecoveryError) as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}: {'cleared' if cleared else 'nothing to clear'}")
+    return 1 if failed else 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -222,11 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--leeway", type=float, default=1.0,
                     help="seconds after the stop time to wait for late data")
     fw.add_argument("--flush-interval", type=float, default=1.0)
+    fw.add_argument("--max-queued-mb", type=int, default=64,
+                    help="data fetched but not yet written, at most; a slow disk then slows "
+                    "the reading instead of growing memory")
     fw.add_argument("--group", help="consumer group of the job pool (writers sharing it share "
                     "the jobs)")
     fw.add_argument("--instance-id", help="this writer's fixed identity in the job pool "
                     "(default: group-hostname); give each writer on one host its own")
     fw.set_defaults(func=cmd_filewriter)
+
+    clear = sub.add_parser("h5clear", help="make a file left by a killed file writer "
+                           "readable without SWMR (clears HDF5's open-for-write flags, as "
+                           "HDF5's h5clear does)")
+    clear.add_argument("files", type=Path, nargs="+")
+    clear.set_defaults(func=cmd_h5clear)
 
     env = sub.add_parser("env", help="print the EPICS client environment of the local "
                          "instrument: eval \"$(datastream env)\"")

@@ -1,9 +1,12 @@
 """Files are written SWMR: readers (h5py, scippnexus) open them while they grow, and a writer
-killed mid-run leaves a file readable (opened with swmr=True) up to its last flush."""
+killed mid-run leaves a file readable (opened with swmr=True) up to its last flush, and
+`datastream h5clear` makes it readable by any reader."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -70,3 +73,12 @@ def test_readers_follow_a_growing_file_and_a_killed_writer_leaves_it_readable(
         assert len(events["event_time_zero"][:]) >= first // EVENTS_PER_FRAME
         assert len(events["event_index"][:]) >= first // EVENTS_PER_FRAME
         assert f["raw_data_1/title"][()] == b"a title"
+    # a reader that does not ask for SWMR refuses it until the flags are cleared
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r")
+    cleared = subprocess.run([sys.executable, "-m", "datastream", "h5clear", str(path)],
+                             capture_output=True, text=True, timeout=60)
+    assert cleared.returncode == 0, cleared.stderr
+    assert "cleared" in cleared.stdout
+    with snx.File(path) as f:
+        assert f["raw_data_1/detector_1_events"][...].bins.size().sum().value >= first
