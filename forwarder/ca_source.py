@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 
 import numpy as np
@@ -69,24 +70,58 @@ def _parse_linearly() -> None:
 MAX_BACKLOG = 20_000
 
 
-class _BoundedCallbacks:
-    """Stands in for caproto's per-circuit callback executor, whose queue has no bound: past
-    saturation the selector thread would queue updates until memory runs out. Monitor updates
-    beyond the bound are dropped and counted; everything else (connection changes) passes."""
+class _SerialCallbacks:
+    """Replaces caproto's per-circuit callback executor, a one-thread ThreadPoolExecutor.
+    That one's queue has no bound, so past saturation the selector thread queued updates until
+    memory ran out; and every submit and every finished item take its idle semaphore, which at
+    20,000 updates/s was a quarter of the forwarder's time in lock hand-offs between the two
+    threads. Here callbacks run in order on one thread from a deque; monitor updates beyond
+    the bound are dropped and counted; everything else (connection changes) always passes."""
 
-    def __init__(self, executor: object, source: CaSource) -> None:
-        self._executor = executor
+    def __init__(self, source: CaSource, name: str) -> None:
         self._source = source
+        self._queue: deque = deque()
+        self._wake = threading.Event()
+        self._idle = False
+        self._shutdown = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
 
-    def submit(self, fn: object, *args: object, **kwargs: object) -> object:
+    def submit(self, fn: object, *args: object, **kwargs: object) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new callbacks after shutdown")  # as caproto expects
         if (getattr(fn, "__func__", None) is CaSource._callback
-                and self._executor._work_queue.qsize() >= MAX_BACKLOG):
+                and len(self._queue) >= MAX_BACKLOG):
             self._source.dropped += 1
-            return None
-        return self._executor.submit(fn, *args, **kwargs)
+            return
+        self._queue.append((fn, args, kwargs))
+        if self._idle:  # the worker sleeps only once it found the queue empty
+            self._wake.set()
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._executor, name)
+    def shutdown(self, wait: bool = True, **_: object) -> None:
+        self._shutdown = True
+        self._wake.set()
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            try:
+                fn, args, kwargs = queue.popleft()
+            except IndexError:
+                if self._shutdown:
+                    return
+                self._wake.clear()
+                self._idle = True
+                if not queue:  # checked again after idle is set: no wake-up is missed
+                    self._wake.wait(1.0)
+                self._idle = False
+                continue
+            try:
+                fn(*args, **kwargs)
+            except Exception:
+                log.exception("CA callback %r failed", fn)
 
 
 class CaSource(MonitorSource):
@@ -111,9 +146,11 @@ class CaSource(MonitorSource):
         if state == "connected":
             manager = pv.circuit_manager
             if manager is not None and not isinstance(manager.user_callback_executor,
-                                                      _BoundedCallbacks):
-                manager.user_callback_executor = _BoundedCallbacks(
-                    manager.user_callback_executor, self)
+                                                      _SerialCallbacks):
+                previous = manager.user_callback_executor
+                manager.user_callback_executor = _SerialCallbacks(
+                    self, f"ca-callbacks-{pv.circuit_manager.circuit.address}")
+                previous.shutdown(wait=False)  # it finishes what it holds, then its thread ends
             self._connection(pv.name, Connection.CONNECTED)
         elif state == "disconnected":
             self._connection(pv.name, Connection.DISCONNECTED)
