@@ -20,13 +20,15 @@ class PublisherCounters:
 
 
 class Publisher:
-    """Owns its producer and one poll thread (start()/close())."""
+    """Owns its producer and one poll thread (start()/close()). The producer should report
+    only failed deliveries (`delivery.report.only.error`): a Python callback per delivered
+    message was a tenth of the forwarder's time at 30,000 updates/s. What was delivered is
+    what was queued, less the failures and what librdkafka still holds."""
 
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
         self._lock = threading.Lock()
         self._queued = 0
-        self._delivered = 0
         self._dropped = 0
         self._errors = 0
         self._stop = threading.Event()
@@ -46,17 +48,17 @@ class Publisher:
         return True
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is None:
+            return
         with self._lock:
-            if err is None:
-                self._delivered += 1
-            else:
-                self._errors += 1
-        if err is not None:
-            log.warning("forwarded message not delivered: %s", err)
+            self._errors += 1
+        log.warning("forwarded message not delivered: %s", err)
 
     def counters(self) -> PublisherCounters:
         with self._lock:
-            return PublisherCounters(self._queued, self._delivered, self._dropped, self._errors)
+            in_flight = len(self._producer)
+            return PublisherCounters(self._queued, self._queued - self._errors - in_flight,
+                                     self._dropped, self._errors)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="forwarder-producer",

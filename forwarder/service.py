@@ -50,7 +50,8 @@ class ForwarderService:
         self.stream_set = StreamSet()
         self.publisher = Publisher(make_producer(
             kafka, queue_buffering_max_messages=self.options.queue_max_messages,
-            queue_buffering_max_kbytes=self.options.queue_max_kbytes))
+            queue_buffering_max_kbytes=self.options.queue_max_kbytes,
+            delivery_report_only_error=True))
         self.forwarding = Forwarding([], self.publisher, self.service_id)
         self.sources: dict[str, MonitorSource] = {
             "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection),

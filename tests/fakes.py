@@ -28,6 +28,9 @@ class FakeProducer:
         self.sent.append(Sent(topic, value, key, timestamp))
         self._pending.append(on_delivery)
 
+    def __len__(self):
+        return len(self._pending)  # messages not yet delivered, as librdkafka counts them
+
     def poll(self, timeout=0):
         self._deliver()
         return 0

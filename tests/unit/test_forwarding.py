@@ -125,3 +125,20 @@ def test_tdct_and_se00_carry_a_counter_per_stream():
     assert [t.sequence_counter for t in tdct] == [1, 2]
     assert list(tdct[1].timestamps) == [NOW + 1, NOW + 11]
     assert [s.message_counter for s in se00] == [1, 2] and se00[0].timestamp_unix_ns == NOW
+
+
+def test_delivered_is_what_was_queued_less_failures_and_what_is_still_held():
+    fwd, producer = make([TEMP])
+    fwd.on_update(Update("TE:X:TEMP", np.float64(1.0), NOW - 2_000_000))
+    fwd.on_update(Update("TE:X:TEMP", np.float64(2.0), NOW - 1_000_000))
+    queued = fwd._publisher.counters().queued
+    assert queued >= 2 and fwd._publisher.counters().delivered == 0  # held by the producer
+    producer.poll()
+    counters = fwd._publisher.counters()
+    assert (counters.delivered, counters.delivery_errors) == (queued, 0)
+    producer.fail_with = "broker gone"
+    fwd.on_update(Update("TE:X:TEMP", np.float64(3.0), NOW))
+    producer.poll()
+    counters = fwd._publisher.counters()
+    assert (counters.queued, counters.delivered, counters.delivery_errors) == (
+        queued + 1, queued, 1)
