@@ -44,12 +44,18 @@ class PvaSource(MonitorSource):
 
     def _make_context(self) -> object:
         from p4p.client.thread import Context
+        from p4p.util import ThreadedWorkQueue
 
+        # one callback thread of our own: p4p's shared default spreads monitors over four,
+        # which then spent their time queueing for the GIL and the forwarder's lock
+        self._callbacks = ThreadedWorkQueue(name="pva-callbacks", maxsize=0,
+                                            daemon=True).start()
         return Context("pva", nt=False)
 
     def _subscribe(self, channels: list[str]) -> dict[str, object]:
         return {channel: self._context.monitor(channel, self._make_callback(channel),
-                                               request=_REQUEST, notify_disconnect=True)
+                                               request=_REQUEST, notify_disconnect=True,
+                                               queue=self._callbacks)
                 for channel in channels}
 
     def _make_callback(self, channel: str) -> Callable[[object], None]:
@@ -81,3 +87,4 @@ class PvaSource(MonitorSource):
 
     def _close_context(self) -> None:
         self._context.close()
+        self._callbacks.stop()
