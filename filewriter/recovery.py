@@ -22,12 +22,17 @@ class RecoveryError(Exception):
 def _loaded_hdf5() -> ctypes.CDLL:
     """The libhdf5 in this process (the one h5py links), not some other copy on disk:
     property lists are only valid in the library that made them."""
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            name = Path(path).name
-            if name.startswith("libhdf5") and not name.startswith("libhdf5_hl"):
-                return ctypes.CDLL(path)
+    try:
+        with open("/proc/self/maps") as maps:
+            lines = maps.readlines()
+    except OSError as exc:
+        raise RecoveryError(f"finding the HDF5 library h5py loaded needs Linux's /proc: {exc}"
+                            ) from exc
+    for line in lines:
+        path = line.split()[-1]
+        name = Path(path).name
+        if name.startswith("libhdf5") and not name.startswith("libhdf5_hl"):
+            return ctypes.CDLL(path)
     raise RecoveryError("cannot find the HDF5 library h5py loaded")
 
 
