@@ -25,32 +25,20 @@ from common import Sampler, free_port, pct
 
 from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
-from datastream.instrument import load_config
+from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
 from datastream.supervisor import instrument_services
 from datastream.topics import create_topics, wait_for_topics
 
 
-def write_config(d: Path, events_per_frame: int, rate_hz: float) -> Path:
-    path = d / "config.toml"
-    path.write_text(f"""
-[instrument]
-name = "BENCH"
-prefix = "TE:BENCH:"
-data_dir = "{d}"
-[run_control]
-end_timeout_s = 120
-[dae]
-frame_rate_hz = {rate_hz}
-events_per_frame = {events_per_frame}
-pixels = 65536
-[sample_env]
-db = "{REPO_ROOT / 'db' / 'sample_env.db'}"
-[forwarder]
-streams = "{REPO_ROOT / 'iocBoot' / 'DEMO' / 'forwarder_streams.json'}"
-""")
-    return path
+def bench_config(d: Path, events_per_frame: int, rate_hz: float) -> Path:
+    return write_config(InstrumentConfig(
+        name="BENCH", prefix="TE:BENCH:", data_dir=d, end_timeout_s=120,
+        dae={"frame_rate_hz": rate_hz, "events_per_frame": events_per_frame, "pixels": 65536},
+        sample_env_db=REPO_ROOT / "db" / "sample_env.db",
+        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"),
+        d / "config.toml")
 
 
 def dump_run_info(kafka: KafkaSettings, topic: str) -> None:
@@ -87,7 +75,7 @@ def main() -> None:
     broker = embedded.BrokerConfig(tmp / "broker", port=free_port(), controller_port=free_port())
     embedded.start(broker)
     kafka = KafkaSettings(broker.bootstrap)
-    config_path = write_config(tmp, 1000, 10.0)
+    config_path = bench_config(tmp, 1000, 10.0)
     config = load_config(config_path)
     wait_for_topics(kafka, list(create_topics(kafka, config.topics)))
     services = {s.name: s for s in instrument_services(config, broker.bootstrap, ports,
@@ -147,7 +135,7 @@ def main() -> None:
         print(f"   {'events/frame':>12} {'offered ev/s':>13} {'counted':>11} {'in file':>11}"
               f" {'lost':>6} {'ENDRUN->SETUP':>14}")
         for n in [int(x) for x in args.rates.split(",")]:
-            write_config(tmp, n, 10.0)
+            bench_config(tmp, n, 10.0)
             services["run-control-ioc"].stop()
             services["run-control-ioc"].start()
             pids["run-control-ioc"] = services["run-control-ioc"].proc.pid  # the sampler reads it

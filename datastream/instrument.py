@@ -4,6 +4,7 @@ overrides: the macros every service shares."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,27 @@ def load_config(path: Path) -> InstrumentConfig:
         streams_file=_resolve(base, doc.get("forwarder", {}).get("streams")),
         end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),
     )
+
+
+def write_config(config: InstrumentConfig, path: Path) -> Path:
+    """The config.toml that load_config reads back as `config` (tests and benchmarks make
+    their instruments this way)."""
+    def table(name: str, values: dict[str, object]) -> str:
+        # JSON scalars (quoted strings, numbers, true/false) are valid TOML values
+        return f"[{name}]\n" + "".join(
+            f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}\n"
+            for k, v in values.items() if v is not None)
+
+    path.write_text("".join([
+        table("instrument", {"name": config.name, "prefix": config.prefix,
+                             "data_dir": config.data_dir}),
+        table("kafka", {"broker": config.broker}),
+        table("run_control", {"end_timeout_s": config.end_timeout_s}),
+        table("dae", config.dae),
+        table("sample_env", {"db": config.sample_env_db}),
+        table("forwarder", {"streams": config.streams_file}),
+    ]))
+    return path
 
 
 def add_instrument_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datastream.instrument import load_config
+from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
 from datastream.processes import ServiceProcess
@@ -41,26 +41,12 @@ class Instrument:
 
 
 def _write_config(d: Path) -> Path:
-    streams = REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"
-    db = REPO_ROOT / "db" / "sample_env.db"
-    path = d / "config.toml"
-    path.write_text(f"""
-[instrument]
-name = "{INSTRUMENT}"
-prefix = "{PREFIX}"
-data_dir = "{d}"
-[run_control]
-end_timeout_s = 30
-[dae]
-frame_rate_hz = 20.0
-events_per_frame = 300
-pixels = 1024
-[sample_env]
-db = "{db}"
-[forwarder]
-streams = "{streams}"
-""")
-    return path
+    return write_config(InstrumentConfig(
+        name=INSTRUMENT, prefix=PREFIX, data_dir=d, end_timeout_s=30,
+        dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024},
+        sample_env_db=REPO_ROOT / "db" / "sample_env.db",
+        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"),
+        d / "config.toml")
 
 
 def forwarder_connected(kafka: KafkaSettings, topic: str) -> bool:

@@ -12,3 +12,13 @@ def test_the_demo_instrument_config_is_complete():
     assert {s.stream.protocol for s in streams} == {"ca", "pva"}
     assert all(s.stream.channel.startswith("IN:DEMO:SE:") for s in streams)
     assert all(s.stream.topic == "DEMO_sampleEnv" for s in streams)
+
+
+def test_a_written_config_loads_back_as_it_was(tmp_path):
+    from datastream.instrument import InstrumentConfig, write_config
+
+    config = InstrumentConfig(
+        name="SYS", prefix="TE:SYS:", data_dir=tmp_path, end_timeout_s=30,
+        dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024},
+        sample_env_db=tmp_path / "se.db", streams_file=tmp_path / "streams.json")
+    assert load_config(write_config(config, tmp_path / "config.toml")) == config
