@@ -1,9 +1,15 @@
-"""PV Access monitors through p4p (NTScalar, NTScalarArray, NTEnum as its index)."""
+"""PV Access monitors through p4p (NTScalar, NTScalarArray, NTEnum as its index).
+
+Built on p4p's raw client: pvxs calls a handler on its network thread whenever a monitor's
+queue becomes non-empty, and the handler forwards what the queue holds there and then.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
-from collections.abc import Callable
+import threading
 
 import numpy as np
 
@@ -11,6 +17,10 @@ from forwarder.source import MonitorSource
 from forwarder.update import Connection, Update
 
 log = logging.getLogger(__name__)
+
+# only what is forwarded: a full NTScalar also carries display, control and valueAlarm, and
+# copying those into every update costs most of the forwarder's CPU
+_REQUEST = "field(value,alarm,timeStamp)"
 
 
 def update_from_pva(channel: str, value: object) -> Update:
@@ -34,57 +44,94 @@ def update_from_pva(channel: str, value: object) -> Update:
                   int(value["alarm.status"]), str(value["alarm.message"]), "pva")
 
 
-# only what is forwarded: a full NTScalar also carries display, control and valueAlarm, and
-# copying those into every update costs most of the forwarder's CPU
-_REQUEST = "field(value,alarm,timeStamp)"
+_thread_state = threading.local()
+
+
+def keep_thread_state() -> None:
+    """Called from a thread Python did not start (pvxs's network thread), keep that thread's
+    Python thread state for good. p4p enters Python there through PyGILState_Ensure, which
+    makes a thread state and frees it again on the way out: each time, CPython maps and unmaps
+    the state's frame stack, and every unmap interrupts the process's other threads to flush
+    their TLBs. That was two thirds of the forwarder's time under PVA load. One more Ensure,
+    never released, keeps the state (and the threading.local that marks it) alive."""
+    if not getattr(_thread_state, "kept", False):
+        ctypes.pythonapi.PyGILState_Ensure()
+        _thread_state.kept = True
+
+
+class _Monitor:
+    __slots__ = ("channel", "connected", "ended", "subscription")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.connected = False
+        self.ended = False
+        self.subscription: object | None = None
 
 
 class PvaSource(MonitorSource):
     protocol = "pva"
 
     def _make_context(self) -> object:
-        from p4p.client.thread import Context
-        from p4p.util import ThreadedWorkQueue
+        from p4p._p4p import ClientMonitor
+        from p4p.client.raw import Context, Disconnected, Finished
 
-        # one callback thread of our own: p4p's shared default spreads monitors over four,
-        # which then spent their time queueing for the GIL and the forwarder's lock
-        self._callbacks = ThreadedWorkQueue(name="pva-callbacks", maxsize=0,
-                                            daemon=True).start()
-        return Context("pva", nt=False)
+        self._disconnected, self._finished = Disconnected, Finished
+        # the compiled pop under p4p.client.raw's: that wrapper's checks, type lookups and
+        # debug logging were a tenth of the forwarder's time, for an unwrap that nt=False skips
+        self._pop = ClientMonitor.pop
+        return Context("pva", nt=False, useenv=True)
 
     def _subscribe(self, channels: list[str]) -> dict[str, object]:
-        return {channel: self._context.monitor(channel, self._make_callback(channel),
-                                               request=_REQUEST, notify_disconnect=True,
-                                               queue=self._callbacks)
-                for channel in channels}
+        monitors = {}
+        for channel in channels:
+            monitor = _Monitor(channel)
+            monitor.subscription = self._context.monitor(
+                channel, functools.partial(self._on_queued, monitor), request=_REQUEST)
+            monitors[channel] = monitor
+        return monitors
 
-    def _make_callback(self, channel: str) -> Callable[[object], None]:
-        from p4p.client.thread import Disconnected
-
-        connected = False
-
-        def callback(value: object) -> None:
-            nonlocal connected
-            if isinstance(value, Disconnected):
-                connected = False
-                self._connection(channel, Connection.DISCONNECTED)
-                return
-            if isinstance(value, Exception):  # Cancelled, RemoteError
-                log.warning("%s: %s", channel, value)
-                return
-            if not connected:  # p4p has no connect event: the first value is it
-                connected = True
-                self._connection(channel, Connection.CONNECTED)
+    def _on_queued(self, monitor: _Monitor) -> None:
+        """On pvxs's network thread, which already holds the GIL here: forward everything the
+        monitor holds. Handing each update to a thread of our own instead made the two pass
+        the GIL back and forth at every pop, and the hand-offs cost more than the forwarding.
+        pvxs calls this again only after a pop found the queue empty."""
+        keep_thread_state()
+        subscription, pop = monitor.subscription, self._pop
+        while not monitor.ended and subscription is not None:
             try:
-                self._on_update(update_from_pva(channel, value))
-            except Exception:
-                log.exception("PVA update of %s could not be forwarded", channel)
+                item = pop(subscription)
+            except Exception:  # closed under us by remove()
+                log.debug("%s: monitor closed", monitor.channel, exc_info=True)
+                return
+            if item is None:
+                return
+            self._deliver(monitor, item)
 
-        return callback
+    def _deliver(self, monitor: _Monitor, item: object) -> None:
+        channel = monitor.channel
+        if isinstance(item, self._disconnected):
+            if monitor.connected:
+                monitor.connected = False
+                self._connection(channel, Connection.DISCONNECTED)
+            return
+        if isinstance(item, self._finished):
+            monitor.ended = True
+            return
+        if isinstance(item, Exception):  # RemoteError, Cancelled
+            log.warning("%s: %s", channel, item)
+            return
+        if not monitor.connected:  # p4p has no connect event: the first value is it
+            monitor.connected = True
+            self._connection(channel, Connection.CONNECTED)
+        try:
+            self._on_update(update_from_pva(channel, item))
+        except Exception:
+            log.exception("PVA update of %s could not be forwarded", channel)
 
     def _end_subscription(self, subscription: object) -> None:
-        subscription.close()
+        subscription.ended = True
+        subscription.subscription.close()
 
     def _close_context(self) -> None:
         self._context.close()
-        self._callbacks.stop()
