@@ -48,6 +48,24 @@ class SubscriptionChange:
         return bool(self.opened or self.closed)
 
 
+@dataclass(eq=False)
+class _Target:
+    """A stream a subscription goes to, with the count of messages sent on it."""
+
+    stream: Stream
+    periodic: bool
+    sequence: int = 0
+
+
+@dataclass(eq=False)
+class _Subscribed:
+    """What one update needs of its subscription, found with one lookup."""
+
+    targets: list[_Target]
+    last_ts: int = 0
+    last_alarm: tuple[int, str] | None = None
+
+
 class Forwarding:
     def __init__(self, streams: list[Stream], publisher: Publisher, service_id: str,
                  clock_ns: Callable[[], int] = time.time_ns,
@@ -56,45 +74,44 @@ class Forwarding:
         self._service_id = service_id
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
-        self._targets: dict[Subscription, list[Stream]] = {}
-        self._periodic: set[Stream] = set()
-        self._last_ts: dict[Subscription, int] = {}
-        self._last_alarm: dict[Subscription, tuple[int, str]] = {}
+        self._subscribed: dict[Subscription, _Subscribed] = {}
         self._connection: dict[Subscription, Connection] = {}
         self._last_payload: dict[Stream, bytes] = {}
-        self._sequence: dict[Stream, int] = defaultdict(int)
         self._updates = self._forwarded = self._old = self._bad_time = self._errors = 0
         periodic = periodic or set()
         self.set_streams({s: s in periodic for s in streams})
 
     def set_streams(self, streams: dict[Stream, bool]) -> SubscriptionChange:
         """Forward exactly these (stream -> periodic) from now on."""
-        targets: dict[Subscription, list[Stream]] = defaultdict(list)
+        grouped: dict[Subscription, list[Stream]] = defaultdict(list)
         for stream in streams:
-            targets[(stream.protocol, stream.channel)].append(stream)
+            grouped[(stream.protocol, stream.channel)].append(stream)
         with self._lock:
-            previous = self._targets
-            before = set(previous)
-            self._targets = dict(targets)
-            self._periodic = {s for s, periodic in streams.items() if periodic}
-            closed = sorted(before - set(targets))
+            previous = self._subscribed
+            sequences = {t.stream: t.sequence for sub in previous.values() for t in sub.targets}
+            subscribed = {}
+            for sub, sub_streams in grouped.items():
+                targets = [_Target(s, streams[s], sequences.get(s, 0)) for s in sub_streams]
+                kept = previous.get(sub)
+                subscribed[sub] = (_Subscribed(targets) if kept is None
+                                   else _Subscribed(targets, kept.last_ts, kept.last_alarm))
+            self._subscribed = subscribed
+            closed = sorted(set(previous) - set(subscribed))
             for sub in closed:
-                self._last_ts.pop(sub, None)
-                self._last_alarm.pop(sub, None)
                 self._connection.pop(sub, None)
-            for stream in [s for s in self._last_payload if s not in self._periodic]:
+            for stream in [s for s in self._last_payload if not streams.get(s, False)]:
                 del self._last_payload[stream]
         for sub in closed:
-            self.announce(sub, Connection.DESTROYED, previous[sub])
-        return SubscriptionChange(sorted(set(targets) - before), closed)
+            self.announce(sub, Connection.DESTROYED, [t.stream for t in previous[sub].targets])
+        return SubscriptionChange(sorted(set(subscribed) - set(previous)), closed)
 
     def channels(self, protocol: str) -> list[str]:
         with self._lock:
-            return sorted(channel for proto, channel in self._targets if proto == protocol)
+            return sorted(channel for proto, channel in self._subscribed if proto == protocol)
 
     def streams(self) -> list[Stream]:
         with self._lock:
-            return [s for ss in self._targets.values() for s in ss]
+            return [t.stream for sub in self._subscribed.values() for t in sub.targets]
 
     def connection_states(self) -> dict[Subscription, Connection]:
         with self._lock:
@@ -102,32 +119,33 @@ class Forwarding:
 
     def on_update(self, update: Update) -> None:
         now = self._clock_ns()
-        sub = (update.protocol, update.channel)
         ts = update.timestamp_ns
         with self._lock:
             self._updates += 1
-            targets = self._targets.get(sub)
-            if targets is None:  # closed while this update was on its way
+            sub = self._subscribed.get((update.protocol, update.channel))
+            if sub is None:  # closed while this update was on its way
                 return
             if ts < EARLIEST_PLAUSIBLE_NS or ts > now + MAX_FUTURE_NS:
                 self._bad_time += 1
                 return
-            if ts < self._last_ts.get(sub, 0):
+            if ts < sub.last_ts:
                 self._old += 1
                 return
-            self._last_ts[sub] = ts
+            sub.last_ts = ts
             alarm = (update.severity, update.message)
-            alarm_changed = self._last_alarm.get(sub) != alarm
-            self._last_alarm[sub] = alarm
+            alarm_changed = sub.last_alarm != alarm
+            sub.last_alarm = alarm
+            targets = sub.targets
             counters = []
-            for stream in targets:
-                self._sequence[stream] += 1
-                counters.append(self._sequence[stream])
+            for target in targets:
+                target.sequence += 1
+                counters.append(target.sequence)
         key = update.channel.encode()
         ts_ms = ts // NS_PER_MS
         forwarded = errors = 0
         latest: list[tuple[Stream, bytes]] = []
-        for stream, counter in zip(targets, counters, strict=True):
+        for target, counter in zip(targets, counters, strict=True):
+            stream = target.stream
             try:
                 payload = SERIALISERS[stream.schema](update, counter)
             except Exception as exc:  # one unencodable value never stops the others
@@ -135,20 +153,21 @@ class Forwarding:
                 log.warning("cannot serialise %s as %s: %s", update.channel, stream.schema, exc)
                 continue
             forwarded += self._publisher.publish(stream.topic, key, payload, ts_ms)
-            if stream in self._periodic:
+            if target.periodic:
                 latest.append((stream, payload))
             if alarm_changed:
                 self._publisher.publish(stream.topic, key, alarm_message(update), ts_ms)
         with self._lock:
             self._forwarded += forwarded
             self._errors += errors
-            self._last_payload.update(latest)
+            if latest:
+                self._last_payload.update(latest)
 
     def on_connection(self, channel: str, state: Connection, protocol: str = "ca") -> None:
         sub = (protocol, channel)
         with self._lock:
-            targets = self._targets.get(sub)
-            if targets is None and state is not Connection.DESTROYED:
+            subscribed = self._subscribed.get(sub)
+            if subscribed is None and state is not Connection.DESTROYED:
                 return
             previous = self._connection.get(sub)
             if previous is state:
@@ -156,12 +175,12 @@ class Forwarding:
             # p4p reports a channel that never connected as disconnected: not news
             if previous is Connection.NEVER_CONNECTED and state is Connection.DISCONNECTED:
                 return
-            if targets is not None:
+            if subscribed is not None:
                 self._connection[sub] = state
-            if state is not Connection.CONNECTED:
-                self._last_alarm.pop(sub, None)
+                if state is not Connection.CONNECTED:
+                    subscribed.last_alarm = None
         log.info("%s (%s): %s", channel, protocol, state.value)
-        self.announce(sub, state, targets or [])
+        self.announce(sub, state, [t.stream for t in subscribed.targets] if subscribed else [])
 
     def announce(self, sub: Subscription, state: Connection, streams: list[Stream]) -> None:
         """ep01 for the subscription on every topic it goes to."""

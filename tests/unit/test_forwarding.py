@@ -142,3 +142,29 @@ def test_delivered_is_what_was_queued_less_failures_and_what_is_still_held():
     counters = fwd._publisher.counters()
     assert (counters.queued, counters.delivered, counters.delivery_errors) == (
         queued + 1, queued, 1)
+
+
+def test_the_publishing_thread_serves_delivery_reports_in_batches():
+    from forwarder.publisher import SERVE_EVERY
+
+    producer = FakeProducer(fail_with="broker gone")
+    publisher = Publisher(producer)  # no poll thread started: only publish() serves reports
+    for i in range(SERVE_EVERY - 1):
+        publisher.publish("t", b"k", b"x", i)
+    assert publisher.counters().delivery_errors == 0 and len(producer) == SERVE_EVERY - 1
+    publisher.publish("t", b"k", b"x", SERVE_EVERY)
+    assert publisher.counters().delivery_errors == SERVE_EVERY and len(producer) == 0
+
+
+def test_a_stream_kept_through_a_change_keeps_its_counter_and_last_time():
+    from streaming_data_types.timestamps_tdct import deserialise_tdct
+
+    tdc = Stream("TE:X:TDC", "ca", "tdct", "t")
+    fwd, producer = make([tdc])
+    fwd.on_update(Update("TE:X:TDC", np.array([NOW], dtype=np.int64), NOW))
+    fwd.set_streams({tdc: False, TEMP: False})
+    fwd.on_update(Update("TE:X:TDC", np.array([NOW], dtype=np.int64), NOW - 1))  # older: dropped
+    fwd.on_update(Update("TE:X:TDC", np.array([NOW + 1], dtype=np.int64), NOW + 1))
+    counters = [deserialise_tdct(s.value).sequence_counter for s in producer.topics("t")
+                if schema_id(s.value) == "tdct"]
+    assert counters == [1, 2] and fwd.counters().dropped_old == 1
