@@ -64,6 +64,10 @@ class BrokerConfig:
     # a second listener with SASL (PLAIN and SCRAM-SHA-256/512) for these user -> password
     sasl_users: tuple[tuple[str, str], ...] = ()
     sasl_port: int | None = None
+    # a third listener with TLS, its key and certificate in this PKCS12 keystore
+    ssl_port: int | None = None
+    ssl_keystore: Path | None = None
+    ssl_keystore_password: str = ""
 
     @property
     def bootstrap(self) -> str:
@@ -72,6 +76,10 @@ class BrokerConfig:
     @property
     def sasl_bootstrap(self) -> str:
         return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ssl_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -116,17 +124,21 @@ class BrokerConfig:
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
         if self.sasl_port:
-            props |= self._sasl_properties(props)
+            props |= _add_listener(props, "SASL_PLAINTEXT", self.sasl_port)
+            props |= self._sasl_properties()
+        if self.ssl_port:
+            if self.ssl_keystore is None:
+                raise BrokerError("an SSL listener needs a keystore (ssl_keystore)")
+            props |= _add_listener(props, "SSL", self.ssl_port)
+            props |= {"listener.name.ssl.ssl.keystore.type": "PKCS12",
+                      "listener.name.ssl.ssl.keystore.location": str(self.ssl_keystore),
+                      "listener.name.ssl.ssl.keystore.password": self.ssl_keystore_password,
+                      "listener.name.ssl.ssl.client.auth": "none"}
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
-    def _sasl_properties(self, props: dict[str, str]) -> dict[str, str]:
-        sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+    def _sasl_properties(self) -> dict[str, str]:
         plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users)
         return {
-            "listeners": f"{props['listeners']},{sasl}",
-            "advertised.listeners": f"{props['advertised.listeners']},{sasl}",
-            "listener.security.protocol.map":
-                f"{props['listener.security.protocol.map']},SASL_PLAINTEXT:SASL_PLAINTEXT",
             "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -142,6 +154,42 @@ class BrokerConfig:
         return [arg for user, password in self.sasl_users
                 for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
                 for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")]
+
+
+def _add_listener(props: dict[str, str], name: str, port: int) -> dict[str, str]:
+    """A listener named as its security protocol, on loopback."""
+    address = f"{name}://127.0.0.1:{port}"
+    return {"listeners": f"{props['listeners']},{address}",
+            "advertised.listeners": f"{props['advertised.listeners']},{address}",
+            "listener.security.protocol.map":
+                f"{props['listener.security.protocol.map']},{name}:{name}"}
+
+
+def self_signed_keystore(directory: Path, password: str, days: int = 2) -> tuple[Path, Path]:
+    """A PKCS12 keystore with a new key and a certificate for 127.0.0.1 and localhost signed
+    by itself, made with the JDK's keytool (Java being there for the broker), and that
+    certificate in PEM for the clients to trust: (keystore, certificate)."""
+    keystore, certificate = directory / "broker.p12", directory / "broker-ca.pem"
+    common = ["-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12",
+              "-storepass", password]
+    for args in (["-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", str(days),
+                  "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost"],
+                 ["-exportcert", "-rfc", "-file", str(certificate)]):
+        result = subprocess.run([_keytool(), *args, *common], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"keytool {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return keystore, certificate
+
+
+def _keytool() -> str:
+    found = shutil.which("keytool")
+    java = shutil.which("java")
+    if found is None and java is not None:  # a JDK whose bin/ is not on PATH, java linked in
+        beside = Path(os.path.realpath(java)).with_name("keytool")
+        found = str(beside) if beside.exists() else None
+    if found is None:
+        raise BrokerError("keytool (part of the JDK that runs the broker) was not found")
+    return found
 
 
 def _log4j_config(path: Path) -> Path:

@@ -1,5 +1,5 @@
-"""The forwarder against a broker of its own: over SASL (PLAIN and SCRAM), and while that
-broker goes away and comes back (bounded buffering, every drop counted)."""
+"""The forwarder against a broker of its own: over SASL (PLAIN and SCRAM) and TLS, and while
+that broker goes away and comes back (bounded buffering, every drop counted)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,22 @@ record(waveform, "$(P)BIG") {
     field(FTVL, "DOUBLE") field(NELM, "2000000") field(SCAN, ".5 second") }
 """
 USER, PASSWORD = "alice", "alice-secret"
+KEYSTORE_PASSWORD = "keystore-secret"
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def broker_tls(tmp_path_factory):
+    """(keystore, certificate) of the broker's TLS listener."""
+    return embedded.self_signed_keystore(tmp_path_factory.mktemp("tls"), KEYSTORE_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory, broker_tls):
     config = embedded.BrokerConfig(tmp_path_factory.mktemp("own-kafka"), port=free_port(),
                                    controller_port=free_port(), heap="512m",
-                                   sasl_users=((USER, PASSWORD),), sasl_port=free_port())
+                                   sasl_users=((USER, PASSWORD),), sasl_port=free_port(),
+                                   ssl_port=free_port(), ssl_keystore=broker_tls[0],
+                                   ssl_keystore_password=KEYSTORE_PASSWORD)
     embedded.start(config)
     yield config
     embedded.stop(config)
@@ -96,6 +105,17 @@ def test_sasl_plain_and_scram(broker, counter_ioc, tmp_path):
         reader = _sasl(broker, "SCRAM-SHA-512")
         wait_until(lambda: len(_counts(reader, topics.sample_env)) >= 5, 30,
                    "updates forwarded over SASL PLAIN, read over SCRAM-SHA-512")
+
+
+def test_tls_with_the_broker_certificate_trusted(broker, broker_tls, counter_ioc, tmp_path):
+    with pytest.raises(KafkaException):  # a certificate no trusted authority signed
+        make_admin(KafkaSettings(broker.ssl_bootstrap, "SSL")).list_topics(timeout=5)
+    tls = KafkaSettings(broker.ssl_bootstrap, "SSL", ssl_cafile=str(broker_tls[1]))
+    config, topics = _instrument(tls, "TLS", tmp_path)
+    options = ForwarderOptions(run_log=False, use_storage=False)
+    with Running(ForwarderService(config, tls, options)):
+        wait_until(lambda: len(_counts(tls, topics.sample_env)) >= 5, 30,
+                   "updates forwarded and read over TLS")
 
 
 def test_a_broker_outage_buffers_to_the_bound_and_counts_the_rest(broker, counter_ioc,
