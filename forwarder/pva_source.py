@@ -60,12 +60,13 @@ def keep_thread_state() -> None:
 
 
 class _Monitor:
-    __slots__ = ("channel", "connected", "ended", "subscription")
+    __slots__ = ("channel", "connected", "ended", "missed", "subscription")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.connected = False
         self.ended = False
+        self.missed = False  # pvxs called before monitor() had returned the subscription
         self.subscription: object | None = None
 
 
@@ -80,14 +81,20 @@ class PvaSource(MonitorSource):
         # the compiled pop under p4p.client.raw's: that wrapper's checks, type lookups and
         # debug logging were a tenth of the forwarder's time, for an unwrap that nt=False skips
         self._pop = ClientMonitor.pop
+        self._early = threading.Lock()
         return Context("pva", nt=False, useenv=True)
 
     def _subscribe(self, channels: list[str]) -> dict[str, object]:
         monitors = {}
         for channel in channels:
             monitor = _Monitor(channel)
-            monitor.subscription = self._context.monitor(
+            subscription = self._context.monitor(
                 channel, functools.partial(self._on_queued, monitor), request=_REQUEST)
+            with self._early:
+                monitor.subscription = subscription
+                missed = monitor.missed
+            if missed:  # pvxs will not call again until a pop finds the queue empty
+                self._on_queued(monitor)
             monitors[channel] = monitor
         return monitors
 
@@ -98,11 +105,18 @@ class PvaSource(MonitorSource):
         pvxs calls this again only after a pop found the queue empty."""
         keep_thread_state()
         subscription, pop = monitor.subscription, self._pop
-        while not monitor.ended and subscription is not None:
+        if subscription is None:
+            with self._early:
+                subscription = monitor.subscription
+                monitor.missed = subscription is None
+            if subscription is None:
+                return
+        while not monitor.ended:
             try:
                 item = pop(subscription)
-            except Exception:  # closed under us by remove()
-                log.debug("%s: monitor closed", monitor.channel, exc_info=True)
+            except Exception:
+                if not monitor.ended:  # else closed under us by remove()
+                    log.warning("%s: monitor failed", monitor.channel, exc_info=True)
                 return
             if item is None:
                 return
@@ -129,9 +143,9 @@ class PvaSource(MonitorSource):
         except Exception:
             log.exception("PVA update of %s could not be forwarded", channel)
 
-    def _end_subscription(self, subscription: object) -> None:
-        subscription.ended = True
-        subscription.subscription.close()
+    def _end_subscription(self, monitor: _Monitor) -> None:
+        monitor.ended = True
+        monitor.subscription.close()
 
     def _close_context(self) -> None:
         self._context.close()
