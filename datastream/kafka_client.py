@@ -23,6 +23,9 @@ class KafkaSettings:
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: str | None = None
+    # the client's own key and certificate (PKCS#12), for clusters that require client TLS
+    ssl_keystore: str | None = None
+    ssl_keystore_password: str | None = None
 
     def common(self) -> dict[str, object]:
         conf: dict[str, object] = {
@@ -35,6 +38,9 @@ class KafkaSettings:
             conf["sasl.password"] = self.sasl_password or ""
         if self.ssl_cafile:
             conf["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_keystore:
+            conf["ssl.keystore.location"] = self.ssl_keystore
+            conf["ssl.keystore.password"] = self.ssl_keystore_password or ""
         return conf
 
 
@@ -85,7 +91,15 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, default_broker: str | N
         "--sasl-password-env", default="DATASTREAM_SASL_PASSWORD",
         help="name of the environment variable holding the SASL password (never on argv)",
     )
-    group.add_argument("--ssl-cafile", default=os.environ.get("DATASTREAM_SSL_CAFILE"))
+    group.add_argument("--ssl-cafile", default=os.environ.get("DATASTREAM_SSL_CAFILE"),
+                       help="PEM certificate(s) of the authority that signed the brokers' "
+                            "(env DATASTREAM_SSL_CAFILE)")
+    group.add_argument("--ssl-keystore", default=os.environ.get("DATASTREAM_SSL_KEYSTORE"),
+                       help="PKCS#12 file with this client's key and certificate, for "
+                            "clusters that require client TLS (env DATASTREAM_SSL_KEYSTORE)")
+    group.add_argument(
+        "--ssl-keystore-password-env", default="DATASTREAM_SSL_KEYSTORE_PASSWORD",
+        help="name of the environment variable holding the keystore's password")
 
 
 def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
@@ -98,6 +112,8 @@ def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
         sasl_username=args.sasl_username,
         sasl_password=os.environ.get(args.sasl_password_env),
         ssl_cafile=args.ssl_cafile,
+        ssl_keystore=args.ssl_keystore,
+        ssl_keystore_password=os.environ.get(args.ssl_keystore_password_env),
     )
 
 

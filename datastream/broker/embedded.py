@@ -64,10 +64,12 @@ class BrokerConfig:
     # a second listener with SASL (PLAIN and SCRAM-SHA-256/512) for these user -> password
     sasl_users: tuple[tuple[str, str], ...] = ()
     sasl_port: int | None = None
-    # a third listener with TLS, its key and certificate in this PKCS12 keystore
+    # a third listener with TLS, its key and certificate in this PKCS12 keystore; with a
+    # truststore (PKCS12, same password) it admits only clients whose certificate is in it
     ssl_port: int | None = None
     ssl_keystore: Path | None = None
     ssl_keystore_password: str = ""
+    ssl_truststore: Path | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -130,10 +132,16 @@ class BrokerConfig:
             if self.ssl_keystore is None:
                 raise BrokerError("an SSL listener needs a keystore (ssl_keystore)")
             props |= _add_listener(props, "SSL", self.ssl_port)
-            props |= {"listener.name.ssl.ssl.keystore.type": "PKCS12",
-                      "listener.name.ssl.ssl.keystore.location": str(self.ssl_keystore),
-                      "listener.name.ssl.ssl.keystore.password": self.ssl_keystore_password,
-                      "listener.name.ssl.ssl.client.auth": "none"}
+            ssl = "listener.name.ssl.ssl"
+            props |= {f"{ssl}.keystore.type": "PKCS12",
+                      f"{ssl}.keystore.location": str(self.ssl_keystore),
+                      f"{ssl}.keystore.password": self.ssl_keystore_password,
+                      f"{ssl}.client.auth": "none"}
+            if self.ssl_truststore:
+                props |= {f"{ssl}.client.auth": "required",
+                          f"{ssl}.truststore.type": "PKCS12",
+                          f"{ssl}.truststore.location": str(self.ssl_truststore),
+                          f"{ssl}.truststore.password": self.ssl_keystore_password}
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _sasl_properties(self) -> dict[str, str]:
@@ -165,23 +173,35 @@ def _add_listener(props: dict[str, str], name: str, port: int) -> dict[str, str]
                 f"{props['listener.security.protocol.map']},{name}:{name}"}
 
 
-def self_signed_keystore(directory: Path, password: str, days: int = 2) -> tuple[Path, Path]:
+def self_signed_keystore(directory: Path, password: str, name: str = "broker",
+                         days: int = 2) -> tuple[Path, Path]:
     """A PKCS12 keystore with a new key and a certificate for 127.0.0.1 and localhost signed
     by itself, made with the JDK's keytool (Java being there for the broker), and that
-    certificate in PEM for the clients to trust: (keystore, certificate)."""
-    keystore, certificate = directory / "broker.p12", directory / "broker-ca.pem"
-    common = ["-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12",
-              "-storepass", password]
-    for args in (["-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", str(days),
-                  "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost"],
-                 ["-exportcert", "-rfc", "-file", str(certificate)]):
-        result = subprocess.run([_keytool(), *args, *common], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BrokerError(f"keytool {args[0]} failed:\n{result.stdout}{result.stderr}")
+    certificate in PEM for the other side to trust: (keystore, certificate)."""
+    keystore, certificate = directory / f"{name}.p12", directory / f"{name}.pem"
+    store = ["-alias", name, "-keystore", str(keystore), "-storetype", "PKCS12",
+             "-storepass", password]
+    _keytool(["-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", str(days),
+              "-dname", f"CN={name}", "-ext", "SAN=ip:127.0.0.1,dns:localhost", *store])
+    _keytool(["-exportcert", "-rfc", "-file", str(certificate), *store])
     return keystore, certificate
 
 
-def _keytool() -> str:
+def truststore(path: Path, password: str, certificates: list[Path]) -> Path:
+    """A PKCS12 truststore holding these PEM certificates."""
+    for i, certificate in enumerate(certificates):
+        _keytool(["-importcert", "-noprompt", "-alias", f"trusted{i}", "-file", str(certificate),
+                  "-keystore", str(path), "-storetype", "PKCS12", "-storepass", password])
+    return path
+
+
+def _keytool(args: list[str]) -> None:
+    result = subprocess.run([_keytool_path(), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BrokerError(f"keytool {args[0]} failed:\n{result.stdout}{result.stderr}")
+
+
+def _keytool_path() -> str:
     found = shutil.which("keytool")
     java = shutil.which("java")
     if found is None and java is not None:  # a JDK whose bin/ is not on PATH, java linked in

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,10 +35,24 @@ USER, PASSWORD = "alice", "alice-secret"
 KEYSTORE_PASSWORD = "keystore-secret"
 
 
+@dataclass(frozen=True)
+class Tls:
+    broker_keystore: Path
+    broker_certificate: Path
+    client_keystore: Path
+    truststore: Path  # the broker's: it admits the client's certificate
+
+
 @pytest.fixture(scope="module")
 def broker_tls(tmp_path_factory):
-    """(keystore, certificate) of the broker's TLS listener."""
-    return embedded.self_signed_keystore(tmp_path_factory.mktemp("tls"), KEYSTORE_PASSWORD)
+    directory = tmp_path_factory.mktemp("tls")
+    broker_keystore, broker_certificate = embedded.self_signed_keystore(
+        directory, KEYSTORE_PASSWORD, "broker")
+    client_keystore, client_certificate = embedded.self_signed_keystore(
+        directory, KEYSTORE_PASSWORD, "forwarder")
+    truststore = embedded.truststore(directory / "trusted.p12", KEYSTORE_PASSWORD,
+                                     [client_certificate])
+    return Tls(broker_keystore, broker_certificate, client_keystore, truststore)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +60,9 @@ def broker(tmp_path_factory, broker_tls):
     config = embedded.BrokerConfig(tmp_path_factory.mktemp("own-kafka"), port=free_port(),
                                    controller_port=free_port(), heap="512m",
                                    sasl_users=((USER, PASSWORD),), sasl_port=free_port(),
-                                   ssl_port=free_port(), ssl_keystore=broker_tls[0],
-                                   ssl_keystore_password=KEYSTORE_PASSWORD)
+                                   ssl_port=free_port(), ssl_keystore=broker_tls.broker_keystore,
+                                   ssl_keystore_password=KEYSTORE_PASSWORD,
+                                   ssl_truststore=broker_tls.truststore)
     embedded.start(config)
     yield config
     embedded.stop(config)
@@ -107,10 +123,14 @@ def test_sasl_plain_and_scram(broker, counter_ioc, tmp_path):
                    "updates forwarded over SASL PLAIN, read over SCRAM-SHA-512")
 
 
-def test_tls_with_the_broker_certificate_trusted(broker, broker_tls, counter_ioc, tmp_path):
-    with pytest.raises(KafkaException):  # a certificate no trusted authority signed
-        make_admin(KafkaSettings(broker.ssl_bootstrap, "SSL")).list_topics(timeout=5)
-    tls = KafkaSettings(broker.ssl_bootstrap, "SSL", ssl_cafile=str(broker_tls[1]))
+def test_mutual_tls(broker, broker_tls, counter_ioc, tmp_path):
+    tls = KafkaSettings(broker.ssl_bootstrap, "SSL", ssl_cafile=str(broker_tls.broker_certificate),
+                        ssl_keystore=str(broker_tls.client_keystore),
+                        ssl_keystore_password=KEYSTORE_PASSWORD)
+    for refused in (replace(tls, ssl_keystore=None),  # the broker wants a client certificate
+                    replace(tls, ssl_cafile=None)):  # no known authority signed the broker's
+        with pytest.raises(KafkaException):
+            make_admin(refused).list_topics(timeout=5)
     config, topics = _instrument(tls, "TLS", tmp_path)
     options = ForwarderOptions(run_log=False, use_storage=False)
     with Running(ForwarderService(config, tls, options)):
