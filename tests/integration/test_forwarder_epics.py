@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -103,3 +104,29 @@ def test_ca_and_pva_updates_become_f142_with_epics_timestamps(kafka, topics, epi
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_pva_callbacks_keep_one_python_thread_state(epics_ioc, monkeypatch):
+    """pvxs's thread keeps the Python thread state it was given on its first callback:
+    otherwise CPython makes and frees one per callback (forwarder/pva_source.py)."""
+    import forwarder.pva_source as pva_source
+
+    ensure = pva_source.ctypes.pythonapi.PyGILState_Ensure
+    kept_on: list[int] = []
+
+    def counted_ensure():
+        kept_on.append(threading.get_ident())
+        return ensure()
+
+    monkeypatch.setattr(pva_source, "ctypes", SimpleNamespace(
+        pythonapi=SimpleNamespace(PyGILState_Ensure=counted_ensure)))
+    values: list[float] = []
+    source = pva_source.PvaSource(lambda u: values.append(float(u.value)), lambda *_: None)
+    source.add(["TE:FWD:AO"])
+    try:
+        for value in np.arange(20.0, 30.0):
+            ca_write("TE:FWD:AO", value, notify=True)
+            wait_until(lambda v=value: v in values, 10, f"PVA update {value}")
+    finally:
+        source.close()
+    assert kept_on and len(kept_on) == len(set(kept_on))  # once per thread, not per callback
