@@ -187,23 +187,26 @@ def main() -> int:
                            pva_broadcast=free_port())
         print(f"{'protocol':8} {'schema':6} {'offered/s':>9} {'forwarded/s':>11} {'lost':>6} "
               f"{'gaps':>6} {'counted':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>6} "
-              f"{'RSS MiB':>8}", flush=True)
+              f"{'us/upd':>6} {'RSS MiB':>8}", flush=True)
         for protocol in args.protocols.split(","):
             for schema in args.schemas.split(","):
                 for rate in (int(r) for r in args.rates.split(",")):
                     r = run_case(kafka, work, ports, rate, protocol, schema, args.seconds)
                     counted = "?" if r["counted"] is None else r["counted"]
+                    cost_us = r["cpu"] * 1e6 / max(r["forwarded_per_s"], 1)
                     print(f"{protocol:8} {schema:6} {rate:9d} {r['forwarded_per_s']:11.0f} "
                           f"{r['lost']:6d} {r['gaps']:6d} {counted:>7} {r['p50_ms']:7.1f} "
-                          f"{r['p99_ms']:7.1f} {r['cpu']:6.0%} {r['rss_mib']:8.0f}", flush=True)
+                          f"{r['p99_ms']:7.1f} {r['cpu']:6.0%} {cost_us:6.1f} "
+                          f"{r['rss_mib']:8.0f}", flush=True)
     print("\nlost: offered in the window less received (the window's edges make a few); gaps: "
           "counter values missing between the first and last received of each PV;\ncounted: "
           "updates the forwarder itself reports dropped over the whole run (an IOC that "
           "squashes updates for a slow client does not tell it).")
-    print("CPU is the forwarder's share of one core; latency is broker append time minus "
-          "the EPICS timestamp.\nESS forwarder on this kind of machine (issue 5): CA ~3,000/s "
-          "at 84 % of a core, p99 ~200 ms, collapse above ~4,000/s; PVA saturates near "
-          "6,000/s; p99 ~65 ms at 1,000/s.")
+    print("CPU is the forwarder's share of one core (us/upd: its CPU time per forwarded "
+          "update); latency is broker append time minus the EPICS timestamp.")
+    print("ESS forwarder on this kind of machine (issue 5): CA ~3,000/s at 84 % of a core, "
+          "p99 ~200 ms, collapse above ~4,000/s; PVA saturates near 6,000/s; p99 ~65 ms at "
+          "1,000/s.")
     return 0
 
 
