@@ -89,7 +89,7 @@ class PvaSource(MonitorSource):
         for channel in channels:
             monitor = _Monitor(channel)
             subscription = self._context.monitor(
-                channel, functools.partial(self._on_queued, monitor), request=_REQUEST)
+                channel, functools.partial(self._on_pvxs_thread, monitor), request=_REQUEST)
             with self._early:
                 monitor.subscription = subscription
                 missed = monitor.missed
@@ -98,12 +98,16 @@ class PvaSource(MonitorSource):
             monitors[channel] = monitor
         return monitors
 
-    def _on_queued(self, monitor: _Monitor) -> None:
-        """On pvxs's network thread, which already holds the GIL here: forward everything the
-        monitor holds. Handing each update to a thread of our own instead made the two pass
-        the GIL back and forth at every pop, and the hand-offs cost more than the forwarding.
-        pvxs calls this again only after a pop found the queue empty."""
+    def _on_pvxs_thread(self, monitor: _Monitor) -> None:
+        """The handler pvxs calls on its network thread, which holds the GIL here. Handing
+        each update to a thread of our own instead made the two pass the GIL back and forth
+        at every pop, and the hand-offs cost more than the forwarding."""
         keep_thread_state()
+        self._on_queued(monitor)
+
+    def _on_queued(self, monitor: _Monitor) -> None:
+        """Forward everything the monitor holds. pvxs calls the handler again only after a
+        pop found the queue empty."""
         subscription, pop = monitor.subscription, self._pop
         if subscription is None:
             with self._early:
