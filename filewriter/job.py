@@ -4,8 +4,10 @@ so the job's one thread owns the file from open to close."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -19,8 +21,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import NS_PER_MS, StartJob
+from filewriter.disk_space import DiskFull, check_room
 from filewriter.modules import DECODERS, WRITERS, WriterModule
 from filewriter.nexus_structure import Plan, StructureError, build
+from filewriter.output_path import UnsafePath, resolve_output
 from filewriter.timing import Window
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,9 @@ class JobResult:
     warnings: list[str] = field(default_factory=list)
     # per kind, over all modules: out_of_order, truncated, unconvertible, …
     counts: dict[str, int] = field(default_factory=dict)
+    # the writer stopped before the job did (SIGTERM): the file is closed but incomplete, and
+    # the job is resumed when the writer starts again
+    abandoned: bool = False
 
 
 # files (and their writers) HDF5 could not close; see WriteJob._close_file
@@ -90,10 +97,28 @@ def _iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _release_descriptor(h5file: h5py.File) -> None:
+    """Point the file's descriptor at /dev/null: HDF5 keeps it open when it cannot close the
+    file (its writes failed), and a deleted file on a full disk then frees no space until the
+    process ends. HDF5's later writes to it go nowhere."""
+    with contextlib.suppress(Exception):
+        fd = h5file.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
 class WriteJob:
+    """`resume`: the job was started before, by this writer before it stopped or died. Its
+    file, as far as it got, is moved aside and the job written again from the start, from
+    Kafka, into a fresh file: every event once, whatever point the writer died at."""
+
     def __init__(self, command: StartJob, settings: JobSettings, kafka: KafkaSettings,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, resume: bool = False) -> None:
         self.command = command
+        self.resume = resume
         self._settings = settings
         self._kafka = kafka
         self._clock_ns = clock_ns
@@ -106,10 +131,19 @@ class WriteJob:
         # next offset to read per partition, tracked here because librdkafka's position() is
         # undefined until the first message of a partition is fetched
         self._next_offset: dict[tuple[str, int], int] = {}
+        self._abandon = threading.Event()
+        self._unflushed_bytes = 0  # payload bytes taken since the last flush
 
     @property
     def path(self) -> Path:
-        return self._settings.output_dir / self.command.filename
+        """Raises UnsafePath for a file name that leads outside the output dir."""
+        return resolve_output(self._settings.output_dir, self.command.filename)
+
+    @property
+    def partial_path(self) -> Path:
+        """Where a resumed job keeps the file its earlier attempt left, until it succeeds."""
+        path = self.path
+        return path.with_name(path.name + ".partial")
 
     @property
     def stop_ns(self) -> int | None:
@@ -121,13 +155,25 @@ class WriteJob:
         with self._lock:
             self._stop_ns = stop_ns if stop_ns is not None else self._clock_ns()
 
+    def abandon(self) -> None:
+        """Thread-safe: stop reading now and close the file as it is (the writer is going
+        away; the job is resumed from the start when it comes back)."""
+        self._abandon.set()
+
     # -- phase 1, in the service thread: the file exists or the job is refused --
     def open(self) -> list[str]:
-        path = self.path
+        try:
+            path = self.path
+        except UnsafePath as exc:
+            raise JobStartError(400, f"refused: {exc}") from exc
         if not path.parent.is_dir():
             raise JobStartError(500, f"output folder {path.parent} does not exist")
-        if path.exists():
+        if self.resume and (path.exists() or path.is_symlink()):
+            # what the earlier attempt wrote stays until this one has written everything
+            os.replace(path, self.partial_path)
+        if path.exists() or path.is_symlink():
             raise JobStartError(500, f"file {path} already exists")
+        self._resolved = path
         try:
             self._file = h5py.File(path, "w-", libver="latest")
         except OSError as exc:
@@ -161,9 +207,15 @@ class WriteJob:
         consumer: Consumer | None = None
         try:
             topics = sorted({topic for topic, _ in self._writers})
-            consumer = data_consumer(self._kafka, self._settings.max_queued_mb)
-            partitions = self._seek(consumer, topics)
-            self._consume(consumer, partitions)
+            if topics:
+                consumer = data_consumer(self._kafka, self._settings.max_queued_mb)
+                partitions = self._seek(consumer, topics)
+                self._consume(consumer, partitions)
+            else:  # a static file, as kafka-to-nexus writes one: nothing to read until stop
+                self._wait_for_stop()
+        except DiskFull as exc:
+            log.error("job %s: %s", self.command.job_id, exc)
+            result.error = str(exc)
         except Exception as exc:
             log.exception("job %s failed", self.command.job_id)
             result.error = str(exc)
@@ -175,6 +227,12 @@ class WriteJob:
             except Exception as exc:  # e.g. disk full on the last flush
                 log.exception("job %s: closing %s failed", self.command.job_id, self.path)
                 result.error = result.error or f"closing the file failed: {exc}"
+        result.abandoned = self._abandon.is_set() and result.error is None
+        if self.resume and result.error is None and not result.abandoned:
+            self.partial_path.unlink(missing_ok=True)
+        elif self.resume and self.partial_path.exists():
+            result.warnings.append(f"the earlier attempt's file is kept as "
+                                   f"{self.partial_path.name}")
         result.events = sum(getattr(w, "total_events", 0)
                             for ws in self._writers.values() for w in ws)
         result.malformed = self._malformed
@@ -215,8 +273,12 @@ class WriteJob:
         while True:
             # take what is queued without waiting for a full batch: waiting leaves the disk
             # idle while librdkafka's bounded queue is full
+            if self._abandon.is_set():
+                return
             messages = (consumer.consume(num_messages=500, timeout=0)
                         or consumer.consume(num_messages=1, timeout=0.2))
+            if messages:
+                self._check_room(messages)
             stop_ns = self.stop_ns
             window = Window(self.command.start_ns, stop_ns)
             for msg in messages:
@@ -248,6 +310,18 @@ class WriteJob:
             if len(done) >= len(partitions):
                 return
 
+    def _wait_for_stop(self) -> None:
+        while not self._abandon.is_set():
+            stop_ns = self.stop_ns
+            if stop_ns is not None and self._clock_ns() >= stop_ns:
+                return
+            self._abandon.wait(0.1)
+
+    def _check_room(self, messages: list) -> None:
+        """DiskFull before anything is written that might not fit (see disk_space)."""
+        self._unflushed_bytes += sum(len(m.value() or b"") for m in messages)
+        check_room(self._resolved, self._unflushed_bytes)
+
     def _drained(self, consumer: Consumer, tp: TopicPartition) -> bool:
         try:
             _, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
@@ -278,6 +352,7 @@ class WriteJob:
             for writer in writers:
                 writer.flush()
         self._file.flush()
+        self._unflushed_bytes = 0
 
     def _close_file(self) -> None:
         if self._file is None:
@@ -295,7 +370,9 @@ class WriteJob:
             try:
                 h5file.close()
             except Exception:
-                # HDF5 cannot close a file whose writes failed (disk full), and freeing its
-                # objects later crashed the process: keep them, a small leak per failed file
+                # HDF5 cannot close a file whose writes failed, and freeing its objects later
+                # crashed the process: keep them (a small leak per failed file), but let go
+                # of the file itself, so deleting it frees the disk
+                _release_descriptor(h5file)
                 _UNCLOSABLE.append((h5file, self._writers))
                 raise

@@ -135,9 +135,13 @@ def _build_module(parent: h5py.Group, node: dict[str, Any], plan: Plan, known: s
             raise StructureError(f"{where}: link module needs name and source")
         links.append((parent, config["name"], config["source"]))
     elif module == "mdat":
-        if config.get("name") not in ("start_time", "end_time"):
-            raise StructureError(f"{where}: mdat name must be start_time or end_time")
-        plan.metadata.append(MetadataSpec(where, config["name"]))
+        # {"name": "start_time"}, or the older {"items": ["start_time", "end_time"]} that
+        # kafka-to-nexus templates in use still send
+        names = config.get("items") if "items" in config else [config.get("name")]
+        if not isinstance(names, list) or not names or any(
+                n not in ("start_time", "end_time") for n in names):
+            raise StructureError(f"{where}: mdat names must be start_time or end_time")
+        plan.metadata.extend(MetadataSpec(where, name) for name in dict.fromkeys(names))
     elif module in known:
         topic, source = config.get("topic"), config.get("source")
         if not topic or not source:

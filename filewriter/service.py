@@ -32,11 +32,18 @@ from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import CommandError, StartJob, StopJob, parse_start, parse_stop
 from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
+from filewriter.journal import JobJournal
+from filewriter.output_path import UnsafePath, resolve_output
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 2.0
 KNOWN_JOBS = 10_000  # job ids remembered (this writer's and those other writers took)
+# a pool group with no committed offset yet (its first writer ever) starts this far back, so
+# a run started just before the writer joined is still taken
+POOL_LOOKBACK_S = 300
+# at SIGTERM, a job whose stop is known gets this long to finish before it is handed on
+FINISH_ON_TERM_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,9 @@ class ServiceSettings:
 
 
 class _RunningJob:
-    def __init__(self, job: WriteJob) -> None:
+    def __init__(self, job: WriteJob, run_start: bytes) -> None:
         self.job = job
+        self.run_start = run_start  # the pl72 as it came: read again, it is no second start
         self.result: JobResult | None = None
         self.thread = threading.Thread(target=self._run, name=f"job-{job.command.job_id[:8]}",
                                        daemon=True)
@@ -77,11 +85,15 @@ class FileWriterService:
                                              session_timeout_ms=10_000,
                                              heartbeat_interval_ms=2_000)
         self._control: Consumer | None = None
+        self.journal = JobJournal(settings.job.output_dir / ".filewriter-jobs"
+                                  / (settings.instance_id or self._service_id))
+        self._pool_message: Message | None = None  # the pool message being handled
         self._started_by: tuple[str, int] = ("", -1)  # topic and offset of the running pl72
         # (topic, partition, offset) of messages the control consumer acted on: the pool,
         # rejoined after a job, reads them again and must not answer them twice
         self._handled: set[tuple[str, int, int]] = set()
         self._running: _RunningJob | None = None
+        self._in_pool = False
         self._ready = threading.Event()
         self._last_status = 0.0
         self.malformed_commands = 0
@@ -161,7 +173,7 @@ class FileWriterService:
                          "", ActionType.StartJob, False, 400,
                          f"job {command.job_id} was already started")
             return
-        self._start(command, (topic, offset))
+        self._start(command, payload, (topic, offset))
 
     def _note_other_writer(self, sid: str, payload: bytes) -> None:
         if sid == "wrdn":
@@ -171,23 +183,46 @@ class FileWriterService:
         if (answer.action == ActionType.StartJob and answer.outcome == ActionOutcome.Success):
             self._know(answer.job_id)
 
-    def _start(self, command: StartJob, where: tuple[str, int]) -> None:
+    def _commit_pool(self) -> None:
+        """Commit the pool message being handled (once): it is done with, or owned."""
+        msg, self._pool_message = self._pool_message, None
+        if msg is not None:
+            self._pool.commit(message=msg, asynchronous=False)
+
+    def _start(self, command: StartJob, run_start: bytes, where: tuple[str, int] | None,
+               resume: bool = False) -> None:
         control_topic = command.control_topic or self.settings.status_topic
-        job = WriteJob(command, self.settings.job, self._kafka)
+        try:
+            resolve_output(self.settings.job.output_dir, command.filename)
+        except UnsafePath as exc:
+            self._answer(control_topic, command.job_id, "", ActionType.StartJob, False, 400,
+                         f"refused: {exc}")
+            return
+        # owned before the pool moves past it: a writer that dies from here on takes the job
+        # back from its journal when it starts again
+        if not resume:
+            self.journal.add(command.job_id, run_start)
+            self._commit_pool()
+        job = WriteJob(command, self.settings.job, self._kafka, resume=resume)
         try:
             warnings = job.open()
         except JobStartError as exc:
+            self.journal.remove(command.job_id)
             self._answer(control_topic, command.job_id, "", ActionType.StartJob, False,
                          exc.status_code, str(exc))
             return
         self._know(command.job_id)
+        what = "resuming" if resume else "writing"
         self._answer(control_topic, command.job_id, "", ActionType.StartJob, True, 201,
-                     f"writing {command.filename}" + (f" ({'; '.join(warnings)})"
-                                                      if warnings else ""))
-        self._running = _RunningJob(job)
-        self._started_by = where
+                     f"{what} {command.filename}"
+                     + (" from the run's start after a writer restart" if resume else "")
+                     + (f" ({'; '.join(warnings)})" if warnings else ""))
+        self._running = _RunningJob(job, run_start)
+        self._started_by = where or ("", -1)
         # leave the pool while busy, so another writer instance takes the next run
-        self._pool.unsubscribe()
+        if self._in_pool:
+            self._pool.unsubscribe()
+            self._in_pool = False
         self._ready.clear()
         self._follow_control(control_topic, command.start_ns // 1_000_000)
         self._running.thread.start()
@@ -211,6 +246,8 @@ class FileWriterService:
         if sid == "pl72":
             if topic == self._started_by[0] and offset <= self._started_by[1]:
                 return False  # the start of this job, or older (read again from its start)
+            if payload == running.run_start:
+                return False  # the start of a resumed job, read again
             try:
                 again = parse_start(payload)
             except CommandError:
@@ -248,6 +285,12 @@ class FileWriterService:
         assert running is not None and running.result is not None
         result = running.result
         cmd = running.job.command
+        if result.abandoned:
+            # the writer is stopping: no wrdn, the job stays in the journal and is resumed
+            log.warning("handed on %s: it is written again from the run's start when this "
+                        "writer starts again", cmd.filename)
+            self._running = None
+            return
         noted = {kind: n for kind, n in result.counts.items() if n}
         message = (f"{result.events} events"
                    + (f", {result.malformed} malformed messages skipped"
@@ -259,48 +302,107 @@ class FileWriterService:
             self._service_id, cmd.job_id, result.error is not None, cmd.filename,
             json.dumps({"events": result.events, "malformed": result.malformed, **noted}),
             message))
-        self._producer.flush(10)
+        if self._producer.flush(10) == 0:
+            # the wrdn is on the broker: only now is the job no longer this writer's
+            self.journal.remove(cmd.job_id)
+        else:
+            log.error("the wrdn of %s is not acknowledged; the job stays in the journal",
+                      cmd.filename)
         log.info("finished %s: %s", cmd.filename, message)
         self._running = None
         if self._control is not None:
             self._control.close()
             self._control = None
-        self._subscribe_pool()
+        self._next_job()
         self._status(force=True)
+
+    def _next_job(self) -> None:
+        """Resume the next job this writer owns, if any; else (re)join the pool."""
+        for job_id, run_start in self.journal.owned():
+            if self._running is not None:
+                return
+            try:
+                command = parse_start(run_start)
+            except CommandError as exc:
+                log.error("dropping the unreadable job record %s: %s", job_id, exc)
+                self.journal.remove(job_id)
+                continue
+            log.warning("resuming job %s (%s), left unfinished when this writer last stopped",
+                        job_id, command.filename)
+            self._start(command, run_start, None, resume=True)
+            if self._running is not None:
+                return
+        self._subscribe_pool()
 
     def _subscribe_pool(self) -> None:
         self._ready.clear()
-        self._pool.subscribe([self.settings.job_pool_topic],
-                             on_assign=lambda *_: self._ready.set())
+        self._in_pool = True
+        self._pool.subscribe([self.settings.job_pool_topic], on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A group that never committed starts POOL_LOOKBACK_S back, not at the end: a run
+        start sent before its first writer joined is then still taken."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            fresh = [tp for tp in committed if tp.offset < 0]
+            if fresh:
+                since = time.time_ns() // 1_000_000 - POOL_LOOKBACK_S * 1000
+                found = consumer.offsets_for_times(
+                    [TopicPartition(tp.topic, tp.partition, since) for tp in fresh], timeout=10)
+                for tp in found:
+                    if tp.offset < 0:  # nothing since: the end, as it is now
+                        tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                starts = {(tp.topic, tp.partition): tp.offset for tp in found}
+                for tp in partitions:
+                    tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
+                consumer.assign(partitions)
+                log.info("job pool has no committed offset yet: reading from %d s back",
+                         POOL_LOOKBACK_S)
+        except Exception as exc:  # the pool still works, from librdkafka's reset point
+            log.warning("job pool: could not look back for earlier run starts: %s", exc)
+        self._ready.set()
 
     # -- main loop --
     def run(self, stop: threading.Event) -> None:
-        self._subscribe_pool()
         log.info("file writer %s: job pool %s, files in %s", self._service_id,
                  self.settings.job_pool_topic, self.settings.job.output_dir)
+        self._next_job()
         try:
             while not stop.is_set():
                 self._step()
         finally:
             if self._running is not None:
-                log.warning("stopping: finishing %s now", self._running.job.command.filename)
-                self._running.job.request_stop(time.time_ns())
-                self._running.thread.join(60)
-                if self._running.result is not None:
-                    self._finish()
+                self._hand_on()
             self._pool.close()
             self._producer.flush(10)
+
+    def _hand_on(self) -> None:
+        """Stopping with a job: finish it if its stop is known and it ends soon; otherwise
+        close the file as it is and keep the job, to be written again from the run's start
+        when the writer next starts. Never a wrdn that calls an unfinished file a success."""
+        running = self._running
+        assert running is not None
+        if running.job.stop_ns is not None:
+            running.thread.join(FINISH_ON_TERM_S)
+        if running.thread.is_alive():
+            log.warning("stopping: handing on %s (closing it as it is)",
+                        running.job.command.filename)
+            running.job.abandon()
+            running.thread.join(60)
+        if running.result is not None:
+            self._finish()
 
     def _step(self) -> None:
         if self._running is None:
             msg = self._pool.poll(0.2)
             if msg is not None and not msg.error():
-                self._pool.commit(message=msg, asynchronous=False)
+                self._pool_message = msg
                 key = (msg.topic(), msg.partition(), msg.offset())
                 if key in self._handled:
                     self._handled.discard(key)
                 else:
                     self._guard(self._on_pool_message, msg)
+                self._commit_pool()
         else:
             assert self._control is not None
             msg = self._control.poll(0.2)

@@ -53,12 +53,13 @@ def read_all(kafka: KafkaSettings, topic: str, expect: int | None = None,
 
 @contextlib.contextmanager
 def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: Path,
-                   preexec_fn=None) -> Iterator[subprocess.Popen]:
-    """`datastream filewriter` as its own process, ready (heartbeating) on entry."""
+                   preexec_fn=None, wait_ready: bool = True) -> Iterator[subprocess.Popen]:
+    """`datastream filewriter` as its own process, ready (heartbeating) on entry unless
+    wait_ready is False. The log is appended to: a restarted writer adds to it."""
     from datastream.schemas import schema_id
     from tests.conftest import wait_until
 
-    log = open(output_dir / "writer.log", "wb")  # noqa: SIM115 (closed below)
+    log = open(output_dir / "writer.log", "ab")  # noqa: SIM115 (closed below)
     writer = subprocess.Popen(
         [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
          "--broker", kafka.bootstrap, "--output-dir", str(output_dir), "--leeway", "0.5",
@@ -66,9 +67,10 @@ def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: P
         stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
         env=os.environ | {"PYTHONUNBUFFERED": "1"})
     try:
-        wait_until(lambda: any(schema_id(m.value()) == "x5f2"
-                               for m in read_all(kafka, topics.run_info, timeout=1)), 60,
-                   "the file writer's first heartbeat")
+        if wait_ready:
+            wait_until(lambda: any(schema_id(m.value()) == "x5f2"
+                                   for m in read_all(kafka, topics.run_info, timeout=1)), 60,
+                       "the file writer's first heartbeat")
         yield writer
     finally:
         if writer.poll() is None:

@@ -50,3 +50,14 @@ def test_unknown_keys_are_reported(h5file):
 def test_bad_structures_are_refused_with_a_reason(h5file, child, message):
     with pytest.raises(StructureError, match=message):
         build(h5file, {"children": [child]}, KNOWN)
+
+
+def test_the_older_mdat_form_with_items_is_accepted(h5file):
+    """kafka-to-nexus templates in use still send {"items": [...]}."""
+    structure = {"children": [{"type": "group", "name": "entry", "children": [
+        {"module": "mdat", "config": {"items": ["start_time", "end_time"]}}]}]}
+    plan = build(h5file, structure, KNOWN)
+    assert [(m.group_path, m.name) for m in plan.metadata] == [
+        ("/entry", "start_time"), ("/entry", "end_time")]
+    with pytest.raises(StructureError, match="mdat"):
+        build(h5file, {"children": [{"module": "mdat", "config": {"items": ["owner"]}}]}, KNOWN)

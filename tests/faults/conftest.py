@@ -1,0 +1,74 @@
+"""Helpers of the fault suite: a frame source standing in for the DAE, and the checks every
+scenario makes of the file it produced."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from streaming_data_types.eventdata_ev44 import serialise_ev44
+
+from datastream.kafka_client import make_producer
+from tests.integration.conftest import topics  # noqa: F401 (a fixture of this suite too)
+
+MS = 1_000_000
+
+
+class FrameSource:
+    """Frames of `events` events every `period_ms` on the events topic, stamped now, each
+    with distinct event ids, until stopped: what the DAE produced is then known exactly.
+    Owns one thread (start()/stop())."""
+
+    def __init__(self, kafka, topic: str, period_ms: int = 20, events: int = 200) -> None:
+        self._producer = make_producer(kafka, enable_idempotence=True, acks="all")
+        self._topic, self._period, self._events = topic, period_ms, events
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frames", daemon=True)
+        self.frames: list[int] = []  # frame times (ns) delivered
+        self.failed = 0
+
+    def start(self) -> FrameSource:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert self._producer.flush(30) == 0
+
+    def _delivered(self, err, msg) -> None:
+        if err is None:
+            self.frames.append(msg.timestamp()[1] * MS)
+        else:
+            self.failed += 1
+
+    def _run(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            t = time.time_ns() // MS * MS
+            ids = np.arange(k * self._events, (k + 1) * self._events, dtype=np.int32)
+            self._producer.produce(self._topic, serialise_ev44(
+                "DAE", k, np.array([t], np.int64), np.array([0], np.int32), ids % 997, ids),
+                timestamp=t // MS, on_delivery=self._delivered)
+            self._producer.poll(0)
+            k += 1
+            self._stop.wait(self._period / 1000)
+
+    def events_between(self, start_ns: int, stop_ns: int) -> int:
+        return self._events * sum(start_ns <= t < stop_ns for t in self.frames)
+
+
+def check_events_file(path: Path, expected_events: int) -> None:
+    """Every event of the run once, no pulse twice, and the file opens in a plain reader."""
+    with h5py.File(path, "r") as f:  # plain: not SWMR, no h5clear
+        events = f["raw_data_1/detector_1_events"]
+        ids = events["event_id"][:]
+        tz = events["event_time_zero"][:]
+        assert len(ids) == expected_events, (len(ids), expected_events)
+        assert len(np.unique(ids)) == len(ids), "an event is in the file twice"
+        assert len(np.unique(tz)) == len(tz), "a pulse is in the file twice"
+        assert np.all(tz > 0), "a pulse without a time (an extent grown past its data)"
+        assert f["raw_data_1/end_time"][()], "no end_time"
