@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 class TopicListener:
     """Owns one consumer thread (start()/close()). A message on_message cannot take is logged
     and skipped: one bad message never stops it. `ready` is set once the listener's start
-    offsets are fixed: anything produced after that is seen."""
+    offsets are fixed: anything produced after that is seen. It starts at the topic's end, or
+    at `since_ms` (Kafka time) when given."""
 
     def __init__(self, settings: KafkaSettings, topic: str,
-                 on_message: Callable[[bytes], None]) -> None:
+                 on_message: Callable[[bytes], None], since_ms: int | None = None) -> None:
+        self._since_ms = since_ms
         self._settings = settings
         self._topic = topic
         self._on_message = on_message
@@ -47,6 +49,12 @@ class TopicListener:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p),
                                                         timeout=10)
             assignment.append(TopicPartition(self._topic, p, max(high, 0)))
+        if self._since_ms is not None:
+            since = consumer.offsets_for_times(
+                [TopicPartition(self._topic, p, self._since_ms) for p in partitions], timeout=10)
+            for tp, found in zip(assignment, since, strict=True):
+                if found.offset >= 0:
+                    tp.offset = found.offset
         consumer.assign(assignment)
         self.ready.set()
 

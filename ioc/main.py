@@ -10,9 +10,11 @@ from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
+from ioc.event_count import count_run_events
 from ioc.forwarder_status import ForwarderStatus
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
+from ioc.run_record import RunInfo, RunRecordStore
 from ioc.runstate import CommandRefused
 from ioc.simulated_dae import DaeSettings, SimulatedDae
 from ioc.standalone_job import JobRefused, StandaloneJob
@@ -60,14 +62,23 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     dae = SimulatedDae(make_producer(kafka), topics.events, dae_settings)
     writer_status = WriterStatus()
     forwarder_status = ForwarderStatus()
-    listeners = [TopicListener(kafka, topics.run_info, writer_status.on_message),
-                 TopicListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
+    runinfo_dir = config.data_dir / "runinfo"
     control = RunControl(
         instrument=config.name, topics=topics, producer=producer, dae=dae,
-        run_numbers=RunNumberStore(config.data_dir / "runinfo" / f"{config.name}_runnumber.txt"),
+        run_numbers=RunNumberStore(runinfo_dir / f"{config.name}_runnumber.txt"),
         writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
         run_log=runlog_streams(config.prefix, topics.run_log),
-        broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s)
+        broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
+        record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"))
+
+    def count(run: RunInfo) -> tuple[int, int]:
+        return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)
+
+    control.restore(count)
+    # a run carried on from before the restart: what the writer said of it meanwhile counts
+    since_ms = control.run.start_ns // 1_000_000 if control.active_job() else None
+    listeners = [TopicListener(kafka, topics.run_info, writer_status.on_message, since_ms),
+                 TopicListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
     standalone = StandaloneJob(config.name, topics, producer, writer_status,
                                lambda: writer_status.view().state)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
@@ -81,6 +92,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     try:
         run_server(ioc.pvdb, interfaces=args.interfaces.split(), log_pv_names=False)
     finally:
+        control.close()
         for listener in listeners:
             listener.close()
         dae.close()

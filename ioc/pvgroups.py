@@ -279,7 +279,7 @@ class FileWriterPVs(PVGroup):
 
     async def refresh(self) -> None:
         """Called by the run-control scan, so both groups change in one consistent order."""
-        view = self.status.view()
+        view = self.status.view(self.parent.control.active_job() or self.standalone.job_id)
         await write_changed(((self.state, view.state.name), (self.filename, view.filename),
                              (self.jobid, view.job_id), (self.message, view.message),
                              (self.lastfile, view.last_file),

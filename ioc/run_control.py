@@ -1,5 +1,10 @@
 """Run control: the ISISDAE commands as plain code over a DAE, a producer and a run-number
-store. The caproto PVs only forward puts here and show what this holds."""
+store. The caproto PVs only forward puts here and show what this holds.
+
+Every state change is on disk (RunRecordStore) before it takes effect. A restarted IOC
+resumes the run it had: RUNNING or PAUSED with the same run number, its counters counted
+back from the events topic. A stop that could not be delivered (broker down) is kept, the
+state stays ENDING, and it is delivered when the broker is back."""
 
 from __future__ import annotations
 
@@ -16,11 +21,12 @@ from confluent_kafka import Producer
 from streaming_data_types.run_start_pl72 import serialise_pl72
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
-from datastream.kafka_client import deliver
+from datastream.kafka_client import DeliveryError, deliver
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
+from ioc.run_record import PendingStop, RunInfo, RunRecord, RunRecordStore
 from ioc.runstate import Command, CommandRefused, RunState, check
 from ioc.simulated_dae import DaeCounters
 
@@ -34,6 +40,8 @@ class Dae(Protocol):
     def pause(self, at_ns: int) -> None: ...
     def resume(self, at_ns: int) -> None: ...
     def end(self, stop_ns: int) -> DaeCounters: ...
+    def flush(self, timeout: float) -> int: ...
+    def restore(self, total_counts: int, frames: int) -> None: ...
     def counters(self) -> DaeCounters: ...
 
 
@@ -47,22 +55,17 @@ class RunControlError(Exception):
 
 
 @dataclass
-class RunInfo:
-    run_number: int = 0
-    job_id: str = ""
-    filename: str = ""
-    title: str = ""
-    start_ns: int = 0
-    stop_ns: int = 0
-    users: tuple[str, ...] = ()
-    rb_number: str = ""
-
-
-@dataclass
 class RunSettings:
     title: str = ""
     users: str = ""
     rb_number: str = ""
+
+
+RETRY_STOP_S = 2.0
+DELIVERY_TIMEOUT_S = 10.0
+# states a restarted IOC carries on counting in, and the state it then shows
+_RESUMES = {RunState.RUNNING: RunState.RUNNING, RunState.RESUMING: RunState.RUNNING,
+            RunState.PAUSED: RunState.PAUSED, RunState.PAUSING: RunState.PAUSED}
 
 
 @dataclass
@@ -82,13 +85,17 @@ class RunControl:
     clock_ns: Callable[[], int] = time.time_ns
     monotonic: Callable[[], float] = time.monotonic
     settings: RunSettings = field(default_factory=RunSettings)
+    record_store: RunRecordStore | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._state = RunState.SETUP
         self._run = RunInfo(run_number=self.run_numbers.current())
+        self._pending: PendingStop | None = None
         self._ending_since: float | None = None
         self._messages: list[str] = []
+        self._retry: threading.Thread | None = None
+        self._closed = threading.Event()
 
     # -- what the PVs show --
     @property
@@ -99,6 +106,14 @@ class RunControl:
     def run(self) -> RunInfo:
         return self._run
 
+    def active_job(self) -> str:
+        """The job a file writer should be writing now ("" if none)."""
+        if self._state in (RunState.SETUP, RunState.BEGINNING) or (
+                self._state is RunState.ENDING and self._pending is None
+                and self.writer.finished(self._run.job_id) is not None):
+            return ""
+        return self._run.job_id
+
     def error_message(self) -> str:
         with self._lock:
             return self._messages[-1] if self._messages else ""
@@ -107,6 +122,12 @@ class RunControl:
         log.error(text)
         with self._lock:
             self._messages = [*self._messages[-19:], text]
+
+    def _set(self, state: RunState) -> None:
+        """Change state, on disk first."""
+        if self.record_store is not None:
+            self.record_store.save(RunRecord(state, self._run, self._pending))
+        self._state = state
 
     def _enter(self, command: Command) -> RunState:
         """Check and move to the command's transient state atomically; returns the old state."""
@@ -151,30 +172,32 @@ class RunControl:
                                  "rb_number": run.rb_number}),
             control_topic=self.topics.run_info)
         self.writer.expect(run.job_id)
+        previous_run, self._run, self._pending = self._run, run, None
+        self._set(RunState.BEGINNING)
         try:
             deliver(self.producer, self.topics.run_info, message, key=run.job_id.encode(),
                     timestamp_ms=start_ms)
         except Exception as exc:
             # nothing counted and no writer job exists: the run never started
-            self._state = RunState.SETUP
+            self._run = previous_run
+            self._set(RunState.SETUP)
             self._error(f"BEGINRUN failed: run start not sent to the file writer ({exc}); "
                         f"run number {run_number} is skipped")
             raise RunControlError(self.error_message()) from exc
+        self._set(RunState.PAUSED if paused else RunState.RUNNING)
         self.dae.begin(run.start_ns, paused=paused)
-        self._run = run
-        self._state = RunState.PAUSED if paused else RunState.RUNNING
         log.info("run %d started: %s, job %s", run_number, run.filename, run.job_id)
         return run
 
     def pause(self) -> None:
         self._enter(Command.PAUSE)
+        self._set(RunState.PAUSED)
         self.dae.pause(self.clock_ns())
-        self._state = RunState.PAUSED
 
     def resume(self) -> None:
         self._enter(Command.RESUME)
+        self._set(RunState.RUNNING)
         self.dae.resume(self.clock_ns())
-        self._state = RunState.RUNNING
 
     def end(self) -> None:
         self._finish(Command.END)
@@ -191,26 +214,66 @@ class RunControl:
             self._state = previous
             self._error(f"{command.value} failed: the DAE did not stop: {exc}")
             raise RunControlError(self.error_message()) from exc
-        message = serialise_6s4t(job_id=self._run.job_id, run_name=f"{self._run.run_number:08d}",
-                                 command_id=str(uuid.uuid4()), stop_time=stop_ms)
-        try:
-            deliver(self.producer, self.topics.run_info, message,
-                    key=self._run.job_id.encode(), timestamp_ms=stop_ms)
-        except Exception as exc:
-            # counting has stopped; PAUSED lets the user send ENDRUN again
-            self._state = RunState.PAUSED
-            self._error(f"{command.value} failed: run stop not sent to the file writer ({exc});"
-                        " the run is paused, try again")
-            raise RunControlError(self.error_message()) from exc
+        # counting has stopped: that time is the run's end, whenever the stop gets through
         self._run.stop_ns = stop_ms * NS_PER_MS
+        self._pending = PendingStop(stop_ms, str(uuid.uuid4()), command is Command.ABORT)
+        self._set(self._state)
         log.info("run %d: counting stopped at %d ms: %d events in %d frames",
                  self._run.run_number, stop_ms, counters.total_counts, counters.good_frames)
-        if command is Command.ABORT:
-            self._state = RunState.SETUP
-            log.info("run %d aborted", self._run.run_number)
+        if not self._deliver_stop():
+            self._retry_stop_in_background()
+
+    def _deliver_stop(self) -> bool:
+        """Deliver the DAE's last frames, then the pending stop; True once both are on the
+        broker. On failure the state stays ENDING (ABORTING) and ERRMSGS says why."""
+        pending = self._pending
+        assert pending is not None
+        run = self._run
+        try:
+            remaining = self.dae.flush(DELIVERY_TIMEOUT_S)
+            if remaining:
+                raise DeliveryError(f"{remaining} event frames not yet delivered")
+            deliver(self.producer, self.topics.run_info, serialise_6s4t(
+                job_id=run.job_id, run_name=f"{run.run_number:08d}",
+                command_id=pending.command_id, stop_time=pending.stop_ms),
+                key=run.job_id.encode(), timestamp_ms=pending.stop_ms,
+                timeout=DELIVERY_TIMEOUT_S)
+        except Exception as exc:
+            self._error(f"run {run.run_number}: counting stopped at {_iso_ms(pending.stop_ms)} "
+                        f"but the run stop is not delivered yet ({exc}); it is sent when "
+                        f"the broker is back, and the run stays "
+                        f"{self._state.name} until then")
+            return False
+        self._pending = None
+        if pending.abort:
+            self._set(RunState.SETUP)
+            log.info("run %d aborted", run.run_number)
         else:
             self._ending_since = self.monotonic()
-            log.info("run %d ending; waiting for the file writer", self._run.run_number)
+            self._set(RunState.ENDING)
+            log.info("run %d ending; waiting for the file writer", run.run_number)
+        return True
+
+    def _retry_stop_in_background(self) -> None:
+        if self._retry is not None and self._retry.is_alive():
+            return
+
+        def retry() -> None:
+            while not self._closed.wait(RETRY_STOP_S):
+                if self._pending is None or self._deliver_stop():
+                    with self._lock:
+                        self._messages = [*self._messages[-19:],
+                                          f"run {self._run.run_number}: the run stop was "
+                                          "delivered after the broker came back"]
+                    return
+
+        self._retry = threading.Thread(target=retry, name="deliver-run-stop", daemon=True)
+        self._retry.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._retry is not None:
+            self._retry.join(DELIVERY_TIMEOUT_S + RETRY_STOP_S)
 
     def tick(self) -> None:
         """Called periodically: ENDING becomes SETUP once the writer reports the file done."""
@@ -220,10 +283,56 @@ class RunControl:
         if outcome is not None:
             if outcome:
                 self._error(f"file writer reported an error writing {self._run.filename}")
-            self._state = RunState.SETUP
             self._ending_since = None
+            self._set(RunState.SETUP)
         elif self.monotonic() - self._ending_since > self.end_timeout_s:
             self._error(f"file writer did not confirm {self._run.filename} within "
                         f"{self.end_timeout_s:.0f}s; back to SETUP")
-            self._state = RunState.SETUP
             self._ending_since = None
+            self._set(RunState.SETUP)
+
+    # -- after a restart --
+    def restore(self, count_events: Callable[[RunInfo], tuple[int, int]]) -> None:
+        """Carry on with the run on disk. `count_events(run)` gives (events, frames) the DAE
+        delivered for it. Call once, before the PVs are served."""
+        record = self.record_store.load() if self.record_store else None
+        if record is None:
+            return
+        self._run, self._pending = record.run, record.pending
+        self.writer.expect(record.run.job_id)
+        run = self._run
+        if record.state is RunState.SETUP:
+            return
+        if record.state is RunState.BEGINNING:
+            # the run start may or may not have reached the writer; nothing was counted
+            self._run.stop_ns = run.start_ns
+            self._pending = PendingStop(run.start_ns // NS_PER_MS, str(uuid.uuid4()), True)
+            self._state = RunState.ABORTING
+            self._error(f"run {run.run_number} was being started when the IOC stopped; it is "
+                        "aborted with no counts")
+        elif record.state in _RESUMES:
+            events, frames = count_events(run)
+            self.dae.restore(events, frames)
+            self._state = _RESUMES[record.state]
+            if self._state is RunState.RUNNING:
+                self.dae.resume(self.clock_ns())
+            self._set(self._state)
+            self._error(f"run {run.run_number} resumed after an IOC restart, "
+                        f"{self._state.name}, with {events} events in {frames} frames; no "
+                        "frames were counted while the IOC was down")
+            return
+        else:  # ENDING or ABORTING: counting had stopped
+            events, frames = count_events(run)
+            self.dae.restore(events, frames)
+            self._state = record.state
+            if self._pending is None:  # the stop was delivered: wait for the file
+                self._ending_since = self.monotonic()
+                return
+        if not self._deliver_stop():
+            self._retry_stop_in_background()
+
+
+def _iso_ms(ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")

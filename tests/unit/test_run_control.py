@@ -32,6 +32,12 @@ class FakeDae:
         self.calls.append(("end", stop_ns))
         return DaeCounters()
 
+    def flush(self, timeout):
+        return 0
+
+    def restore(self, total_counts, frames):
+        self.calls.append(("restore", total_counts, frames))
+
     def counters(self):
         return DaeCounters()
 
@@ -141,3 +147,87 @@ def test_a_run_start_that_cannot_be_delivered_never_half_starts(control):
     assert control.dae.calls == []  # nothing counted
     control.producer.fail_with = None
     assert control.begin().run_number == 2  # the failed number is never reused
+
+
+def _with_store(control, tmp_path):
+    from ioc.run_record import RunRecordStore
+
+    control.record_store = RunRecordStore(tmp_path / "run.json")
+    return control
+
+
+def test_endrun_with_the_broker_down_stays_ending_and_delivers_the_stop_later(control,
+                                                                            tmp_path):
+    import ioc.run_control as rc
+
+    _with_store(control, tmp_path)
+    run = control.begin()
+    control.clock["ns"] += 3_000_000_000
+    control.producer.fail_with = "broker down"
+    rc.RETRY_STOP_S = 0.05
+    try:
+        control.end()  # accepted: counting stopped, the stop waits for the broker
+        assert control.state is RunState.ENDING
+        assert "not delivered yet" in control.error_message()
+        assert control.run.stop_ns == T0_NS // 1_000_000 * 1_000_000 + 3_000_000_000
+        assert control.record_store.load().pending is not None
+        control.clock["ns"] += 10_000_000_000  # the outage lasts: end_time stays put
+        control.tick()
+        assert control.state is RunState.ENDING
+        control.producer.fail_with = None
+        import time
+
+        deadline = time.monotonic() + 5
+        while control.record_store.load().pending is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stops = [deserialise_6s4t(m.value) for m in control.producer.topics("TST_runInfo")
+                 if m.value[4:8] == b"6s4t"]
+        assert [s.stop_time for s in stops][-1] == (T0_NS + 3_000_000_000) // 1_000_000
+        assert stops[-1].job_id == run.job_id
+        assert "delivered after the broker came back" in control.error_message()
+        control.writer.done[run.job_id] = False
+        control.tick()
+        assert control.state is RunState.SETUP
+    finally:
+        control.close()
+        rc.RETRY_STOP_S = 2.0
+
+
+def _restarted(control, tmp_path):
+    """A new RunControl over the same disk, as a restarted IOC makes it."""
+    import dataclasses
+
+    fresh = dataclasses.replace(control, dae=FakeDae(), writer=FakeWriter(),
+                                producer=FakeProducer())
+    fresh.clock = control.clock
+    fresh.restore(lambda run: (1234, 56))
+    return fresh
+
+
+def test_a_restarted_ioc_resumes_the_run_it_had(control, tmp_path):
+    _with_store(control, tmp_path)
+    run = control.begin()
+    again = _restarted(control, tmp_path)
+    assert again.state is RunState.RUNNING
+    assert (again.run.run_number, again.run.job_id) == (run.run_number, run.job_id)
+    assert again.dae.calls == [("restore", 1234, 56), ("resume", T0_NS)]
+    assert "resumed after an IOC restart" in again.error_message()
+    again.end()  # ENDRUN works on the resumed run
+    assert deserialise_6s4t(again.producer.topics("TST_runInfo")[-1].value).job_id == run.job_id
+
+    control.pause()
+    paused = _restarted(control, tmp_path)
+    assert paused.state is RunState.PAUSED and ("resume", T0_NS) not in paused.dae.calls
+
+
+def test_a_run_cut_short_while_beginning_is_aborted_with_no_counts(control, tmp_path):
+    from ioc.run_record import RunInfo, RunRecord
+
+    _with_store(control, tmp_path)
+    control.record_store.save(RunRecord(RunState.BEGINNING, RunInfo(
+        7, "0c8f7a0e-3a57-4ad7-a5a1-2f9b5bb0f0a1", "TST00000007.nxs", start_ns=T0_NS)))
+    again = _restarted(control, tmp_path)
+    assert again.state is RunState.SETUP
+    stop = deserialise_6s4t(again.producer.topics("TST_runInfo")[-1].value)
+    assert stop.stop_time == T0_NS // 1_000_000  # an empty run
+    assert "aborted with no counts" in again.error_message()

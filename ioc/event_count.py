@@ -1,0 +1,59 @@
+"""What the DAE delivered for a run, counted back from the events topic: a restarted IOC's
+simulated DAE has lost its memory, but every frame it delivered is in Kafka (as a real DAE's
+counts survive in the DAE while its IOC restarts)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from confluent_kafka import TopicPartition
+from streaming_data_types.eventdata_ev44 import deserialise_ev44
+
+from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.schemas import schema_id
+
+log = logging.getLogger(__name__)
+NS_PER_MS = 1_000_000
+
+
+def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: int,
+                     timeout: float = 60.0) -> tuple[int, int]:
+    """(events, frames) of `source` on `topic` in pulses at or after start_ns, up to the end
+    of the topic as it is now."""
+    consumer = make_consumer(kafka)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        wanted = [TopicPartition(topic, p, start_ns // NS_PER_MS) for p in metadata.partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
+                for tp in wanted}
+        starts = consumer.offsets_for_times(wanted, timeout=10)
+        todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
+        consumer.assign([tp for tp in starts if tp.partition in todo])
+        events = frames = 0
+        while todo:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                raise TimeoutError(f"{topic} did not deliver up to its end within {timeout}s")
+            if msg.error():
+                continue
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+            value = msg.value()
+            if not value or schema_id(value) != "ev44":
+                continue
+            try:
+                ev = deserialise_ev44(value)
+            except Exception:  # a malformed message counts for nothing, as in the writer
+                continue
+            if ev.source_name != source:
+                continue
+            ref = np.asarray(ev.reference_time, np.int64)
+            idx = np.append(np.asarray(ev.reference_time_index, np.int64),
+                            len(ev.time_of_flight))
+            keep = ref >= start_ns
+            frames += int(keep.sum())
+            events += int((idx[1:] - idx[:-1])[keep].sum())
+        return events, frames
+    finally:
+        consumer.close()
