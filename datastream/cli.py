@@ -42,21 +42,28 @@ def _config_and_kafka(args: argparse.Namespace) -> tuple[InstrumentConfig, Kafka
 def cmd_broker(args: argparse.Namespace) -> int:
     from datastream.broker import embedded
 
-    config = embedded.BrokerConfig(data_dir=(args.data_dir or _default_data_dir(args)) / "broker",
-                                   port=args.port, controller_port=args.controller_port)
+    data_dir = (args.data_dir or _default_data_dir(args)) / "broker"
+    if args.nodes > 1:
+        nodes = embedded.cluster_nodes(data_dir, args.nodes, port=args.port)
+    else:
+        nodes = [embedded.BrokerConfig(data_dir=data_dir, port=args.port,
+                                       controller_port=args.controller_port)]
     if args.action == "fetch":
         path = embedded.fetch_jars(quiet=not args.verbose)
         print(f"Kafka {embedded.KAFKA_VERSION} jars in {path}")
     elif args.action == "start":
-        pid = embedded.start(config)
-        print(f"Kafka broker (pid {pid}) listening on {config.bootstrap}; data in "
-              f"{config.data_dir}")
+        pids = embedded.start_cluster(nodes)
+        print(f"Kafka ({len(nodes)} node{'s' if len(nodes) > 1 else ''}, pids "
+              f"{', '.join(map(str, pids))}) listening on {embedded.bootstrap_list(nodes)}; "
+              f"data in {data_dir}")
     elif args.action == "stop":
-        print("stopped" if embedded.stop(config) else "no broker was running")
+        print("stopped" if embedded.stop_cluster(nodes) else "no broker was running")
     elif args.action == "status":
-        pid = embedded.running_pid(config)
-        print(f"running, pid {pid}, {config.bootstrap}" if pid else "not running")
-        return 0 if pid else 3
+        pids = [embedded.running_pid(node) for node in nodes]
+        for node, pid in zip(nodes, pids, strict=True):
+            print(f"node {node.node_id}: " + (f"running, pid {pid}, {node.bootstrap}" if pid
+                                              else "not running"))
+        return 0 if all(pids) else 3
     return 0
 
 
@@ -175,7 +182,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(config, external_broker=args.broker, ports=EpicsPorts(
         run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
         pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1),
-        broker_port=args.broker_port)
+        broker_port=args.broker_port, config_file=Path(args.config).resolve())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,11 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pva-port", type=int, default=5075)
     up.set_defaults(func=cmd_up)
 
-    broker = sub.add_parser("broker", help="the embedded single-node Kafka broker (KRaft)")
+    broker = sub.add_parser("broker", help="the embedded Kafka broker (KRaft): one node, or "
+                            "a cluster on loopback with --nodes")
     broker.add_argument("action", choices=["fetch", "start", "stop", "status"])
     add_instrument_arguments(broker)
     broker.add_argument("--port", type=int, default=9092)
     broker.add_argument("--controller-port", type=int, default=9093)
+    broker.add_argument("--nodes", type=int, default=1,
+                        help="a cluster of this many nodes (ports --port, +2, +4, ...; "
+                        "controllers one above each), replication 3, min.insync.replicas 2")
     broker.add_argument("--verbose", action="store_true")
     broker.set_defaults(func=cmd_broker)
 

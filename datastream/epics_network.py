@@ -8,6 +8,7 @@ loopback too: the defaults would broadcast on every interface of the machine.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +60,21 @@ class EpicsPorts:
     @classmethod
     def load(cls, path: Path) -> EpicsPorts:
         return cls(**json.loads(path.read_text()))
+
+
+ADDRESS_LISTS = ("EPICS_CA_ADDR_LIST", "EPICS_PVA_ADDR_LIST")
+
+
+def with_site_addresses(env: dict[str, str], inherited: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the address lists the user already had added after the local instrument's
+    own, so a forwarder started by `up` reaches the site's IOCs too."""
+    out = dict(env)
+    for name in ADDRESS_LISTS:
+        ours = env.get(name, "").split()
+        theirs = [a for a in inherited.get(name, "").split() if a not in ours]
+        if theirs:
+            out[name] = " ".join([*ours, *theirs])
+    return out
 
 
 def shell_exports(env: dict[str, str]) -> str:

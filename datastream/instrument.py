@@ -28,6 +28,8 @@ class InstrumentConfig:
     sample_env_db: Path | None = None
     streams_file: Path | None = None
     end_timeout_s: float = 60.0
+    # EPICS access security of the run-control IOC (ACF); None: only this host may write
+    access_security: Path | None = None
 
     @property
     def topics(self) -> InstrumentTopics:
@@ -71,6 +73,7 @@ def load_config(path: Path) -> InstrumentConfig:
         sample_env_db=_resolve(base, doc.get("sample_env", {}).get("db")),
         streams_file=_resolve(base, doc.get("forwarder", {}).get("streams")),
         end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),
+        access_security=_resolve(base, doc.get("run_control", {}).get("access_security")),
     )
 
 
@@ -87,7 +90,8 @@ def write_config(config: InstrumentConfig, path: Path) -> Path:
         table("instrument", {"name": config.name, "prefix": config.prefix,
                              "data_dir": config.data_dir}),
         table("kafka", {"broker": config.broker}),
-        table("run_control", {"end_timeout_s": config.end_timeout_s}),
+        table("run_control", {"end_timeout_s": config.end_timeout_s,
+                              "access_security": config.access_security}),
         table("dae", config.dae),
         table("sample_env", {"db": config.sample_env_db}),
         table("forwarder", {"streams": config.streams_file}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -21,11 +21,11 @@ class KafkaSettings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)  # never in a log
     ssl_cafile: str | None = None
     # the client's own key and certificate (PKCS#12), for clusters that require client TLS
     ssl_keystore: str | None = None
-    ssl_keystore_password: str | None = None
+    ssl_keystore_password: str | None = field(default=None, repr=False)
 
     def common(self) -> dict[str, object]:
         conf: dict[str, object] = {

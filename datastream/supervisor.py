@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from pathlib import Path
 
-from datastream.epics_network import EpicsPorts, shell_exports
+from datastream.epics_network import EpicsPorts, shell_exports, with_site_addresses
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings
 from datastream.processes import ServiceProcess, datastream_argv
@@ -28,7 +29,7 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
         common = ["--config", str(config_file), *common]
     kafka = ["--broker", bootstrap]
     logs = config.data_dir / "logs"
-    client = ports.client_env()
+    client = with_site_addresses(ports.client_env(), os.environ)
     return [
         ServiceProcess("sample-env-ioc", datastream_argv(
             "se-ioc", *common, "--ca-port", str(ports.sample_env_ca),
@@ -44,6 +45,81 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
     ]
 
 
+class EmbeddedBrokerProcess:
+    """The embedded broker as `up` supervises it, alike a ServiceProcess: restarted when it
+    dies, reaped (it is this process's child), stopped last."""
+
+    name = "kafka-broker"
+
+    def __init__(self, config: object) -> None:
+        self.config = config
+        self.restarts = 0
+        self.log_path = config.console_log
+        self.proc = None
+
+    def start(self) -> None:
+        from datastream.broker import embedded
+
+        embedded.start(self.config)
+
+    def alive(self) -> bool:
+        from datastream.broker import embedded
+
+        return embedded.running_pid(self.config) is not None
+
+    def stop(self) -> None:
+        from datastream.broker import embedded
+
+        embedded.stop(self.config)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+
+def wait_until_ready(config: InstrumentConfig, kafka: KafkaSettings,
+                     timeout: float = 120.0) -> list[str]:
+    """Wait for every service to say it is ready: the file writer's heartbeat (sent only
+    once it holds its place in the job pool), the forwarder's status, and the run-control
+    IOC answering over CA. Returns the names of those that did not within the timeout."""
+    from caproto.sync.client import read as ca_read
+
+    from datastream.schemas import schema_id
+    from datastream.topic_listener import TopicListener
+
+    beats = {"file writer": threading.Event(), "forwarder": threading.Event()}
+
+    def heartbeat(name: str):
+        return lambda payload: schema_id(payload) == "x5f2" and beats[name].set()
+
+    listeners = [TopicListener(kafka, config.topics.run_info, heartbeat("file writer")),
+                 TopicListener(kafka, config.topics.forwarder_status, heartbeat("forwarder"))]
+    for listener in listeners:
+        listener.start()
+
+    def ioc_answers() -> bool:
+        try:
+            return ca_read(f"{config.prefix}DAE:RUNSTATE", timeout=1) is not None
+        except Exception:
+            return False
+
+    deadline = time.monotonic() + timeout
+    try:
+        ioc = False
+        while time.monotonic() < deadline:
+            ioc = ioc or ioc_answers()
+            if ioc and all(e.is_set() for e in beats.values()):
+                return []
+            time.sleep(0.5)
+        return [n for n, e in beats.items() if not e.is_set()] + (
+            [] if ioc else ["run-control IOC"])
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
 def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
        broker_port: int = 9092,
        config_file: Path | None = None) -> int:
@@ -51,44 +127,51 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ports.save(config.data_dir / "epics.json")
-    broker_config = None
+    # this process reads the IOC over CA to know it is up
+    os.environ.update(with_site_addresses(ports.client_env(), os.environ))
+    supervised: list = []
     if external_broker:
         bootstrap = external_broker
     else:
-        broker_config = embedded.BrokerConfig(config.data_dir / "broker", port=broker_port,
-                                              controller_port=broker_port + 1)
-        print(f"starting Kafka {embedded.KAFKA_VERSION} on {broker_config.bootstrap} ...",
+        broker = EmbeddedBrokerProcess(embedded.BrokerConfig(
+            config.data_dir / "broker", port=broker_port, controller_port=broker_port + 1))
+        print(f"starting Kafka {embedded.KAFKA_VERSION} on {broker.config.bootstrap} ...",
               flush=True)
-        embedded.start(broker_config)
-        bootstrap = broker_config.bootstrap
+        broker.start()
+        bootstrap = broker.config.bootstrap
+        supervised.append(broker)
     kafka = KafkaSettings(bootstrap)
     outcome = create_topics(kafka, config.topics)
     wait_for_topics(kafka, list(outcome))
 
     services = instrument_services(config, bootstrap, ports, config_file)
+    supervised.extend(services)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     for service in services:
         service.start()
+    print("waiting for every service to be ready ...", flush=True)
+    late = wait_until_ready(config, kafka)
+    if late:
+        print(f"!! not ready after 120 s: {', '.join(late)}; see {config.data_dir / 'logs'}/",
+              flush=True)
     _print_summary(config, bootstrap, ports, services)
     try:
         while not stop.wait(1.0):
-            for service in services:
+            for service in supervised:
                 if not service.alive():
                     _restart(service)
     finally:
         print("\nstopping ...", flush=True)
-        for service in reversed(services):
+        for service in reversed(supervised):
             service.stop()
-        if broker_config is not None:
-            embedded.stop(broker_config)
         print("stopped.")
     return 0
 
 
 def _restart(service: ServiceProcess) -> None:
-    code = service.proc.returncode if service.proc else None
+    code = service.proc.returncode if getattr(service, "proc", None) else None
     print(f"\n!! {service.name} exited with code {code}; last lines of {service.log_path}:\n"
           f"{service.log_tail(1500)}", flush=True)
     if service.restarts >= MAX_RESTARTS:
@@ -100,14 +183,17 @@ def _restart(service: ServiceProcess) -> None:
     service.restarts += 1
     time.sleep(min(30, 2 ** service.restarts))
     print(f"restarting {service.name} (attempt {service.restarts})", flush=True)
-    service.start()
+    try:
+        service.start()
+    except Exception as exc:  # tried again at the next check
+        print(f"!! {service.name} did not start: {exc}", flush=True)
 
 
 def _print_summary(config: InstrumentConfig, bootstrap: str, ports: EpicsPorts,
                    services: list[ServiceProcess]) -> None:
     p = config.prefix
     print(f"""
-Instrument {config.name} is up.
+Instrument {config.name} is up and ready.
   Kafka broker     {bootstrap}   (topics {config.name}_runInfo, _events, _sampleEnv, ...)
   PV prefix        {p}   run control {p}DAE:*, file writer {p}FILEWRITER:*
   Sample env PVs   {p}SE:*  (real EPICS IOC, CA port {ports.sample_env_ca}, PVA {ports.pva_server})

@@ -3,8 +3,8 @@ per-stream periodic) and the older rf5k (no REPLACE, no periodic), decoded and a
 set of streams they own.
 
 REMOVE takes `*` and `?` wildcards in channel and topic (fnmatch, case-sensitive); an empty
-schema in a REMOVE matches every schema. One bad stream in a command is reported and skipped;
-the rest of the command still applies.
+channel, topic or schema in a REMOVE matches any, as in the ESS forwarder. One bad stream in
+a command is reported and skipped; the rest of the command still applies.
 """
 
 from __future__ import annotations
@@ -89,11 +89,8 @@ def decode_command(buffer: bytes) -> ConfigCommand:
     for info in update.streams:
         periodic = bool(getattr(info, "periodic", 0))
         if action is Action.REMOVE:
-            if not info.channel or not info.topic:
-                rejected.append(f"REMOVE of {info.channel!r} on {info.topic!r}: channel and "
-                                "topic are both needed (use * for any)")
-                continue
-            patterns.append(Pattern(info.channel, info.topic, info.schema))
+            # as the ESS forwarder: an empty channel, topic or schema matches any
+            patterns.append(Pattern(info.channel or "*", info.topic or "*", info.schema))
             continue
         try:
             protocol = _PROTOCOL_NAMES.get(info.protocol)

@@ -77,6 +77,10 @@ class Forwarding:
         self._subscribed: dict[Subscription, _Subscribed] = {}
         self._connection: dict[Subscription, Connection] = {}
         self._last_payload: dict[Stream, bytes] = {}
+        # the last ep01 of each subscription, stamped with the time of the change: re-sent
+        # with the periodic values, so a file of a run that began long after the last
+        # connection change still has its connection state
+        self._last_connection: dict[Subscription, bytes] = {}
         self._updates = self._forwarded = self._old = self._bad_time = self._errors = 0
         periodic = periodic or set()
         self.set_streams({s: s in periodic for s in streams})
@@ -186,6 +190,11 @@ class Forwarding:
         """ep01 for the subscription on every topic it goes to."""
         now = self._clock_ns()
         payload = connection_message(sub[1], state, now, self._service_id)
+        with self._lock:
+            if state is Connection.DESTROYED:
+                self._last_connection.pop(sub, None)
+            else:
+                self._last_connection[sub] = payload
         for topic in {s.topic for s in streams}:
             self._publisher.publish(topic, sub[1].encode(), payload, now // NS_PER_MS)
 
@@ -195,6 +204,11 @@ class Forwarding:
         with self._lock:
             pending = [(s, p) for s, p in self._last_payload.items()
                        if self._connection.get((s.protocol, s.channel)) is Connection.CONNECTED]
+            # the connection state of every periodic stream, connected or not
+            pending += [(t.stream, self._last_connection[sub])
+                        for sub, subscribed in self._subscribed.items()
+                        if sub in self._last_connection
+                        for t in subscribed.targets if t.periodic]
         now_ms = self._clock_ns() // NS_PER_MS
         return sum(self._publisher.publish(s.topic, s.channel.encode(), p, now_ms)
                    for s, p in pending)

@@ -13,17 +13,18 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 
 from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
 from datastream.instrument import InstrumentConfig
-from datastream.kafka_client import KafkaSettings, make_producer
+from datastream.kafka_client import KafkaSettings, make_admin, make_producer
 from datastream.schemas import MalformedMessage
 from datastream.streams import Stream, runlog_streams
 from datastream.topic_listener import TopicListener
 from forwarder.ca_source import CaSource
-from forwarder.config_update import apply_command, decode_command
+from forwarder.config_update import ConfigCommand, apply_command, decode_command
 from forwarder.forwarding import Forwarding
 from forwarder.ibex_blocks import BlocksWatcher, block_streams
 from forwarder.options import ForwarderOptions
@@ -51,7 +52,10 @@ class ForwarderService:
         self.publisher = Publisher(make_producer(
             kafka, queue_buffering_max_messages=self.options.queue_max_messages,
             queue_buffering_max_kbytes=self.options.queue_max_kbytes,
-            delivery_report_only_error=True))
+            delivery_report_only_error=True,
+            # a retry after a lost acknowledgement (leader change, broker restart) does not
+            # put an update in the topic twice
+            enable_idempotence=True, acks="all"))
         self.forwarding = Forwarding([], self.publisher, self.service_id)
         self.sources: dict[str, MonitorSource] = {
             "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection),
@@ -61,6 +65,7 @@ class ForwarderService:
         self.changed = threading.Event()
         self.config_commands = 0
         self.config_errors = 0
+        self.last_config_error = ""
         self._storage = (Storage(kafka, self.options.storage_topic)
                          if self.options.use_storage else None)
         self._listener = TopicListener(kafka, self.options.config_topic, self.on_config_message)
@@ -89,8 +94,10 @@ class ForwarderService:
             self.config_errors += 1
             log.warning("config message ignored: %s", exc)
             return
+        command = self._without_missing_topics(command)
         for reason in command.rejected:
             self.config_errors += 1
+            self.last_config_error = reason
             log.warning("config stream ignored: %s", reason)
         updated = apply_command(self.stream_set.owned(TOPIC), command)
         log.info("config %s: %d streams from the config topic", command.action.name,
@@ -98,6 +105,26 @@ class ForwarderService:
         self.apply(TOPIC, updated)
         if self._storage is not None:
             self._storage.save(updated)
+
+    def _without_missing_topics(self, command: ConfigCommand) -> ConfigCommand:
+        """Streams to a topic the cluster does not have are rejected: production clusters do
+        not create topics on first use, and every update would fail to deliver."""
+        if not command.streams:
+            return command
+        try:
+            listed = make_admin(self.kafka).list_topics(timeout=5).topics
+        except Exception as exc:  # cannot tell: take the streams, delivery reports will tell
+            log.warning("cannot list the cluster's topics to check a config: %s", exc)
+            return command
+        missing = {s for s in command.streams
+                   if s.topic not in listed or listed[s.topic].error is not None}
+        if not missing:
+            return command
+        return replace(command, streams={s: p for s, p in command.streams.items()
+                                         if s not in missing},
+                       rejected=command.rejected + tuple(
+                           f"{s.channel}: topic {s.topic!r} does not exist on the cluster"
+                           for s in missing))
 
     def on_blocks(self, names: list[str]) -> None:
         self.apply(BLOCKS, block_streams(self.config.prefix, names,
@@ -125,6 +152,7 @@ class ForwarderService:
             "delivery_errors": sent.delivery_errors,
             "config_commands": self.config_commands,
             "config_errors": self.config_errors,
+            "config_last_error": self.last_config_error,
         })
 
     def _send_status(self, producer: object) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
+from ioc.access_security import AcfError, default_config, load_acf, secure
 from ioc.event_count import count_run_events
 from ioc.forwarder_status import ForwarderStatus
 from ioc.run_control import RunControl, RunControlError
@@ -36,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-port", type=int,
                         default=int(os.environ.get("EPICS_CA_SERVER_PORT", 5064)),
                         help="Channel Access server port (env EPICS_CA_SERVER_PORT)")
+    parser.add_argument("--access-security", type=Path,
+                        help="EPICS access configuration file (ACF) for the writable PVs "
+                        "(default: the config's [run_control] access_security; without one, "
+                        "only this host may write)")
     parser.add_argument("--interfaces", default=os.environ.get("EPICS_CAS_INTF_ADDR_LIST",
                                                                "127.0.0.1"),
                         help="addresses the CA server binds to")
@@ -59,7 +65,9 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     except TypeError as exc:
         raise SystemExit(f"bad [dae] section in {args.config}: {exc}") from exc
     producer = make_producer(kafka)
-    dae = SimulatedDae(make_producer(kafka), topics.events, dae_settings)
+    # idempotent: a frame resent after a lost acknowledgement is not in the topic twice
+    dae = SimulatedDae(make_producer(kafka, enable_idempotence=True, acks="all"),
+                       topics.events, dae_settings)
     writer_status = WriterStatus()
     forwarder_status = ForwarderStatus()
     runinfo_dir = config.data_dir / "runinfo"
@@ -84,6 +92,13 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
                         forwarder_status=forwarder_status, standalone_job=standalone,
                         simulated_dae=dae)
+    acf_path = args.access_security or config.access_security
+    try:
+        access = load_acf(acf_path) if acf_path else default_config()
+    except AcfError as exc:
+        raise SystemExit(f"access security: {exc}") from exc
+    secure(ioc.pvdb, access, logging.getLogger("caputlog"))
+    log.info("access security: %s", acf_path or "built-in (writes from this host only)")
     dae.start()
     for listener in listeners:
         listener.start()

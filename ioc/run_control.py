@@ -207,7 +207,9 @@ class RunControl:
 
     def _finish(self, command: Command) -> None:
         previous = self._enter(command)
-        stop_ms = self._now_ms()
+        # the next millisecond: every frame the DAE already made (its time <= now, and frame
+        # times need not be whole milliseconds) lies before the stop, in the run
+        stop_ms = self._now_ms() + 1
         try:
             counters = self.dae.end(stop_ms * NS_PER_MS)
         except Exception as exc:

@@ -70,6 +70,12 @@ class BrokerConfig:
     ssl_keystore: Path | None = None
     ssl_keystore_password: str = ""
     ssl_truststore: Path | None = None
+    # a node of a cluster (cluster_nodes): its id, every controller as "id@host:port", the
+    # cluster's one id, and the replication its internal topics get
+    node_id: int = 1
+    quorum_voters: str = ""
+    cluster_id: str = ""
+    replication: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -100,10 +106,14 @@ class BrokerConfig:
         return self.data_dir / "broker.log"
 
     def server_properties(self) -> str:
+        replication = str(self.replication)
+        # with three copies a write is acknowledged once two have it: one node may die
+        min_isr = str(max(1, self.replication - 1))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum_voters
+            or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
                          f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
@@ -113,12 +123,14 @@ class BrokerConfig:
             "log.dirs": str(self.log_dir),
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(MAX_MESSAGE_BYTES),
             "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
@@ -156,13 +168,6 @@ class BrokerConfig:
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         }
-
-    def scram_arguments(self) -> list[str]:
-        """SCRAM credentials live in the cluster metadata: written when storage is formatted."""
-        return [arg for user, password in self.sasl_users
-                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
-                for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")]
-
 
 def _add_listener(props: dict[str, str], name: str, port: int) -> dict[str, str]:
     """A listener named as its security protocol, on loopback."""
@@ -239,13 +244,39 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _is_live_broker(pid: int, config: BrokerConfig) -> bool:
+    """The pid is a running (not zombie) Kafka broker of this config: a pid file can outlive
+    its broker, and its pid be reused by another process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        _reap(pid)  # a broker this process started and that died: reap it
+        return False
+    return b"kafka.Kafka" in cmdline and str(config.properties_file).encode() in cmdline
+
+
 def running_pid(config: BrokerConfig) -> int | None:
+    """The pid of this config's running broker, or None (a stale pid file is removed)."""
     try:
         pid = int(config.pid_file.read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _is_live_broker(pid, config):
+        log.info("removing the stale pid file %s (pid %d is no running broker)",
+                 config.pid_file, pid)
+        config.pid_file.unlink(missing_ok=True)
         return None
     return pid
+
+
+def new_cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def format_storage(config: BrokerConfig, libs: Path) -> None:
@@ -253,13 +284,10 @@ def format_storage(config: BrokerConfig, libs: Path) -> None:
         return
     config.log_dir.mkdir(parents=True, exist_ok=True)
     config.properties_file.write_text(config.server_properties())
-    cluster_id = uuid.uuid4().bytes
-    import base64
-
-    cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+    cid = config.cluster_id or new_cluster_id()
     result = subprocess.run(
         _java(config, libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}",
-              "-c", str(config.properties_file), *config.scram_arguments()),
+              "-c", str(config.properties_file)),
         capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerError(f"formatting the KRaft storage failed:\n{result.stdout}{result.stderr}")
@@ -271,6 +299,44 @@ def start(config: BrokerConfig, timeout: float = 90.0) -> int:
     if pid is not None:
         wait_ready(config, timeout)
         return pid
+    proc = launch(config)
+    try:
+        wait_ready(config, timeout, proc)
+        add_scram_users(config)
+    except BrokerError:
+        stop(config)
+        raise
+    return proc.pid
+
+
+def add_scram_users(config: BrokerConfig, timeout: float = 30.0) -> None:
+    """SCRAM credentials of the SASL listener's users, set through the Admin API on the
+    PLAINTEXT listener: not on a command line, where any user's `ps` would show them."""
+    if not config.sasl_users:
+        return
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 8192),
+                                            password.encode())
+               for user, password in config.sasl_users
+               for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    admin = AdminClient({"bootstrap.servers": config.bootstrap})
+    for user, future in admin.alter_user_scram_credentials(
+            upserts, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except Exception as exc:
+            raise BrokerError(f"could not set the SCRAM credentials of {user}: {exc}") from exc
+
+
+def launch(config: BrokerConfig) -> subprocess.Popen:
+    """Start the broker process and return at once: a node of a cluster serves only once a
+    majority of the controllers is up, so every node is launched before any is waited for."""
     if port_open(config.port) or port_open(config.controller_port):
         raise BrokerError(f"port {config.port} or {config.controller_port} is taken by another "
                           "process; pass --port/--controller-port or --broker for that cluster")
@@ -284,12 +350,7 @@ def start(config: BrokerConfig, timeout: float = 90.0) -> int:
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     config.pid_file.write_text(str(proc.pid))
-    try:
-        wait_ready(config, timeout, proc)
-    except BrokerError:
-        stop(config)
-        raise
-    return proc.pid
+    return proc
 
 
 def wait_ready(config: BrokerConfig, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -340,3 +401,47 @@ def stop(config: BrokerConfig, timeout: float = 30.0) -> bool:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def cluster_nodes(data_dir: Path, nodes: int, port: int = 9092, heap: str = "1g",
+                  ) -> list[BrokerConfig]:
+    """A KRaft cluster of `nodes` combined broker-controllers on loopback: node i listens on
+    port + 2(i-1) and its controller on the port after. Replication is 3 (or the node count
+    if less), min.insync.replicas one less; the cluster id is made once and kept."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    id_file = data_dir / "cluster.id"
+    if not id_file.exists():
+        id_file.write_text(new_cluster_id())
+    cluster_id = id_file.read_text().strip()
+    ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+    return [BrokerConfig(data_dir / f"node-{i + 1}", port=p, controller_port=c, heap=heap,
+                         node_id=i + 1, quorum_voters=voters, cluster_id=cluster_id,
+                         replication=min(3, nodes))
+            for i, (p, c) in enumerate(ports)]
+
+
+def bootstrap_list(configs: list[BrokerConfig]) -> str:
+    return ",".join(c.bootstrap for c in configs)
+
+
+def start_cluster(configs: list[BrokerConfig], timeout: float = 120.0) -> list[int]:
+    """Start every node not running, then wait for all; returns their pids."""
+    procs = {c.node_id: launch(c) for c in configs if running_pid(c) is None}
+    try:
+        for config in configs:
+            wait_ready(config, timeout, procs.get(config.node_id))
+    except BrokerError:
+        for config in configs:
+            stop(config)
+        raise
+    return [running_pid(c) or 0 for c in configs]
+
+
+def stop_cluster(configs: list[BrokerConfig], timeout: float = 30.0) -> bool:
+    """Stop every node at once (one by one, each would wait for the others to take over its
+    partitions); returns False if none was running."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(len(configs) or 1) as pool:
+        return any(pool.map(lambda c: stop(c, timeout), configs))

@@ -3,6 +3,7 @@ cue_index / cue_timestamp_zero)."""
 
 from __future__ import annotations
 
+import collections
 from typing import Any, NamedTuple
 
 import h5py
@@ -21,6 +22,8 @@ from filewriter.modules.base import (
 )
 from filewriter.timing import Window, pulses_in_window
 
+# messages remembered to recognise one sent again (a producer's retry, a DAE's resend)
+REMEMBERED_MESSAGES = 100_000
 # write to HDF5 in blocks this large: few large writes are what the disk is fast at
 FLUSH_EVENTS = 8 * 1024 * 1024
 CUE_INTERVAL = 100_000_000  # events; kafka-to-nexus's default
@@ -29,6 +32,7 @@ CUE_INTERVAL = 100_000_000  # events; kafka-to-nexus's default
 class Pulses(NamedTuple):
     """What both event schemas carry (ev44's field names)."""
 
+    message_id: int
     reference_time: Any
     reference_time_index: Any
     time_of_flight: Any
@@ -44,8 +48,8 @@ def decode_ev42(payload: bytes) -> Decoded:
     """ev42: one pulse per message, its time in ns."""
     ev = deserialised("ev42", deserialise_ev42, payload)
     return Decoded("ev42", ev.source_name, Pulses(
-        np.array([ev.pulse_time], np.int64), np.zeros(1, np.int32), ev.time_of_flight,
-        ev.detector_id))
+        ev.message_id, np.array([ev.pulse_time], np.int64), np.zeros(1, np.int32),
+        ev.time_of_flight, ev.detector_id))
 
 
 class EventWriter(WriterModule):
@@ -65,7 +69,9 @@ class EventWriter(WriterModule):
         self._cues = Cues(group, int(config.get("cue_interval") or CUE_INTERVAL))
         self._written = 0  # events in the file
         self._last_pulse_ns: int | None = None
-        self.counts = {"out_of_order": 0}
+        self.counts = {"out_of_order": 0, "repeated": 0}
+        self._seen: set[tuple[int, int]] = set()
+        self._seen_order: collections.deque[tuple[int, int]] = collections.deque()
         # events wait in two buffers allocated once: copying into warm memory is what keeps
         # this near disk speed (a fresh array per flush spends its time in page faults)
         self._ids = np.empty(FLUSH_EVENTS, np.int32)
@@ -92,6 +98,9 @@ class EventWriter(WriterModule):
             raise MalformedMessage("ev44: reference_time_index is not an ascending index")
         mask = pulses_in_window(ref, window)
         if not mask.any():
+            return
+        if self._repeated(int(ev.message_id), int(ref[0])):
+            self.counts["repeated"] += 1
             return
         ends = np.append(idx[1:], n)
         if mask.all():
@@ -123,6 +132,17 @@ class EventWriter(WriterModule):
         self._total += added
         self._buffered += added
         self.pulses += int(mask.sum())
+
+    def _repeated(self, message_id: int, first_pulse_ns: int) -> bool:
+        """True if this message (same id and first pulse) was written already."""
+        key = (message_id, first_pulse_ns)
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > REMEMBERED_MESSAGES:
+            self._seen.discard(self._seen_order.popleft())
+        return False
 
     def flush(self) -> None:
         if not self._pulses["tz"]:

@@ -58,16 +58,23 @@ class FrameSource:
             self._stop.wait(self._period / 1000)
 
     def events_between(self, start_ns: int, stop_ns: int) -> int:
-        return self._events * sum(start_ns <= t < stop_ns for t in self.frames)
+        return self._events * len(self.pulses_between(start_ns, stop_ns))
+
+    def pulses_between(self, start_ns: int, stop_ns: int) -> set[int]:
+        return {t for t in self.frames if start_ns <= t < stop_ns}
 
 
-def check_events_file(path: Path, expected_events: int, distinct_ids: bool = False) -> None:
+def check_events_file(path: Path, expected_events: int, distinct_ids: bool = False,
+                      pulses: set[int] | None = None) -> None:
     """Every event of the run once, no pulse twice, and the file opens in a plain reader.
     distinct_ids: every event had its own id (FrameSource), so none may be there twice."""
     with h5py.File(path, "r") as f:  # plain: not SWMR, no h5clear
         events = f["raw_data_1/detector_1_events"]
         ids = events["event_id"][:]
         tz = events["event_time_zero"][:]
+        if pulses is not None:
+            written = set(tz.tolist())
+            assert written == pulses, (sorted(written - pulses), sorted(pulses - written))
         assert len(ids) == expected_events, (len(ids), expected_events)
         if distinct_ids:
             assert len(np.unique(ids)) == len(ids), "an event is in the file twice"

@@ -38,8 +38,8 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
             wait_until(lambda: answers_for(kafka, topics.run_info, job_id), 20, "answ 201")
             time.sleep(1.5)
         if when == "closing":
-            stop_ms = time.time_ns() // MS
-            frames.stop()
+            frames.stop()  # as a DAE: no frame at or after the stop
+            stop_ms = time.time_ns() // MS + 1
             deliver(producer, topics.run_info, serialise_6s4t(
                 job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms))
             time.sleep(0.3)  # past the stop, inside the leeway: the job is closing
@@ -51,8 +51,8 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
     with writer_process(kafka, topics, tmp_path, wait_ready=False):
         if when != "closing":
             time.sleep(1.0)
-            stop_ms = time.time_ns() // MS
             frames.stop()
+            stop_ms = time.time_ns() // MS + 1
             deliver(producer, topics.run_info, serialise_6s4t(
                 job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms))
         done = wait_wrdn(kafka, topics.run_info, job_id, timeout=60)
@@ -60,7 +60,8 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
     assert frames.failed == 0
     expected = frames.events_between(start_ms * MS, stop_ms * MS)
     assert expected > 0
-    check_events_file(tmp_path / "FAULT001.nxs", expected, distinct_ids=True)
+    check_events_file(tmp_path / "FAULT001.nxs", expected, distinct_ids=True,
+                      pulses=frames.pulses_between(start_ms * MS, stop_ms * MS))
     assert not (tmp_path / "FAULT001.nxs.partial").exists()
     assert not list((tmp_path / ".filewriter-jobs").rglob("*.pl72"))  # no job left owned
 

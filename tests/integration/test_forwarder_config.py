@@ -97,7 +97,8 @@ def test_config_topic_storage_and_restart(kafka, topics, epics_db, tmp_path):
                 Action.ADD, ("TE:CFG:COUNT", "f144", topics.sample_env, Protocol.PVA),
                 ("TE:CFG:B1", "f142", topics.run_log, Protocol.CA),
                 ("TE:CFG:B1", "f142", topics.run_log, Protocol.CA),
-                ("TE:CFG:FAKE", "f142", topics.run_log, Protocol.FAKE)))
+                ("TE:CFG:FAKE", "f142", topics.run_log, Protocol.FAKE),
+                ("TE:CFG:B1", "f142", "NO_SUCH_topic", Protocol.CA)))
             counts = wait_until(
                 lambda: (lambda m: m if len(m) >= 5 else None)(
                     _messages(kafka, topics.sample_env, "f144", deserialise_f144)),
@@ -106,8 +107,9 @@ def test_config_topic_storage_and_restart(kafka, topics, epics_db, tmp_path):
             assert values == sorted(values)  # in order, from one subscription
             b1 = _messages(kafka, topics.run_log, "f142", deserialise_f142)
             assert len({d.timestamp_ns for _, d in b1}) == 1  # added twice, forwarded once
-            status = wait_until(lambda: (lambda s: s if s and s["config_errors"] == 2 else None)(
-                _last_status(kafka, topics)), 10, "the bad message and bad stream counted")
+            status = wait_until(lambda: (lambda s: s if s and s["config_errors"] == 3 else None)(
+                _last_status(kafka, topics)), 10, "the bad message and bad streams counted")
+            assert "NO_SUCH_topic" in status["config_last_error"]  # an ADD to no topic
             assert {s["channel_name"] for s in status["streams"]} == {"TE:CFG:COUNT",
                                                                        "TE:CFG:B1"}
             deliver(producer, topics.forwarder_config, serialise_fc00(

@@ -47,3 +47,25 @@ def test_inconsistent_message_is_malformed(h5file):
         writer.write(ev44([1, 2], [3, 1], 4), Window(0, None))
     with pytest.raises(MalformedMessage):
         decode_ev44(b"\x00\x00\x00\x00ev44garbage")
+
+
+def test_a_message_sent_twice_is_written_once_and_counted(h5file):
+    import numpy as np
+    from streaming_data_types.eventdata_ev44 import deserialise_ev44, serialise_ev44
+
+    from filewriter.modules.base import Decoded
+    from filewriter.modules.ev44 import EventWriter
+    from filewriter.timing import Window
+
+    writer = EventWriter(h5file.create_group("events"), {})
+
+    def message(message_id, t_ns):
+        return Decoded("ev44", "DAE", deserialise_ev44(serialise_ev44(
+            "DAE", message_id, np.array([t_ns], np.int64), np.array([0], np.int32),
+            np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int32))))
+
+    for mid, t in ((7, 100), (7, 100), (7, 200), (8, 300)):  # (7, 100) resent
+        writer.write(message(mid, t), Window(0, None))
+    writer.close()
+    assert h5file["events/event_time_zero"][:].tolist() == [100, 200, 300]
+    assert writer.counts["repeated"] == 1

@@ -117,3 +117,12 @@ def test_ibex_block_names_round_trip_from_a_char_waveform():
     assert list(streams) == [Stream("IN:X:CS:SB:Temp1", "ca", "f142", "X_sampleEnv")]
     with pytest.raises(MalformedMessage):
         decode_block_names("not hex")
+
+
+def test_an_empty_channel_topic_or_schema_in_a_remove_matches_any():
+    """ESS forwarder semantics: "remove these PVs wherever they go" leaves the topic empty."""
+    state = {A: True, B: False}
+    assert run(state, serialise_fc00(Action.REMOVE.value, [
+        StreamInfo(A.channel, "", "", Protocol.CA, 0)])) == {B: False}
+    assert run(state, serialise_fc00(Action.REMOVE.value, [
+        StreamInfo("", "", B.topic, Protocol.CA, 0)])) == {}

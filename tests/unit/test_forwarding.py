@@ -83,10 +83,21 @@ def test_periodic_republish_keeps_the_epics_timestamp():
     fwd, producer = make([TEMP], periodic={TEMP})
     fwd.on_connection("TE:X:TEMP", Connection.CONNECTED)
     fwd.on_update(Update("TE:X:TEMP", np.float64(7), NOW - 10**12))
-    assert fwd.republish() == 1
-    again = producer.sent[-1]
+    assert fwd.republish() == 2  # the value and the connection state
+    again = [s for s in producer.sent if schema_id(s.value) == "f142"][-1]
     assert again.timestamp == NOW // 1_000_000
     assert deserialise_f142(again.value).timestamp_ns == NOW - 10**12
+
+
+def test_periodic_republish_carries_the_connection_state_connected_or_not():
+    fwd, producer = make([TEMP], periodic={TEMP})
+    fwd.on_connection("TE:X:TEMP", Connection.CONNECTED)
+    fwd.on_connection("TE:X:TEMP", Connection.DISCONNECTED)
+    sent = len(producer.sent)
+    assert fwd.republish() == 1  # no value while disconnected, but the state
+    ep01 = deserialise_ep01(producer.sent[sent].value)
+    assert ep01.status == ConnectionInfo.DISCONNECTED
+    assert producer.sent[sent].key == b"TE:X:TEMP"
 
 
 def test_the_same_pv_over_ca_and_pva_are_separate_subscriptions():

@@ -104,7 +104,9 @@ def test_end_waits_for_the_writer(control):
     control.end()
     assert control.state is RunState.ENDING
     stop = deserialise_6s4t(control.producer.topics("TST_runInfo")[-1].value)
-    assert stop.job_id == run.job_id and stop.stop_time == (T0_NS + 2_500_000_000) // 1_000_000
+    # the millisecond after now: a frame made within this millisecond is in the run
+    assert stop.job_id == run.job_id
+    assert stop.stop_time == (T0_NS + 2_500_000_000) // 1_000_000 + 1
     assert control.dae.calls[-1] == ("end", stop.stop_time * 1_000_000)
     control.tick()
     assert control.state is RunState.ENDING
@@ -169,7 +171,7 @@ def test_endrun_with_the_broker_down_stays_ending_and_delivers_the_stop_later(co
         control.end()  # accepted: counting stopped, the stop waits for the broker
         assert control.state is RunState.ENDING
         assert "not delivered yet" in control.error_message()
-        assert control.run.stop_ns == T0_NS // 1_000_000 * 1_000_000 + 3_000_000_000
+        assert control.run.stop_ns == (T0_NS // 1_000_000 + 1) * 1_000_000 + 3_000_000_000
         assert control.record_store.load().pending is not None
         control.clock["ns"] += 10_000_000_000  # the outage lasts: end_time stays put
         control.tick()
@@ -182,7 +184,7 @@ def test_endrun_with_the_broker_down_stays_ending_and_delivers_the_stop_later(co
             time.sleep(0.02)
         stops = [deserialise_6s4t(m.value) for m in control.producer.topics("TST_runInfo")
                  if m.value[4:8] == b"6s4t"]
-        assert [s.stop_time for s in stops][-1] == (T0_NS + 3_000_000_000) // 1_000_000
+        assert [s.stop_time for s in stops][-1] == (T0_NS + 3_000_000_000) // 1_000_000 + 1
         assert stops[-1].job_id == run.job_id
         assert "delivered after the broker came back" in control.error_message()
         control.writer.done[run.job_id] = False

@@ -22,3 +22,14 @@ def test_a_written_config_loads_back_as_it_was(tmp_path):
         dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024},
         sample_env_db=tmp_path / "se.db", streams_file=tmp_path / "streams.json")
     assert load_config(write_config(config, tmp_path / "config.toml")) == config
+
+
+def test_up_keeps_the_users_epics_address_lists():
+    from datastream.epics_network import EpicsPorts, with_site_addresses
+
+    local = EpicsPorts().client_env()
+    env = with_site_addresses(local, {"EPICS_CA_ADDR_LIST": "10.1.2.3 127.0.0.1:5064",
+                                      "EPICS_PVA_ADDR_LIST": "ioc.site"})
+    assert env["EPICS_CA_ADDR_LIST"] == local["EPICS_CA_ADDR_LIST"] + " 10.1.2.3"
+    assert env["EPICS_PVA_ADDR_LIST"] == "127.0.0.1 ioc.site"
+    assert with_site_addresses(local, {}) == local

@@ -1,0 +1,97 @@
+"""A real 3-node KRaft cluster on loopback (replication 3, min.insync.replicas 2): the events
+partition's leader killed (-9) mid-run several times, then two of the three nodes down for
+20 s. Producers (idempotent, acks=all) wait; the file holds every event once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from streaming_data_types.run_stop_6s4t import serialise_6s4t
+
+from datastream.broker import embedded
+from datastream.kafka_client import KafkaSettings, deliver, make_producer
+from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from tests.conftest import wait_until
+from tests.faults.conftest import MS, FrameSource, check_events_file
+from tests.integration.conftest import writer_process
+from tests.integration.test_filewriter_kafka import answers_for, start_run, wait_wrdn
+
+pytestmark = pytest.mark.faults
+
+
+def _free_port_block(n: int) -> int:
+    """A first port p with p .. p+n-1 all free on loopback."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n < 65535 and not any(embedded.port_open(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[list[embedded.BrokerConfig]]:
+    nodes = embedded.cluster_nodes(tmp_path_factory.mktemp("cluster"), 3,
+                                   port=_free_port_block(6), heap="512m")
+    embedded.start_cluster(nodes)
+    try:
+        yield nodes
+    finally:
+        embedded.stop_cluster(nodes)
+
+
+def kill(node: embedded.BrokerConfig) -> None:
+    pid = embedded.running_pid(node)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: embedded.running_pid(node) is None, 10, f"node {node.node_id} gone")
+
+
+def leader(kafka: KafkaSettings, topic: str) -> int:
+    md = AdminClient(kafka.common()).list_topics(topic, timeout=10)
+    return md.topics[topic].partitions[0].leader
+
+
+def test_leader_kills_and_a_two_node_outage_lose_nothing(cluster, tmp_path):
+    kafka = KafkaSettings(embedded.bootstrap_list(cluster))
+    topics = InstrumentTopics(f"CL{uuid.uuid4().hex[:4].upper()}")
+    wait_for_topics(kafka, list(create_topics(kafka, topics, replication=3)))
+    by_id = {n.node_id: n for n in cluster}
+    producer = make_producer(kafka, enable_idempotence=True, acks="all")
+    job_id = str(uuid.uuid4())
+    with writer_process(kafka, topics, tmp_path):
+        frames = FrameSource(kafka, topics.events, period_ms=20, events=100).start()
+        start_ms = time.time_ns() // MS
+        start_run(producer, topics, start_ms, job_id, "CLUSTER.nxs")
+        wait_until(lambda: answers_for(kafka, topics.run_info, job_id), 30, "answ 201")
+        for _ in range(3):
+            time.sleep(1.5)
+            node = by_id[leader(kafka, topics.events)]
+            kill(node)
+            time.sleep(2.0)
+            embedded.start(node)
+        time.sleep(1.0)
+        current = leader(kafka, topics.events)
+        other = next(n for n in cluster if n.node_id != current)
+        for node in (by_id[current], other):  # the leader and one more
+            kill(node)
+        time.sleep(20)  # no quorum, no ISR of two: producers wait
+        embedded.start_cluster(cluster)
+        time.sleep(2.0)
+        frames.stop()  # every frame delivered, none failed; none at or after the stop
+        stop_ms = time.time_ns() // MS + 1
+        deliver(producer, topics.run_info, serialise_6s4t(
+            job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms), timeout=60)
+        done = wait_wrdn(kafka, topics.run_info, job_id, timeout=90)
+    assert not done.error_encountered, done.message
+    assert frames.failed == 0
+    expected = frames.events_between(start_ms * MS, stop_ms * MS)
+    check_events_file(tmp_path / "CLUSTER.nxs", expected, distinct_ids=True)
