@@ -89,6 +89,20 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    from datastream.kafka_acls import Principals, apply_acls, instrument_acls
+
+    config, kafka = _config_and_kafka(args)
+    bindings = instrument_acls(config.topics, Principals(
+        args.run_control_principal, args.filewriter_principal, args.forwarder_principal))
+    if args.action == "show":
+        for binding in bindings:
+            print(binding)
+        return 0
+    print(f"{apply_acls(kafka, bindings)} ACLs in place for {config.name}")
+    return 0
+
+
 def cmd_ioc(args: argparse.Namespace) -> int:
     from ioc.main import run
 
@@ -148,7 +162,8 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
                       flush_interval_s=args.flush_interval,
                       max_queued_mb=args.max_queued_mb)
     run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}",
-        instance_id=args.instance_id)
+        instance_id=args.instance_id,
+        status_topic=config.topics.writer_status if args.reports_apart else None)
     return 0
 
 
@@ -221,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--replication", type=int, default=1)
     topics.set_defaults(func=cmd_topics)
 
+    acls = _service_parser(sub, "acls", "the instrument's Kafka ACLs, one principal per "
+                           "service (run as the cluster's admin; --sasl-* give its login)")
+    acls.add_argument("action", choices=["apply", "show"])
+    acls.add_argument("--run-control-principal", default="runcontrol")
+    acls.add_argument("--filewriter-principal", default="filewriter")
+    acls.add_argument("--forwarder-principal", default="forwarder")
+    acls.set_defaults(func=cmd_acls)
+
     ioc = _service_parser(sub, "ioc", "the run-control IOC (caproto) with the simulated DAE")
     from ioc.main import add_arguments as add_ioc_arguments
 
@@ -256,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the jobs)")
     fw.add_argument("--instance-id", help="this writer's fixed identity in the job pool "
                     "(default: group-hostname); give each writer on one host its own")
+    fw.add_argument("--reports-apart", action="store_true",
+                    default=os.environ.get("DATASTREAM_FILEWRITER_REPORTS_APART") == "1",
+                    help="send every answ, wrdn and x5f2 to <INST>_writerStatus instead of "
+                    "<INST>_runInfo, so the writer needs no write access to the topic of run "
+                    "starts (Kafka ACLs)")
     fw.set_defaults(func=cmd_filewriter)
 
     clear = sub.add_parser("h5clear", help="make a file left by a killed file writer "

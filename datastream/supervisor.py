@@ -95,6 +95,7 @@ def wait_until_ready(config: InstrumentConfig, kafka: KafkaSettings,
         return lambda payload: schema_id(payload) == "x5f2" and beats[name].set()
 
     listeners = [TopicListener(kafka, config.topics.run_info, heartbeat("file writer")),
+                 TopicListener(kafka, config.topics.writer_status, heartbeat("file writer")),
                  TopicListener(kafka, config.topics.forwarder_status, heartbeat("forwarder"))]
     for listener in listeners:
         listener.start()

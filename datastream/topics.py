@@ -23,6 +23,8 @@ TOPIC_SUFFIXES: dict[str, dict[str, str]] = {
     "forwarderStatus": {},
     "detSpecMap": {},
     "monitorHistograms": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    # the file writer's answ, wrdn and x5f2 where it may not write runInfo (Kafka ACLs)
+    "writerStatus": {},
 }
 
 
@@ -54,6 +56,10 @@ class InstrumentTopics:
     @property
     def forwarder_config(self) -> str:
         return self.name("forwarderConfig")
+
+    @property
+    def writer_status(self) -> str:
+        return self.name("writerStatus")
 
     @property
     def forwarder_status(self) -> str:

@@ -54,6 +54,9 @@ class ServiceSettings:
     job: JobSettings
     service_id: str = ""
     instance_id: str = ""  # unique per writer instance in the pool (kept across restarts)
+    # every answ, wrdn and x5f2 to status_topic, not to the job's control topic: where the
+    # writer may not write the topic that holds the run starts (Kafka ACLs)
+    reports_to_status_topic: bool = False
 
 
 class _RunningJob:
@@ -116,10 +119,13 @@ class FileWriterService:
             self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
         self._producer.poll(0)
 
+    def _reply_topic(self, topic: str) -> str:
+        return self.settings.status_topic if self.settings.reports_to_status_topic else topic
+
     def _answer(self, topic: str, job_id: str, command_id: str, action: ActionType,
                 ok: bool, code: int, message: str, stop_ns: int | None = None) -> None:
         stop = dt.datetime.fromtimestamp((stop_ns or 0) / 1e9, dt.UTC)
-        self._send(topic, serialise_answ(
+        self._send(self._reply_topic(topic), serialise_answ(
             self._service_id, job_id, command_id, action,
             ActionOutcome.Success if ok else ActionOutcome.Failure, message, code, stop))
         (log.info if ok else log.error)("answ %d for job %s: %s", code, job_id, message)
@@ -298,7 +304,8 @@ class FileWriterService:
                    + "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in noted.items()))
         if result.error:
             message = f"{result.error} ({message})"
-        self._send(cmd.control_topic or self.settings.status_topic, serialise_wrdn(
+        self._send(self._reply_topic(cmd.control_topic or self.settings.status_topic),
+                   serialise_wrdn(
             self._service_id, cmd.job_id, result.error is not None, cmd.filename,
             json.dumps({"events": result.events, "malformed": result.malformed, **noted}),
             message))
@@ -427,13 +434,18 @@ class FileWriterService:
 
 
 def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id: str,
-        stop: threading.Event | None = None, instance_id: str | None = None) -> None:
+        stop: threading.Event | None = None, instance_id: str | None = None,
+        status_topic: str | None = None) -> None:
+    """`status_topic`: send every report there (default: answ and wrdn to the job's control
+    topic, x5f2 to the job pool topic, as at ISIS where both are <INST>_runInfo)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = ServiceSettings(job_pool_topic=instrument_topic, status_topic=instrument_topic,
+    settings = ServiceSettings(job_pool_topic=instrument_topic,
+                               status_topic=status_topic or instrument_topic,
                                group_id=group_id, job=job,
-                               instance_id=instance_id or f"{group_id}-{socket.gethostname()}")
+                               instance_id=instance_id or f"{group_id}-{socket.gethostname()}",
+                               reports_to_status_topic=status_topic is not None)
     job.output_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
         FileWriterService(settings, kafka).run(stop)

@@ -85,7 +85,9 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     control.restore(count)
     # a run carried on from before the restart: what the writer said of it meanwhile counts
     since_ms = control.run.start_ns // 1_000_000 if control.active_job() else None
+    # the writer reports on runInfo, or on writerStatus where ACLs keep it off runInfo
     listeners = [TopicListener(kafka, topics.run_info, writer_status.on_message, since_ms),
+                 TopicListener(kafka, topics.writer_status, writer_status.on_message, since_ms),
                  TopicListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
     standalone = StandaloneJob(config.name, topics, producer, writer_status,
                                lambda: writer_status.view().state)

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datastream.kafka_client import MAX_MESSAGE_BYTES
@@ -72,6 +72,10 @@ class BrokerConfig:
     ssl_truststore: Path | None = None
     # a node of a cluster (cluster_nodes): its id, every controller as "id@host:port", the
     # cluster's one id, and the replication its internal topics get
+    # the ACL profile, set by an admin password: the client listener on `port` takes SASL
+    # only (PLAIN for "admin", the super user; SCRAM for sasl_users, the services), the
+    # StandardAuthorizer allows what ACLs allow and nothing to anyone else
+    admin_password: str = field(default="", repr=False)
     node_id: int = 1
     quorum_voters: str = ""
     cluster_id: str = ""
@@ -105,6 +109,40 @@ class BrokerConfig:
     def console_log(self) -> Path:
         return self.data_dir / "broker.log"
 
+    def admin_client_conf(self) -> dict[str, str]:
+        """librdkafka settings of an admin client on the client listener."""
+        conf = {"bootstrap.servers": self.bootstrap}
+        if self.admin_password:
+            conf |= {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                     "sasl.username": "admin", "sasl.password": self.admin_password}
+        return conf
+
+    def _acl_properties(self) -> dict[str, str]:
+        address = f"SASL_PLAINTEXT://127.0.0.1:{self.port}"
+        admin = self.admin_password
+        return {
+            "listeners": f"{address},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": address,
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                              "CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="admin" password="{admin}" user_admin="{admin}";',
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "authorizer.class.name":
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # ANONYMOUS is the controller listener's principal (brokers talking to their
+            # controller); no client listener maps to it
+            "super.users": "User:admin;User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
     def server_properties(self) -> str:
         replication = str(self.replication)
         # with three copies a write is acknowledged once two have it: one node may die
@@ -137,6 +175,8 @@ class BrokerConfig:
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
+        if self.admin_password:
+            props |= self._acl_properties()
         if self.sasl_port:
             props |= _add_listener(props, "SASL_PLAINTEXT", self.sasl_port)
             props |= self._sasl_properties()
@@ -273,6 +313,13 @@ def running_pid(config: BrokerConfig) -> int | None:
     return pid
 
 
+def _write_private(path: Path, text: str) -> None:
+    """A file only its owner reads: broker properties may hold passwords."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 def new_cluster_id() -> str:
     import base64
 
@@ -283,7 +330,7 @@ def format_storage(config: BrokerConfig, libs: Path) -> None:
     if (config.log_dir / "meta.properties").exists():
         return
     config.log_dir.mkdir(parents=True, exist_ok=True)
-    config.properties_file.write_text(config.server_properties())
+    _write_private(config.properties_file, config.server_properties())
     cid = config.cluster_id or new_cluster_id()
     result = subprocess.run(
         _java(config, libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}",
@@ -321,17 +368,19 @@ def add_scram_users(config: BrokerConfig, timeout: float = 30.0) -> None:
         UserScramCredentialUpsertion,
     )
 
-    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 8192),
-                                            password.encode())
-               for user, password in config.sasl_users
-               for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
-    admin = AdminClient({"bootstrap.servers": config.bootstrap})
-    for user, future in admin.alter_user_scram_credentials(
-            upserts, request_timeout=timeout).items():
-        try:
-            future.result(timeout)
-        except Exception as exc:
-            raise BrokerError(f"could not set the SCRAM credentials of {user}: {exc}") from exc
+    admin = AdminClient(config.admin_client_conf())
+    # a request may alter each user once: one request per mechanism
+    for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+        upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 8192),
+                                                password.encode())
+                   for user, password in config.sasl_users]
+        for user, future in admin.alter_user_scram_credentials(
+                upserts, request_timeout=timeout).items():
+            try:
+                future.result(timeout)
+            except Exception as exc:
+                raise BrokerError(f"could not set the SCRAM credentials of {user}: {exc}"
+                                  ) from exc
 
 
 def launch(config: BrokerConfig) -> subprocess.Popen:
@@ -343,7 +392,7 @@ def launch(config: BrokerConfig) -> subprocess.Popen:
     libs = fetch_jars()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     format_storage(config, libs)
-    config.properties_file.write_text(config.server_properties())
+    _write_private(config.properties_file, config.server_properties())
     with open(config.console_log, "ab") as out:
         proc = subprocess.Popen(
             _java(config, libs, "kafka.Kafka", str(config.properties_file)),
@@ -363,7 +412,7 @@ def wait_ready(config: BrokerConfig, timeout: float, proc: subprocess.Popen | No
             tail = config.console_log.read_text(errors="replace")[-3000:]
             raise BrokerError(f"the broker exited with code {proc.returncode}:\n{tail}")
         if port_open(config.port):
-            admin = admin or AdminClient({"bootstrap.servers": config.bootstrap})
+            admin = admin or AdminClient(config.admin_client_conf())
             try:
                 md = admin.list_topics(timeout=2)
                 if md.brokers:

@@ -53,7 +53,8 @@ def read_all(kafka: KafkaSettings, topic: str, expect: int | None = None,
 
 @contextlib.contextmanager
 def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: Path,
-                   preexec_fn=None, wait_ready: bool = True) -> Iterator[subprocess.Popen]:
+                   preexec_fn=None, wait_ready: bool = True, extra_args: tuple[str, ...] = (),
+                   env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """`datastream filewriter` as its own process, ready (heartbeating) on entry unless
     wait_ready is False. The log is appended to: a restarted writer adds to it."""
     from datastream.schemas import schema_id
@@ -63,9 +64,9 @@ def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: P
     writer = subprocess.Popen(
         [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
          "--broker", kafka.bootstrap, "--output-dir", str(output_dir), "--leeway", "0.5",
-         "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}"],
+         "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}", *extra_args],
         stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"})
+        env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}))
     try:
         if wait_ready:
             wait_until(lambda: any(schema_id(m.value()) == "x5f2"
