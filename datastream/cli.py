@@ -167,6 +167,15 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_liveview(args: argparse.Namespace) -> int:
+    from liveview.service import run
+
+    config, kafka = _config_and_kafka(args)
+    ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port)
+    run(config, kafka, ports)
+    return 0
+
+
 def cmd_h5clear(args: argparse.Namespace) -> int:
     from filewriter.recovery import RecoveryError, clear_status_flags
 
@@ -196,7 +205,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     return up(config, external_broker=args.broker, ports=EpicsPorts(
         run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
-        pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1),
+        pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1,
+        liveview_pva=args.pva_port + 2, liveview_pva_broadcast=args.pva_port + 3),
         broker_port=args.broker_port, config_file=Path(args.config).resolve())
 
 
@@ -285,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "<INST>_runInfo, so the writer needs no write access to the topic of run "
                     "starts (Kafka ACLs)")
     fw.set_defaults(func=cmd_filewriter)
+
+    live = _service_parser(sub, "liveview", "the live view: the current run's counts and "
+                           "histograms as PVs (<prefix>LIVE:*, PVA)")
+    live.add_argument("--pva-port", type=int, default=5077, help="its PVA server's TCP port")
+    live.add_argument("--pva-search-port", type=int, default=5078,
+                      help="its PVA server's UDP search port (clients list 127.0.0.1:PORT "
+                      "in EPICS_PVA_ADDR_LIST; `datastream env` does)")
+    live.set_defaults(func=cmd_liveview)
 
     clear = sub.add_parser("h5clear", help="make a file left by a killed file writer "
                            "readable without SWMR (clears HDF5's open-for-write flags, as "

@@ -24,6 +24,9 @@ class EpicsPorts:
     repeater: int = 5065
     pva_server: int = 5075
     pva_broadcast: int = 5076
+    # the live view's own PVA server: two PVA servers on one host cannot share a search port
+    liveview_pva: int = 5077
+    liveview_pva_broadcast: int = 5078
 
     def ca_servers(self) -> list[int]:
         return [self.run_control_ca, self.sample_env_ca]
@@ -34,7 +37,8 @@ class EpicsPorts:
             "EPICS_CA_AUTO_ADDR_LIST": "NO",
             "EPICS_CA_REPEATER_PORT": str(self.repeater),
             "EPICS_CA_MAX_ARRAY_BYTES": str(MAX_ARRAY_BYTES),
-            "EPICS_PVA_ADDR_LIST": LOOPBACK,
+            # both PVA servers' search ports (pvxs takes host:port)
+            "EPICS_PVA_ADDR_LIST": f"{LOOPBACK} {LOOPBACK}:{self.liveview_pva_broadcast}",
             "EPICS_PVA_AUTO_ADDR_LIST": "NO",
             "EPICS_PVA_BROADCAST_PORT": str(self.pva_broadcast),
         }
@@ -53,6 +57,14 @@ class EpicsPorts:
             "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
             "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
         }
+
+    def liveview_server_conf(self) -> dict[str, str]:
+        """p4p Server settings of the live view's PVA server, on loopback."""
+        return {"EPICS_PVAS_INTF_ADDR_LIST": LOOPBACK,
+                "EPICS_PVAS_SERVER_PORT": str(self.liveview_pva),
+                "EPICS_PVAS_BROADCAST_PORT": str(self.liveview_pva_broadcast),
+                "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
+                "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO"}
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -30,6 +30,8 @@ class InstrumentConfig:
     end_timeout_s: float = 60.0
     # EPICS access security of the run-control IOC (ACF); None: only this host may write
     access_security: Path | None = None
+    # the [liveview] table: time channels (tof_min_ns, tof_max_ns, channels, logarithmic)
+    liveview: dict[str, object] = field(default_factory=dict)
 
     @property
     def topics(self) -> InstrumentTopics:
@@ -74,6 +76,7 @@ def load_config(path: Path) -> InstrumentConfig:
         streams_file=_resolve(base, doc.get("forwarder", {}).get("streams")),
         end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),
         access_security=_resolve(base, doc.get("run_control", {}).get("access_security")),
+        liveview=dict(doc.get("liveview", {})),
     )
 
 
@@ -95,6 +98,7 @@ def write_config(config: InstrumentConfig, path: Path) -> Path:
         table("dae", config.dae),
         table("sample_env", {"db": config.sample_env_db}),
         table("forwarder", {"streams": config.streams_file}),
+        table("liveview", config.liveview),
     ]))
     return path
 

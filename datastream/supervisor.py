@@ -42,6 +42,10 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
             ports.server_env(ports.run_control_ca), logs / "run-control-ioc.log"),
         ServiceProcess("forwarder", datastream_argv("forwarder", *common, *kafka), client,
                        logs / "forwarder.log"),
+        ServiceProcess("liveview", datastream_argv(
+            "liveview", *common, *kafka, "--pva-port", str(ports.liveview_pva),
+            "--pva-search-port", str(ports.liveview_pva_broadcast)), client,
+            logs / "liveview.log"),
     ]
 
 
@@ -198,6 +202,7 @@ Instrument {config.name} is up and ready.
   Kafka broker     {bootstrap}   (topics {config.name}_runInfo, _events, _sampleEnv, ...)
   PV prefix        {p}   run control {p}DAE:*, file writer {p}FILEWRITER:*
   Sample env PVs   {p}SE:*  (real EPICS IOC, CA port {ports.sample_env_ca}, PVA {ports.pva_server})
+  Live view PVs    {p}LIVE:*  (PVA port {ports.liveview_pva}, e.g. {p}LIVE:EVENTS)
   NeXus files      {config.files_dir}/{config.name}NNNNNNNN.nxs
   Logs             {config.data_dir / 'logs'}/
   Processes        {', '.join(f'{s.name} (pid {s.proc.pid})' for s in services if s.proc)}

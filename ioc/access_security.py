@@ -227,6 +227,9 @@ def secure(pvdb: dict[str, object], config: AccessConfig, put_log) -> None:
             return rights[config.access(group, username, hostname)]
 
         entry.check_access = check_access
+        # a record's fields (.DESC, .PROC, ...) have the record's rights: .PROC processes it
+        for record_field in getattr(entry, "fields", {}).values():
+            record_field.check_access = check_access
         if not _writable(entry):
             continue
         original = entry.auth_write

@@ -39,7 +39,8 @@ def _free_udp_and_tcp_port() -> int:
 EPICS_PORTS = EpicsPorts(
     run_control_ca=_free_udp_and_tcp_port(), sample_env_ca=_free_udp_and_tcp_port(),
     repeater=_free_udp_and_tcp_port(), pva_server=_free_udp_and_tcp_port(),
-    pva_broadcast=_free_udp_and_tcp_port())
+    pva_broadcast=_free_udp_and_tcp_port(), liveview_pva=_free_udp_and_tcp_port(),
+    liveview_pva_broadcast=_free_udp_and_tcp_port())
 os.environ.update(EPICS_PORTS.client_env())
 
 

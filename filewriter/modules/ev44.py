@@ -3,7 +3,6 @@ cue_index / cue_timestamp_zero)."""
 
 from __future__ import annotations
 
-import collections
 from typing import Any, NamedTuple
 
 import h5py
@@ -11,6 +10,7 @@ import numpy as np
 from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
+from datastream.repeats import RecentMessages
 from datastream.schemas import MalformedMessage, deserialised
 from filewriter.modules.base import (
     NS_EPOCH_OFFSET,
@@ -22,8 +22,6 @@ from filewriter.modules.base import (
 )
 from filewriter.timing import Window, pulses_in_window
 
-# messages remembered to recognise one sent again (a producer's retry, a DAE's resend)
-REMEMBERED_MESSAGES = 100_000
 # write to HDF5 in blocks this large: few large writes are what the disk is fast at
 FLUSH_EVENTS = 8 * 1024 * 1024
 CUE_INTERVAL = 100_000_000  # events; kafka-to-nexus's default
@@ -70,8 +68,7 @@ class EventWriter(WriterModule):
         self._written = 0  # events in the file
         self._last_pulse_ns: int | None = None
         self.counts = {"out_of_order": 0, "repeated": 0}
-        self._seen: set[tuple[int, int]] = set()
-        self._seen_order: collections.deque[tuple[int, int]] = collections.deque()
+        self._recent = RecentMessages()
         # events wait in two buffers allocated once: copying into warm memory is what keeps
         # this near disk speed (a fresh array per flush spends its time in page faults)
         self._ids = np.empty(FLUSH_EVENTS, np.int32)
@@ -99,7 +96,7 @@ class EventWriter(WriterModule):
         mask = pulses_in_window(ref, window)
         if not mask.any():
             return
-        if self._repeated(int(ev.message_id), int(ref[0])):
+        if self._recent.repeated(int(ev.message_id), int(ref[0])):
             self.counts["repeated"] += 1
             return
         ends = np.append(idx[1:], n)
@@ -132,17 +129,6 @@ class EventWriter(WriterModule):
         self._total += added
         self._buffered += added
         self.pulses += int(mask.sum())
-
-    def _repeated(self, message_id: int, first_pulse_ns: int) -> bool:
-        """True if this message (same id and first pulse) was written already."""
-        key = (message_id, first_pulse_ns)
-        if key in self._seen:
-            return True
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > REMEMBERED_MESSAGES:
-            self._seen.discard(self._seen_order.popleft())
-        return False
 
     def flush(self) -> None:
         if not self._pulses["tz"]:

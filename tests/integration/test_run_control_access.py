@@ -52,6 +52,9 @@ def test_only_the_acf_users_write_and_every_put_is_logged(kafka, topics, tmp_pat
         with pytest.raises(Exception):  # noqa: B017 (caproto raises its own kinds)
             mallory.write(b"mine now", wait=True, timeout=5)
         ctx.disconnect()
+        ctx, proc = channel("mallory", prefix + "DAE:BEGINRUN.PROC")  # not through a field
+        assert proc.access_rights == AccessRights.READ
+        ctx.disconnect()
         ctx, alice = channel("alice", pv)
         assert AccessRights.WRITE in alice.access_rights
         alice.write(b"vanadium", wait=True, timeout=5)

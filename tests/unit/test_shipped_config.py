@@ -31,5 +31,5 @@ def test_up_keeps_the_users_epics_address_lists():
     env = with_site_addresses(local, {"EPICS_CA_ADDR_LIST": "10.1.2.3 127.0.0.1:5064",
                                       "EPICS_PVA_ADDR_LIST": "ioc.site"})
     assert env["EPICS_CA_ADDR_LIST"] == local["EPICS_CA_ADDR_LIST"] + " 10.1.2.3"
-    assert env["EPICS_PVA_ADDR_LIST"] == "127.0.0.1 ioc.site"
+    assert env["EPICS_PVA_ADDR_LIST"] == local["EPICS_PVA_ADDR_LIST"] + " ioc.site"
     assert with_site_addresses(local, {}) == local

@@ -1,0 +1,28 @@
+"""Which pulses belong to a run: start <= pulse time < stop, in integer nanoseconds, the one
+rule the DAE, the file writer and the live view apply alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ns: int
+    stop_ns: int | None  # None until the stop is known
+
+    def contains(self, t_ns: int) -> bool:
+        return t_ns >= self.start_ns and (self.stop_ns is None or t_ns < self.stop_ns)
+
+    def after(self, t_ns: int) -> bool:
+        return self.stop_ns is not None and t_ns >= self.stop_ns
+
+
+def pulses_in_window(reference_time: np.ndarray, window: Window) -> np.ndarray:
+    """Boolean mask of the pulses that belong to the run: start <= t < stop."""
+    mask = reference_time >= window.start_ns
+    if window.stop_ns is not None:
+        mask &= reference_time < window.stop_ns
+    return mask

@@ -1,0 +1,158 @@
+"""The binning kernels: events (pixel id, time of flight) into a pixels x time-channel
+histogram. Pure functions over plain arrays, compiled by numba; tests compare them with
+np.histogram2d. Time channels are linear (the fast path: one multiply per event) or any
+ascending boundaries (a binary search per event), as the DAE's TCB settings give them.
+
+Dense histograms are uint32 (pixels, channels), a spectrum per row; above DENSE_LIMIT bins
+(1M pixels x 8000 channels would be 32 GB) counts go to a sparse open-addressing table keyed
+by pixel * channels + channel, which holds only the bins that were hit."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+DENSE_LIMIT = 512 * 1024 * 1024  # bins (2 GiB of uint32)
+_EMPTY = np.int64(-1)
+
+
+@numba.njit(cache=True, nogil=True)
+def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
+    """Add events to hist (pixels, channels) over [tof_min, tof_max) in equal channels.
+    Returns how many events fell outside (pixel or time); they are skipped, not clipped."""
+    n_pixels = hist.shape[0]
+    scale = n_channels / (tof_max - tof_min)
+    skipped = 0
+    for i in range(len(tof)):
+        p = pixel_id[i] - first_pixel
+        t = tof[i]
+        if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+            skipped += 1
+            continue
+        c = int((t - tof_min) * scale)
+        if c >= n_channels:  # rounding at the top edge
+            c = n_channels - 1
+        hist[p, c] += 1
+    return skipped
+
+
+@numba.njit(cache=True, nogil=True)
+def bin_edges(hist, pixel_id, tof, first_pixel, edges):
+    """Add events to hist (pixels, len(edges) - 1) by ascending boundaries (log binning)."""
+    n_pixels = hist.shape[0]
+    last = len(edges) - 1
+    skipped = 0
+    for i in range(len(tof)):
+        p = pixel_id[i] - first_pixel
+        t = tof[i]
+        if p < 0 or p >= n_pixels or t < edges[0] or t >= edges[last]:
+            skipped += 1
+            continue
+        c = np.searchsorted(edges, t, side="right") - 1
+        hist[p, c] += 1
+    return skipped
+
+
+@numba.njit(cache=True, nogil=True)
+def _sparse_add(keys, counts, key):
+    mask = len(keys) - 1
+    h = (key * 0x9E3779B97F4A7C15) & mask  # Fibonacci hashing: neighbouring bins spread
+    while True:
+        k = keys[h]
+        if k == key:
+            counts[h] += 1
+            return 0
+        if k == -1:
+            keys[h] = key
+            counts[h] = 1
+            return 1
+        h = (h + 1) & mask
+
+
+@numba.njit(cache=True, nogil=True)
+def bin_sparse(keys, counts, pixel_id, tof, first_pixel, n_pixels, tof_min, tof_max,
+               n_channels, max_new):
+    """As bin_linear into the table (keys, counts). Stops early once max_new new bins were
+    taken (the caller grows the table and calls again from the returned position).
+    Returns (events done, new bins, skipped)."""
+    scale = n_channels / (tof_max - tof_min)
+    new = 0
+    skipped = 0
+    i = 0
+    while i < len(tof):
+        if new >= max_new:
+            break
+        p = pixel_id[i] - first_pixel
+        t = tof[i]
+        if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+            skipped += 1
+        else:
+            c = int((t - tof_min) * scale)
+            if c >= n_channels:
+                c = n_channels - 1
+            new += _sparse_add(keys, counts, np.int64(p) * n_channels + c)
+        i += 1
+    return i, new, skipped
+
+
+@numba.njit(cache=True)
+def _rehash(keys, counts, new_keys, new_counts):
+    for h in range(len(keys)):
+        key = keys[h]
+        if key != -1:
+            mask = len(new_keys) - 1
+            j = (key * 0x9E3779B97F4A7C15) & mask
+            while new_keys[j] != -1:
+                j = (j + 1) & mask
+            new_keys[j] = key
+            new_counts[j] = counts[h]
+
+
+class SparseHistogram:
+    """Counts of (pixel, channel) bins that were hit, for instruments too large to hold
+    densely. Load factor kept under one half."""
+
+    def __init__(self, n_pixels: int, n_channels: int, first_pixel: int, tof_min: float,
+                 tof_max: float, capacity: int = 1 << 20) -> None:
+        self.n_pixels, self.n_channels, self.first_pixel = n_pixels, n_channels, first_pixel
+        self.tof_min, self.tof_max = float(tof_min), float(tof_max)
+        self.keys = np.full(capacity, _EMPTY, np.int64)
+        self.counts = np.zeros(capacity, np.uint32)
+        self.used = 0
+
+    def add(self, pixel_id: np.ndarray, tof: np.ndarray) -> int:
+        """Bin events; returns how many were skipped (outside pixels or time)."""
+        done, skipped = 0, 0
+        while done < len(tof):
+            room = len(self.keys) // 2 - self.used
+            if room <= 0:
+                self._grow()
+                continue
+            n, new, out = bin_sparse(self.keys, self.counts, pixel_id[done:], tof[done:],
+                                     self.first_pixel, self.n_pixels, self.tof_min,
+                                     self.tof_max, self.n_channels, room)
+            done += n
+            self.used += new
+            skipped += out
+        return skipped
+
+    def _grow(self) -> None:
+        keys = np.full(len(self.keys) * 2, _EMPTY, np.int64)
+        counts = np.zeros(len(keys), np.uint32)
+        _rehash(self.keys, self.counts, keys, counts)
+        self.keys, self.counts = keys, counts
+
+    def total(self) -> int:
+        return int(self.counts.sum(dtype=np.uint64))
+
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.counts.nbytes
+
+    def spectrum(self, pixel: int) -> np.ndarray:
+        """The time-channel counts of one pixel (by id)."""
+        out = np.zeros(self.n_channels, np.uint32)
+        hit = self.keys >= 0
+        rows = self.keys[hit] // self.n_channels
+        mine = rows == pixel - self.first_pixel
+        out[self.keys[hit][mine] % self.n_channels] = self.counts[hit][mine]
+        return out

@@ -1,0 +1,74 @@
+"""The live view's PVs over PVA (p4p), under <prefix>LIVE:, named as kafka_dae_diagnostics
+names its KDAEDIAG: counters. Served from the live view's own PVA server; posted on change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from p4p.nt import NTScalar
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+# name -> (NTScalar type code, unit)
+COUNTERS: dict[str, tuple[str, str]] = {
+    "EVENTS": ("l", "events"),
+    "MEVENTS": ("d", "Mevents"),
+    "COUNTRATE": ("d", "events/s"),
+    "GOODFRAMES": ("l", "frames"),
+    "RAWFRAMES": ("l", "frames"),
+    "PROCESSINGLAG": ("d", "s"),
+    "NUMSPECTRA": ("l", ""),
+    "NUMTIMECHANNELS": ("l", ""),
+    "START_TIME": ("s", ""),
+    "STOP_TIME": ("s", ""),
+    "RUNNUMBER": ("s", ""),
+}
+
+
+def _iso(ns: int | None) -> str:
+    if not ns:
+        return ""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
+
+
+class LivePVs:
+    """Owns the PVA server (start()/close())."""
+
+    def __init__(self, prefix: str, server_conf: dict[str, str]) -> None:
+        self.prefix = f"{prefix}LIVE:"
+        self._conf = server_conf
+        self._pvs = {name: SharedPV(nt=NTScalar(code, display=True),
+                                    initial={"value": "" if code == "s" else 0,
+                                             "display.units": unit})
+                     for name, (code, unit) in COUNTERS.items()}
+        self._values: dict[str, object] = {}
+        self._server: Server | None = None
+
+    def start(self) -> None:
+        self._server = Server(providers=[{self.prefix + n: pv for n, pv in self._pvs.items()}],
+                              conf=self._conf, useenv=False)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def post(self, values: dict[str, object]) -> None:
+        now = time.time()
+        for name, value in values.items():
+            if self._values.get(name) != value:
+                self._values[name] = value
+                self._pvs[name].post(value, timestamp=now)
+
+    def show(self, snapshot: dict[str, object], run_name: str, n_spectra: int,
+             n_channels: int, rate: float) -> None:
+        events = int(snapshot["events"])
+        last = int(snapshot["last_pulse_ns"])
+        self.post({"EVENTS": events, "MEVENTS": round(events / 1e6, 6),
+                   "GOODFRAMES": int(snapshot["frames"]), "RAWFRAMES": int(snapshot["frames"]),
+                   "COUNTRATE": round(rate, 1),
+                   "PROCESSINGLAG": round(max(0.0, time.time() - last / 1e9), 3) if last else 0.0,
+                   "NUMSPECTRA": n_spectra, "NUMTIMECHANNELS": n_channels,
+                   "START_TIME": _iso(snapshot["start_ns"]),
+                   "STOP_TIME": _iso(snapshot["stop_ns"]), "RUNNUMBER": run_name})

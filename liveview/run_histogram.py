@@ -1,0 +1,88 @@
+"""One run's live counts: events and frames in the run window (the same rule and the same
+repeat filter as the file writer, so the totals equal the file's), and a pixels x time
+channels histogram of them. Pure: decoded messages in, numbers out."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from datastream.repeats import RecentMessages
+from datastream.run_window import Window, pulses_in_window
+from liveview.binning import bin_edges, bin_linear
+from liveview.time_channels import TimeChannels
+
+
+class RunHistogram:
+    """Thread-safe: the consumer adds, the PV and web publishers read copies."""
+
+    def __init__(self, first_pixel: int, n_pixels: int, channels: TimeChannels) -> None:
+        self.first_pixel, self.n_pixels, self.channels = first_pixel, n_pixels, channels
+        self._lock = threading.Lock()
+        self.window = Window(0, 0)  # no run: nothing belongs
+        self.counts = np.zeros((n_pixels, channels.channels), np.uint32)
+        self._edges = channels.edges()
+        self.reset(self.window)
+
+    def reset(self, window: Window) -> None:
+        with self._lock:
+            self.window = window
+            self.counts[:] = 0
+            self.events = 0  # every event of the run's pulses, binned or not
+            self.frames = 0
+            self.outside = 0  # events of the run outside the pixels or time channels
+            self.repeated = 0
+            self.last_pulse_ns = 0
+            self._recent = RecentMessages()
+
+    def set_stop(self, stop_ns: int) -> None:
+        with self._lock:
+            self.window = Window(self.window.start_ns, stop_ns)
+
+    def add(self, message_id: int, reference_time: np.ndarray, reference_index: np.ndarray,
+            tof: np.ndarray, pixel_id: np.ndarray) -> int:
+        """One ev44's events of the run's pulses; returns how many were taken."""
+        ref = np.asarray(reference_time, np.int64)
+        if len(ref) == 0:
+            return 0
+        with self._lock:
+            mask = pulses_in_window(ref, self.window)
+            if not mask.any():
+                return 0
+            if self._recent.repeated(int(message_id), int(ref[0])):
+                self.repeated += 1
+                return 0
+            idx = np.asarray(reference_index, np.int64)
+            ends = np.append(idx[1:], len(tof))
+            if mask.all():
+                pixel_id, tof = pixel_id[idx[0]:], tof[idx[0]:]
+            else:
+                pixel_id = np.concatenate([pixel_id[s:e] for s, e in zip(idx[mask], ends[mask],
+                                                                         strict=True)])
+                tof = np.concatenate([tof[s:e] for s, e in zip(idx[mask], ends[mask],
+                                                               strict=True)])
+            c = self.channels
+            if c.logarithmic:
+                skipped = bin_edges(self.counts, pixel_id, tof, self.first_pixel, self._edges)
+            else:
+                skipped = bin_linear(self.counts, pixel_id, tof, self.first_pixel,
+                                     c.tof_min_ns, c.tof_max_ns, c.channels)
+            self.events += len(tof)
+            self.outside += int(skipped)
+            self.frames += int(mask.sum())
+            self.last_pulse_ns = max(self.last_pulse_ns, int(ref[mask].max()))
+            return len(tof)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {"events": self.events, "frames": self.frames, "outside": self.outside,
+                    "repeated": self.repeated, "last_pulse_ns": self.last_pulse_ns,
+                    "start_ns": self.window.start_ns, "stop_ns": self.window.stop_ns}
+
+    def spectrum(self, pixel: int | None = None) -> np.ndarray:
+        """Counts per time channel of one pixel (by id), or of all pixels."""
+        with self._lock:
+            if pixel is None:
+                return self.counts.sum(axis=0, dtype=np.uint64)
+            return self.counts[pixel - self.first_pixel].copy()

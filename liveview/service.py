@@ -1,0 +1,232 @@
+"""`datastream liveview`: follows the instrument's runs on <INST>_runInfo, bins the events of
+the current run from <INST>_events (from the run's start, so a live view started mid-run
+catches up), and shows the counts as PVs. One consumer thread owns the Kafka side; the
+histogram is read under its lock by the publisher."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+from streaming_data_types.eventdata_ev42 import deserialise_ev42
+from streaming_data_types.eventdata_ev44 import deserialise_ev44
+
+from datastream.epics_network import EpicsPorts
+from datastream.instrument import InstrumentConfig
+from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.run_window import Window
+from datastream.schemas import schema_id
+from liveview.pvs import LivePVs
+from liveview.run_follower import RunStarted, RunStopped, decide
+from liveview.run_histogram import RunHistogram
+from liveview.time_channels import TimeChannels
+
+log = logging.getLogger(__name__)
+
+NS_PER_MS = 1_000_000
+PUBLISH_INTERVAL_S = 0.5
+# at start-up, a run begun up to this long ago may still be counting: look for it
+JOIN_LOOKBACK_S = 24 * 3600
+# events are read from a little before the run's start: producers' clocks and Kafka time
+SEEK_MARGIN_MS = 1000
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    first_pixel: int
+    pixels: int
+    channels: TimeChannels
+
+    @classmethod
+    def from_config(cls, config: InstrumentConfig) -> LiveSettings:
+        """Pixels from the DAE's settings, time channels over one frame unless [liveview]
+        says otherwise (tof_min_ns, tof_max_ns, channels, logarithmic)."""
+        dae = config.dae
+        table = dict(config.liveview)
+        frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))
+        channels = TimeChannels(float(table.get("tof_min_ns", 0.0)),
+                                float(table.get("tof_max_ns", frame_ns)),
+                                int(table.get("channels", 1000)),
+                                bool(table.get("logarithmic", False)))
+        return cls(int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384)), channels)
+
+
+class LiveView:
+    def __init__(self, config: InstrumentConfig, kafka: KafkaSettings,
+                 settings: LiveSettings, ports: EpicsPorts) -> None:
+        self.config, self.kafka, self.settings = config, kafka, settings
+        self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels)
+        self.pvs = LivePVs(config.prefix, ports.liveview_server_conf())
+        self.job_id = ""
+        self.run_name = ""
+        self.malformed = 0
+        self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
+        self._rate: collections.deque[tuple[float, int]] = collections.deque()
+
+    # -- Kafka --
+    def _partitions(self, consumer: Consumer, topic: str) -> list[int]:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise RuntimeError(f"topic {topic} not found on the broker")
+        return sorted(metadata.partitions)
+
+    def _find_current_run(self, consumer: Consumer) -> RunStarted | None:
+        """The last DAE run on runInfo within the lookback, with its stop if it has one; and
+        where runInfo ends now (the live view reads on from there)."""
+        topic = self.config.topics.run_info
+        since = time.time_ns() // NS_PER_MS - JOIN_LOOKBACK_S * 1000
+        parts = self._partitions(consumer, topic)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+        starts = consumer.offsets_for_times([TopicPartition(topic, p, since) for p in parts],
+                                            timeout=10)
+        self._run_info_next = dict(ends)
+        todo = {tp.partition: tp.offset for tp in starts if 0 <= tp.offset < ends[tp.partition]}
+        if not todo:
+            return None
+        consumer.assign([TopicPartition(topic, p, o) for p, o in todo.items()])
+        last: RunStarted | None = None
+        stops: dict[str, int] = {}
+        remaining = set(todo)
+        while remaining:
+            msg = consumer.poll(10)
+            if msg is None:
+                break
+            if msg.error():
+                continue
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+            try:
+                decision = decide(msg.value() or b"", last.job_id if last else "")
+            except Exception:
+                continue
+            if isinstance(decision, RunStarted):
+                last = decision
+            elif isinstance(decision, RunStopped):
+                stops[decision.job_id] = decision.stop_ns
+        if last is not None and last.stop_ns is None and last.job_id in stops:
+            last = RunStarted(last.job_id, last.run_name, last.start_ns, stops[last.job_id])
+        return last
+
+    def _assign(self, consumer: Consumer, events_from_ms: int | None) -> None:
+        """runInfo where it was; the events topic from a time (a run's start), or its end."""
+        run_info, events = self.config.topics.run_info, self.config.topics.events
+        parts = self._partitions(consumer, events)
+        if events_from_ms is None:
+            offsets = [TopicPartition(events, p, consumer.get_watermark_offsets(
+                TopicPartition(events, p), timeout=10)[1]) for p in parts]
+        else:
+            offsets = consumer.offsets_for_times(
+                [TopicPartition(events, p, events_from_ms) for p in parts], timeout=10)
+            for tp in offsets:
+                if tp.offset < 0:  # nothing since: all of the run is still to come
+                    tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        consumer.assign([TopicPartition(run_info, p, o)
+                         for p, o in self._run_info_next.items()] + offsets)
+
+    def _begin(self, consumer: Consumer, run: RunStarted) -> None:
+        self.job_id, self.run_name = run.job_id, run.run_name
+        self.histogram.reset(Window(run.start_ns, run.stop_ns))
+        self._rate.clear()
+        self._assign(consumer, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS)
+        log.info("following run %s (job %s) from %d ms", run.run_name, run.job_id,
+                 run.start_ns // NS_PER_MS)
+
+    def _on_run_info(self, consumer: Consumer, payload: bytes, kafka_ms: int) -> None:
+        decision = decide(payload, self.job_id)
+        if isinstance(decision, RunStarted):
+            self._begin(consumer, decision)
+        elif isinstance(decision, RunStopped):
+            self.histogram.set_stop(decision.stop_ns or kafka_ms * NS_PER_MS)
+            log.info("run %s stops at %d ms", self.run_name, decision.stop_ns // NS_PER_MS)
+
+    def _on_event(self, payload: bytes) -> None:
+        sid = schema_id(payload)
+        if sid == "ev44":
+            ev = deserialise_ev44(payload)
+            self.histogram.add(ev.message_id, ev.reference_time, ev.reference_time_index,
+                               ev.time_of_flight, ev.pixel_id)
+        elif sid == "ev42":
+            ev = deserialise_ev42(payload)
+            self.histogram.add(ev.message_id, [ev.pulse_time], [0], ev.time_of_flight,
+                               ev.detector_id)
+
+    def _start_reading(self, consumer: Consumer, stop: threading.Event) -> None:
+        """Join the run in progress, or wait at the end; retried until the broker answers."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                run = self._find_current_run(consumer)
+                if run is not None:
+                    self._begin(consumer, run)
+                else:
+                    self._assign(consumer, None)
+                return
+            except Exception as exc:
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "cannot read the instrument's topics yet (retrying): %s", exc)
+                stop.wait(2)
+
+    def consume(self, stop: threading.Event) -> None:
+        consumer = make_consumer(self.kafka)
+        try:
+            self._start_reading(consumer, stop)
+            run_info = self.config.topics.run_info
+            while not stop.is_set():
+                for msg in consumer.consume(num_messages=500, timeout=0.1):
+                    if msg.error():
+                        continue
+                    try:
+                        if msg.topic() == run_info:
+                            self._run_info_next[msg.partition()] = msg.offset() + 1
+                            self._on_run_info(consumer, msg.value() or b"", msg.timestamp()[1])
+                        else:
+                            self._on_event(msg.value() or b"")
+                    except Exception as exc:  # one bad message never stops the live view
+                        self.malformed += 1
+                        log.warning("skipped a message on %s at %d: %s", msg.topic(),
+                                    msg.offset(), exc)
+        finally:
+            consumer.close()
+
+    # -- publishing --
+    def publish(self) -> None:
+        snapshot = self.histogram.snapshot()
+        now = time.monotonic()
+        self._rate.append((now, int(snapshot["events"])))
+        while len(self._rate) > 2 and now - self._rate[0][0] > 5:
+            self._rate.popleft()
+        (t0, e0), (t1, e1) = self._rate[0], self._rate[-1]
+        rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
+        self.pvs.show(snapshot, self.run_name, self.settings.pixels,
+                      self.settings.channels.channels, rate)
+
+
+def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
+        stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    view = LiveView(config, kafka, LiveSettings.from_config(config), ports)
+    view.pvs.start()
+    consumer = threading.Thread(target=view.consume, args=(stop,), name="live-consumer")
+    consumer.start()
+    log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
+             ports.liveview_pva)
+    try:
+        while not stop.wait(PUBLISH_INTERVAL_S):
+            view.publish()
+            if not consumer.is_alive():
+                raise SystemExit("the live view's consumer stopped")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        consumer.join(10)
+        view.pvs.close()

@@ -1,0 +1,62 @@
+"""The live view's pure parts: which run it follows, and what it counts of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streaming_data_types.run_start_pl72 import serialise_pl72
+from streaming_data_types.run_stop_6s4t import serialise_6s4t
+
+from datastream.run_window import Window
+from liveview.run_follower import RunStarted, RunStopped, decide
+from liveview.run_histogram import RunHistogram
+from liveview.time_channels import TimeChannels
+
+JOB = "0c8f7a0e-3a57-4ad7-a5a1-2f9b5bb0f0a1"
+MS = 1_000_000
+
+
+def test_dae_runs_are_followed_and_other_jobs_are_not():
+    start = serialise_pl72(JOB, "X1.nxs", start_time=1000, run_name="00000001",
+                           nexus_structure="{}")
+    assert decide(start, "") == RunStarted(JOB, "00000001", 1000 * MS, None)
+    calibration = serialise_pl72(JOB, "CAL.nxs", start_time=1000, nexus_structure="{}")
+    assert decide(calibration, "") is None  # a write job without a run
+    stop = serialise_6s4t(JOB, command_id=JOB, stop_time=2000)
+    assert decide(stop, JOB) == RunStopped(JOB, 2000 * MS)
+    assert decide(stop, "another job") is None
+    assert decide(b"\0\0\0\0x5f2", JOB) is None
+
+
+def test_time_channels_are_checked():
+    assert len(TimeChannels(0, 100, 10).edges()) == 11
+    assert TimeChannels(10, 1000, 2, logarithmic=True).edges()[1] == pytest.approx(100)
+    with pytest.raises(ValueError):
+        TimeChannels(0, 100, 10, logarithmic=True)
+    with pytest.raises(ValueError):
+        TimeChannels(100, 100, 10)
+
+
+def frame(hist, message_id, t_ns, pixels, tofs):
+    return hist.add(message_id, np.array([t_ns]), np.array([0]), np.asarray(tofs, np.int32),
+                    np.asarray(pixels, np.int32))
+
+
+def test_the_run_window_the_repeats_and_what_falls_outside_are_counted_as_the_writer_does():
+    hist = RunHistogram(first_pixel=1, n_pixels=4, channels=TimeChannels(0, 100, 10))
+    assert frame(hist, 1, 5, [1], [1]) == 0  # no run yet
+    hist.reset(Window(10, None))
+    assert frame(hist, 2, 5, [1], [1]) == 0  # before the start
+    assert frame(hist, 3, 10, [1, 2, 9], [5, 15, 5]) == 3  # pixel 9 is outside: counted
+    assert frame(hist, 3, 10, [1, 2, 9], [5, 15, 5]) == 0  # sent again
+    hist.set_stop(30)
+    assert frame(hist, 4, 20, [4], [99]) == 1
+    assert frame(hist, 5, 30, [1], [1]) == 0  # at the stop: after the run
+    snap = hist.snapshot()
+    assert (snap["events"], snap["frames"], snap["outside"], snap["repeated"]) == (4, 2, 1, 1)
+    assert hist.spectrum().sum() == 3 and hist.spectrum(2).tolist()[1] == 1
+    # a message holding pulses in and out of the run: only the run's pulses
+    hist.reset(Window(100, 200))
+    taken = hist.add(6, np.array([50, 150, 250]), np.array([0, 2, 3]),
+                     np.array([1, 2, 3, 4, 5], np.int32), np.array([1, 1, 2, 3, 4], np.int32))
+    assert taken == 1 and hist.snapshot()["frames"] == 1
