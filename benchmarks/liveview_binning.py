@@ -22,7 +22,7 @@ import time
 import numpy as np
 from streaming_data_types.eventdata_ev44 import deserialise_ev44, serialise_ev44
 
-from liveview.binning import SparseHistogram, bin_linear
+from liveview.binning import BLOCKED_ABOVE, SparseHistogram, bin_linear, bin_linear_blocked
 
 TOF_MAX_NS = 100_000_000.0  # a 10 Hz frame, in ns
 SIZES = {"a": (4096, 1000), "b": (16384, 8000), "c": (1 << 20, 8000)}
@@ -50,10 +50,16 @@ def run_numba(frames, pixels, channels):
             hist.add(ev.pixel_id, ev.time_of_flight)
         return time.perf_counter() - t0, hist.total(), hist.nbytes()
     hist = np.zeros((pixels, channels), np.uint32)
+    scratch = np.empty(2 * max(len(deserialise_ev44(f).pixel_id) for f in frames), np.int64)
+    blocked = pixels * channels > BLOCKED_ABOVE
     t0 = time.perf_counter()
     for payload in frames:
         ev = deserialise_ev44(payload)
-        bin_linear(hist, ev.pixel_id, ev.time_of_flight, 1, 0.0, TOF_MAX_NS, channels)
+        if blocked:
+            bin_linear_blocked(hist, ev.pixel_id, ev.time_of_flight, 1, 0.0, TOF_MAX_NS,
+                               channels, scratch)
+        else:
+            bin_linear(hist, ev.pixel_id, ev.time_of_flight, 1, 0.0, TOF_MAX_NS, channels)
     return time.perf_counter() - t0, int(hist.sum(dtype=np.uint64)), hist.nbytes
 
 
@@ -91,6 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     warm = messages(10_000, 16, 10_000)
     run_numba(warm, 16, 10)  # compile before timing
+    bin_linear_blocked(np.zeros((16, 10), np.uint32), np.ones(1, np.int32),
+                       np.ones(1, np.int32), 1, 0.0, TOF_MAX_NS, 10, np.empty(2, np.int64))
     SparseHistogram(16, 10, 1, 0.0, TOF_MAX_NS).add(np.array([1], np.int32),
                                                     np.array([5], np.int32))
     print(f"{args.events:,} events in ev44 messages of {args.per_message:,}; one core; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveview.binning import SparseHistogram, bin_edges, bin_linear
+from liveview.binning import SparseHistogram, bin_edges, bin_linear, bin_linear_blocked
 
 
 def _events(n, pixels, first, tof_max, seed=1):
@@ -54,3 +54,23 @@ def test_sparse_counts_equal_dense_and_the_table_grows():
     assert len(sparse.keys) > 64  # it grew
     for p in (first, first + 17, first + pixels - 1):
         np.testing.assert_array_equal(sparse.spectrum(p), dense[p - first])
+
+
+def test_the_blocked_kernel_equals_the_plain_one():
+    pixels, first, channels, tof_max = 1000, 5, 300, 50_000.0
+    pixel, tof = _events(400_000, pixels, first, tof_max, seed=4)
+    plain = np.zeros((pixels, channels), np.uint32)
+    blocked = np.zeros((pixels, channels), np.uint32)
+    s1 = bin_linear(plain, pixel, tof, first, 0.0, tof_max, channels)
+    s2 = bin_linear_blocked(blocked, pixel, tof, first, 0.0, tof_max, channels,
+                            np.empty(2 * len(tof), np.int64))
+    np.testing.assert_array_equal(blocked, plain)
+    assert s1 == s2
+
+
+def test_the_blocked_kernel_refuses_a_short_scratch():
+    import pytest
+
+    with pytest.raises(ValueError, match="scratch"):
+        bin_linear_blocked(np.zeros((4, 4), np.uint32), np.ones(10, np.int32),
+                           np.ones(10, np.int32), 1, 0.0, 10.0, 4, np.empty(5, np.int64))

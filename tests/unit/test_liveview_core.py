@@ -60,3 +60,15 @@ def test_the_run_window_the_repeats_and_what_falls_outside_are_counted_as_the_wr
     taken = hist.add(6, np.array([50, 150, 250]), np.array([0, 2, 3]),
                      np.array([1, 2, 3, 4, 5], np.int32), np.array([1, 1, 2, 3, 4], np.int32))
     assert taken == 1 and hist.snapshot()["frames"] == 1
+
+
+def test_a_large_histogram_takes_the_blocked_kernel_with_the_same_counts():
+    small = RunHistogram(1, 5000, TimeChannels(0, 1000, 2000))  # 10M bins: blocked
+    assert small._blocked
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(1, 5001, 10_000, dtype=np.int32)
+    tofs = rng.integers(0, 1000, 10_000, dtype=np.int32)
+    small.reset(Window(0, None))
+    assert frame(small, 1, 10, pixels, tofs) == 10_000
+    assert small.counts.sum() == 10_000
+    assert small.counts[pixels[0] - 1, tofs[0] * 2] >= 1
