@@ -36,6 +36,9 @@ class ForwarderOptions:
     # producer queue bound: past it updates are dropped and counted, never buffered unbounded
     queue_max_messages: int = 200_000
     queue_max_kbytes: int = 262_144
+    # idempotent production: a retry after a lost acknowledgement (leader change, broker
+    # restart) does not put an update in the topic twice
+    idempotent: bool = True
 
     def resolved(self, config: InstrumentConfig) -> ForwarderOptions:
         topics = config.topics
@@ -57,6 +60,7 @@ _HELP = {
     "run_log": "forward the DAE run-log PVs to <INST>_runLog",
     "queue_max_messages": "producer queue bound (messages)",
     "queue_max_kbytes": "producer queue bound (KiB)",
+    "idempotent": "produce idempotently (no duplicate after a retry)",
 }
 
 

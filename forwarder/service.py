@@ -53,9 +53,7 @@ class ForwarderService:
             kafka, queue_buffering_max_messages=self.options.queue_max_messages,
             queue_buffering_max_kbytes=self.options.queue_max_kbytes,
             delivery_report_only_error=True,
-            # a retry after a lost acknowledgement (leader change, broker restart) does not
-            # put an update in the topic twice
-            enable_idempotence=True, acks="all"))
+            enable_idempotence=self.options.idempotent, acks="all"))
         self.forwarding = Forwarding([], self.publisher, self.service_id)
         self.sources: dict[str, MonitorSource] = {
             "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection),
