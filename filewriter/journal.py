@@ -9,18 +9,11 @@ lost between the two: at worst it is resumed once more and its wrdn sent twice.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from datastream.durable import fsync_dir, write_durably
+
 log = logging.getLogger(__name__)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JobJournal:
@@ -33,19 +26,12 @@ class JobJournal:
         return self.directory / f"{job_id}.pl72"
 
     def add(self, job_id: str, run_start: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{job_id}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(run_start)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path(job_id))
-        _fsync_dir(self.directory)
+        write_durably(self._path(job_id), run_start)
 
     def remove(self, job_id: str) -> None:
         self._path(job_id).unlink(missing_ok=True)
         if self.directory.is_dir():
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def owned(self) -> list[tuple[str, bytes]]:
         """(job_id, pl72) of every job recorded, oldest first."""

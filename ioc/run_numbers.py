@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
+
+from datastream.durable import write_durably
 
 
 class RunNumberStore:
@@ -26,16 +27,5 @@ class RunNumberStore:
         """Reserve the next run number: it is on disk (fsynced) before the caller uses it."""
         with self._lock:
             number = self.current() + 1
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            with open(tmp, "w") as f:
-                f.write(f"{number}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-            dir_fd = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_durably(self._path, f"{number}\n".encode())
             return number

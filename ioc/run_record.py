@@ -5,10 +5,10 @@ delivered to the file writer."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datastream.durable import write_durably
 from ioc.runstate import RunState
 
 
@@ -48,18 +48,7 @@ class RunRecordStore:
         """Atomically, fsynced: after a crash the file holds this record or the one before."""
         data = {"state": record.state.name, "run": asdict(record.run),
                 "pending": asdict(record.pending) if record.pending else None}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(self.path, json.dumps(data).encode())
 
     def load(self) -> RunRecord | None:
         try:

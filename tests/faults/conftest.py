@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import h5py
 import numpy as np
 from streaming_data_types.eventdata_ev44 import serialise_ev44
+from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
-from datastream.kafka_client import make_producer
+from datastream.kafka_client import deliver, make_producer
 from tests.integration.conftest import topics  # noqa: F401 (a fixture of this suite too)
 
 MS = 1_000_000
@@ -62,6 +64,17 @@ class FrameSource:
 
     def pulses_between(self, start_ns: int, stop_ns: int) -> set[int]:
         return {t for t in self.frames if start_ns <= t < stop_ns}
+
+
+def stop_as_a_dae(frames: FrameSource, producer, topic: str, job_id: str,
+                  timeout: float = 10.0) -> int:
+    """End a run as the DAE does: no frame at or after the stop (the frames stop first), the
+    stop at the next millisecond, then the 6s4t. Returns the stop time (ms)."""
+    frames.stop()
+    stop_ms = time.time_ns() // MS + 1
+    deliver(producer, topic, serialise_6s4t(job_id, command_id=str(uuid.uuid4()),
+                                            stop_time=stop_ms), timeout=timeout)
+    return stop_ms
 
 
 def check_events_file(path: Path, expected_events: int, distinct_ids: bool = False,

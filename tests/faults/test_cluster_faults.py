@@ -13,13 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.broker import embedded
-from datastream.kafka_client import KafkaSettings, deliver, make_producer
+from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
 from tests.conftest import wait_until
-from tests.faults.conftest import MS, FrameSource, check_events_file
+from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import writer_process
 from tests.integration.test_filewriter_kafka import answers_for, start_run, wait_wrdn
 
@@ -86,10 +85,8 @@ def test_leader_kills_and_a_two_node_outage_lose_nothing(cluster, tmp_path):
         time.sleep(20)  # no quorum, no ISR of two: producers wait
         embedded.start_cluster(cluster)
         time.sleep(2.0)
-        frames.stop()  # every frame delivered, none failed; none at or after the stop
-        stop_ms = time.time_ns() // MS + 1
-        deliver(producer, topics.run_info, serialise_6s4t(
-            job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms), timeout=60)
+        # every frame delivered, none failed; none at or after the stop
+        stop_ms = stop_as_a_dae(frames, producer, topics.run_info, job_id, timeout=60)
         done = wait_wrdn(kafka, topics.run_info, job_id, timeout=90)
     assert not done.error_encountered, done.message
     assert frames.failed == 0

@@ -9,11 +9,10 @@ import time
 import uuid
 
 import pytest
-from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
-from datastream.kafka_client import deliver, make_producer
+from datastream.kafka_client import make_producer
 from tests.conftest import wait_until
-from tests.faults.conftest import MS, FrameSource, check_events_file
+from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import writer_process
 from tests.integration.test_filewriter_kafka import answers_for, start_run, wait_wrdn
 
@@ -38,10 +37,7 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
             wait_until(lambda: answers_for(kafka, topics.run_info, job_id), 20, "answ 201")
             time.sleep(1.5)
         if when == "closing":
-            frames.stop()  # as a DAE: no frame at or after the stop
-            stop_ms = time.time_ns() // MS + 1
-            deliver(producer, topics.run_info, serialise_6s4t(
-                job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms))
+            stop_ms = stop_as_a_dae(frames, producer, topics.run_info, job_id)
             time.sleep(0.3)  # past the stop, inside the leeway: the job is closing
         writer.send_signal(sig)
         writer.wait(30)
@@ -51,10 +47,7 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
     with writer_process(kafka, topics, tmp_path, wait_ready=False):
         if when != "closing":
             time.sleep(1.0)
-            frames.stop()
-            stop_ms = time.time_ns() // MS + 1
-            deliver(producer, topics.run_info, serialise_6s4t(
-                job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms))
+            stop_ms = stop_as_a_dae(frames, producer, topics.run_info, job_id)
         done = wait_wrdn(kafka, topics.run_info, job_id, timeout=60)
         assert not done.error_encountered, done.message
     assert frames.failed == 0

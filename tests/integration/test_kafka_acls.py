@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 from confluent_kafka import KafkaException
-from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.broker import embedded
 from datastream.kafka_acls import apply_acls, instrument_acls
@@ -19,7 +18,7 @@ from datastream.kafka_client import DeliveryError, KafkaSettings, deliver, make_
 from datastream.schemas import schema_id
 from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
 from tests.conftest import free_port, wait_until
-from tests.faults.conftest import MS, FrameSource, check_events_file
+from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import read_all, writer_process
 from tests.integration.test_filewriter_kafka import start_run, wait_wrdn
 
@@ -84,10 +83,7 @@ def test_only_run_control_starts_runs_and_the_writer_writes_only_its_reports(sec
         start_ms = time.time_ns() // MS
         start_run(producer, topics, start_ms, job_id, "SECURE.nxs")
         time.sleep(1.5)
-        frames.stop()
-        stop_ms = time.time_ns() // MS + 1
-        deliver(producer, topics.run_info, serialise_6s4t(
-            job_id, command_id=str(uuid.uuid4()), stop_time=stop_ms))
+        stop_ms = stop_as_a_dae(frames, producer, topics.run_info, job_id)
         done = wait_wrdn(root, topics.writer_status, job_id, timeout=60)
         assert not done.error_encountered, done.message
     check_events_file(tmp_path / "SECURE.nxs", frames.events_between(start_ms * MS, stop_ms * MS),
