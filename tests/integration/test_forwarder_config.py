@@ -174,8 +174,10 @@ def test_a_pv_that_appears_later_and_an_ioc_restart(kafka, topics, epics_db, tmp
     try:
         with Forwarder(config, kafka, options):
             def states():
-                return [d.status for _, d in _messages(kafka, topics.sample_env, "ep01",
-                                                       deserialise_ep01)]
+                # each change once: the periodic re-sends repeat it with its own time
+                changes = dict.fromkeys((d.timestamp, d.status) for _, d in _messages(
+                    kafka, topics.sample_env, "ep01", deserialise_ep01))
+                return [status for _, status in changes]
 
             wait_until(lambda: states().count(ConnectionInfo.NEVER_CONNECTED) == 2, 20,
                        "ep01 never connected, over CA and over PVA")
