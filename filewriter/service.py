@@ -33,7 +33,6 @@ from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import CommandError, StartJob, StopJob, parse_start, parse_stop
 from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
 from filewriter.journal import JobJournal
-from filewriter.output_path import UnsafePath, resolve_output
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +197,6 @@ class FileWriterService:
     def _start(self, command: StartJob, run_start: bytes, where: tuple[str, int] | None,
                resume: bool = False) -> None:
         control_topic = command.control_topic or self.settings.status_topic
-        try:
-            resolve_output(self.settings.job.output_dir, command.filename)
-        except UnsafePath as exc:
-            self._answer(control_topic, command.job_id, "", ActionType.StartJob, False, 400,
-                         f"refused: {exc}")
-            return
         # owned before the pool moves past it: a writer that dies from here on takes the job
         # back from its journal when it starts again
         if not resume:

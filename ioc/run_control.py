@@ -8,6 +8,7 @@ state stays ENDING, and it is delivered when the broker is back."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -335,6 +336,4 @@ class RunControl:
 
 
 def _iso_ms(ms: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
