@@ -4,6 +4,7 @@ free loopback ports, so a running `datastream up` on the default ports does not 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,31 +17,39 @@ import pytest
 
 from datastream.epics_network import EpicsPorts
 
+# Below the kernel's ephemeral range (32768-60999 on Linux): a client socket bound to port 0
+# can then never land on a port a test server sends to (a PVA beacon reaching a caproto search
+# socket made `caproto.sync.client.read` raise RemoteProtocolError).
+_TEST_PORTS = range(20000, 32000)
+_random = random.Random()
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
-
-def _free_udp_and_tcp_port() -> int:
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+def _is_free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
             try:
-                udp.bind(("127.0.0.1", port))
+                sock.bind(("127.0.0.1", port))
             except OSError:
-                continue
-        return port
+                return False
+    return True
+
+
+def free_port(block: int = 1) -> int:
+    """A loopback port free for TCP and UDP, outside the ephemeral range; with `block`, the
+    first of that many consecutive free ports (`up` derives its PVA ports from one)."""
+    while True:
+        base = _random.randrange(_TEST_PORTS.start, _TEST_PORTS.stop - block)
+        if all(_is_free(base + i) for i in range(block)):
+            return base
 
 
 # EPICS clients (libca through pyepics, caproto, p4p) read their environment once, when their
 # first context is made: set it before any test imports them.
 EPICS_PORTS = EpicsPorts(
-    run_control_ca=_free_udp_and_tcp_port(), sample_env_ca=_free_udp_and_tcp_port(),
-    repeater=_free_udp_and_tcp_port(), pva_server=_free_udp_and_tcp_port(),
-    pva_broadcast=_free_udp_and_tcp_port(), liveview_pva=_free_udp_and_tcp_port(),
-    liveview_pva_broadcast=_free_udp_and_tcp_port())
+    run_control_ca=free_port(), sample_env_ca=free_port(),
+    repeater=free_port(), pva_server=free_port(),
+    pva_broadcast=free_port(), liveview_pva=free_port(),
+    liveview_pva_broadcast=free_port())
 os.environ.update(EPICS_PORTS.client_env())
 
 

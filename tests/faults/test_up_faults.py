@@ -52,7 +52,7 @@ def up(tmp_path):
         [sys.executable, "-m", "datastream", "up", "--config", str(config),
          "--broker-port", str(free_port()), "--ca-port", str(EPICS_PORTS.run_control_ca),
          "--se-ca-port", str(EPICS_PORTS.sample_env_ca),
-         "--pva-port", str(EPICS_PORTS.pva_server)],
+         "--pva-port", str(free_port(block=4))],
         stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     output = tmp_path / "up.out"
     try:
