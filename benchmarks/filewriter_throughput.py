@@ -36,7 +36,8 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.schemas import schema_id
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 from filewriter.job import JobSettings, data_consumer
 
 INSTRUMENT = "FWBENCH"
@@ -211,7 +212,7 @@ def main() -> int:
         out = work / "files"
         out.mkdir()
         topics = InstrumentTopics(INSTRUMENT)
-        wait_for_topics(kafka, list(create_topics(kafka, topics)))
+        ensure_topics(kafka, topics)
         total = n_messages * args.per_message
         # the ceiling: the same number of bytes as the file's event data, written and synced
         ceiling = disk_rate(work, total * 8)

@@ -39,7 +39,8 @@ from datastream.epics_network import EpicsPorts
 from datastream.kafka_client import KafkaSettings, make_admin, make_consumer
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 
 PREFIX = "TE:FBENCH:"
 TOPICS = InstrumentTopics("FBENCH")
@@ -181,7 +182,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fbench-") as tmp, \
             kafka_broker(Path(tmp), args.broker) as kafka:
         work = Path(tmp)
-        wait_for_topics(kafka, list(create_topics(kafka, TOPICS)))
+        ensure_topics(kafka, TOPICS)
         ports = EpicsPorts(run_control_ca=free_port(), sample_env_ca=free_port(),
                            repeater=free_port(), pva_server=free_port(),
                            pva_broadcast=free_port())

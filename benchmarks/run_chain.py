@@ -29,7 +29,7 @@ from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
 from datastream.supervisor import instrument_services
-from datastream.topics import create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
 
 
 def bench_config(d: Path, events_per_frame: int, rate_hz: float) -> Path:
@@ -77,7 +77,7 @@ def main() -> None:
     kafka = KafkaSettings(broker.bootstrap)
     config_path = bench_config(tmp, 1000, 10.0)
     config = load_config(config_path)
-    wait_for_topics(kafka, list(create_topics(kafka, config.topics)))
+    ensure_topics(kafka, config.topics, config.topic_table())
     services = {s.name: s for s in instrument_services(config, broker.bootstrap, ports,
                                                        config_path)}
     for s in services.values():

@@ -74,18 +74,40 @@ def _default_data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from datastream.topics import create_topics, wait_for_topics
+    from confluent_kafka import KafkaException
+
+    from datastream.kafka_client import make_admin
+    from datastream.topic_ensure import TopicsRefused, apply_plan, plan_topics
+    from datastream.topic_table import TopicTableError
+    from datastream.topics import wait_for_topics
 
     config, kafka = _config_and_kafka(args)
-    if args.action == "create":
-        outcome = create_topics(kafka, config.topics, partitions=args.partitions,
-                                replication=args.replication)
-        wait_for_topics(kafka, list(outcome))
-        for name, what in outcome.items():
-            print(f"{name}: {what}")
-    else:
+    if args.action == "list":
         for name in config.topics.all():
             print(name)
+        return 0
+    try:
+        table = config.topic_table()
+        admin = make_admin(kafka)
+        plan = plan_topics(admin, config.topics, table)
+        for line in plan.lines():
+            print(line)
+        if args.action == "check":
+            print(f"{len(plan.unchanged)} of {len(table)} topics as the table says"
+                  + ("" if plan.changes or plan.refusals else ": no drift"))
+            return 1 if plan.changes or plan.refusals else 0
+        if not plan.changes and not plan.refusals:
+            print(f"nothing to do: {len(table)} topics as the table says")
+            return 0
+        apply_plan(admin, plan)
+        wait_for_topics(kafka, config.topics.all())
+    except (TopicTableError, TopicsRefused) as exc:
+        print(f"nothing changed: {exc}", file=sys.stderr)
+        return 1
+    except KafkaException as exc:
+        print(f"cannot reach the cluster {kafka.bootstrap}: {exc}", file=sys.stderr)
+        return 2
+    print(f"done: {len(plan.lines())} change(s)")
     return 0
 
 
@@ -240,10 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--verbose", action="store_true")
     broker.set_defaults(func=cmd_broker)
 
-    topics = _service_parser(sub, "topics", "create or list an instrument's topics")
-    topics.add_argument("action", choices=["create", "list"])
-    topics.add_argument("--partitions", type=int, default=1)
-    topics.add_argument("--replication", type=int, default=1)
+    topics = _service_parser(
+        sub, "topics", "the instrument's topics as its topic table says (iocBoot/topics.toml, "
+        "changed by iocBoot/<INST>/topics.toml): ensure creates what is missing and changes "
+        "what differs (exit 0, also when nothing was to do; 1 when refused, nothing changed); "
+        "check only reports drift (exit 1 when there is some); list prints the names")
+    # "create" is the name earlier versions had; it now does what ensure does
+    topics.add_argument("action", choices=["ensure", "check", "list", "create"])
     topics.set_defaults(func=cmd_topics)
 
     acls = _service_parser(sub, "acls", "the instrument's Kafka ACLs, one principal per "

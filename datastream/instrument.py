@@ -12,6 +12,7 @@ from pathlib import Path
 
 from datastream.paths import DEFAULT_DATA_DIR, IOCBOOT_DIR, REPO_ROOT
 from datastream.streams import LogStream, load_streams
+from datastream.topic_table import TopicSpec, instrument_table_file, load_table
 from datastream.topics import InstrumentTopics
 
 DEFAULT_INSTRUMENT = "DEMO"
@@ -32,6 +33,8 @@ class InstrumentConfig:
     access_security: Path | None = None
     # the [liveview] table: time channels (tof_min_ns, tof_max_ns, channels, logarithmic)
     liveview: dict[str, object] = field(default_factory=dict)
+    # the instrument's own topic table, changing the shared iocBoot/topics.toml
+    topic_table_file: Path | None = None
 
     @property
     def topics(self) -> InstrumentTopics:
@@ -45,6 +48,9 @@ class InstrumentConfig:
     @property
     def macros(self) -> dict[str, str]:
         return {"P": self.prefix, "INSTRUMENT": self.name}
+
+    def topic_table(self) -> dict[str, TopicSpec]:
+        return load_table(self.topic_table_file)
 
     def streams(self) -> list[LogStream]:
         if self.streams_file is None:
@@ -77,6 +83,8 @@ def load_config(path: Path) -> InstrumentConfig:
         end_timeout_s=float(doc.get("run_control", {}).get("end_timeout_s", 60.0)),
         access_security=_resolve(base, doc.get("run_control", {}).get("access_security")),
         liveview=dict(doc.get("liveview", {})),
+        topic_table_file=instrument_table_file(
+            base, _resolve(base, doc.get("kafka", {}).get("topics"))),
     )
 
 
@@ -92,7 +100,7 @@ def write_config(config: InstrumentConfig, path: Path) -> Path:
     path.write_text("".join([
         table("instrument", {"name": config.name, "prefix": config.prefix,
                              "data_dir": config.data_dir}),
-        table("kafka", {"broker": config.broker}),
+        table("kafka", {"broker": config.broker, "topics": config.topic_table_file}),
         table("run_control", {"end_timeout_s": config.end_timeout_s,
                               "access_security": config.access_security}),
         table("dae", config.dae),

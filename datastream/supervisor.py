@@ -11,9 +11,9 @@ from pathlib import Path
 
 from datastream.epics_network import EpicsPorts, shell_exports, with_site_addresses
 from datastream.instrument import InstrumentConfig
-from datastream.kafka_client import KafkaSettings
+from datastream.kafka_client import KafkaSettings, make_admin
 from datastream.processes import ServiceProcess, datastream_argv
-from datastream.topics import create_topics, wait_for_topics
+from datastream.topic_ensure import TopicsRefused, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
         bootstrap = broker.config.bootstrap
         supervised.append(broker)
     kafka = KafkaSettings(bootstrap)
-    outcome = create_topics(kafka, config.topics)
-    wait_for_topics(kafka, list(outcome))
+    _ensure_topics(config, kafka)
 
     services = instrument_services(config, bootstrap, ports, config_file)
     supervised.extend(services)
@@ -173,6 +172,23 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
             service.stop()
         print("stopped.")
     return 0
+
+
+def _ensure_topics(config: InstrumentConfig, kafka: KafkaSettings) -> None:
+    """The topics as the table says. On a cluster someone else runs (--broker) a difference
+    ensure may not fix (replication, fewer partitions) is printed and `up` goes on, as long
+    as every topic exists."""
+    try:
+        plan = ensure_topics(kafka, config.topics, config.topic_table())
+    except TopicsRefused as exc:
+        missing = set(config.topics.all()) - set(
+            make_admin(kafka).list_topics(timeout=10).topics)
+        if missing:
+            raise
+        print(f"!! topics differ from the table, left as they are: {exc}", flush=True)
+        return
+    for line in plan.lines():
+        print(f"topics: {line}", flush=True)
 
 
 def _restart(service: ServiceProcess) -> None:

@@ -1,4 +1,4 @@
-"""The ISIS topic names of an instrument, and creating them (clusters do not auto-create)."""
+"""The ISIS topic names of an instrument, and waiting for them to be listed."""
 
 from __future__ import annotations
 
@@ -6,26 +6,19 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
 
-from datastream.kafka_client import MAX_MESSAGE_BYTES, KafkaSettings, make_admin
+from datastream.kafka_client import KafkaSettings, make_admin
 
 log = logging.getLogger(__name__)
 
-# suffix -> extra topic configuration
-TOPIC_SUFFIXES: dict[str, dict[str, str]] = {
-    "runInfo": {},
-    "events": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
-    "sampleEnv": {},
-    "runLog": {},
-    "forwarderConfig": {},
-    "forwarderStorage": {},
-    "forwarderStatus": {},
-    "detSpecMap": {},
-    "monitorHistograms": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+# the ISIS suffixes; partitions, replication and configuration are in the topic table
+# (datastream.topic_table, iocBoot/topics.toml)
+TOPIC_SUFFIXES: tuple[str, ...] = (
+    "runInfo", "events", "sampleEnv", "runLog", "forwarderConfig", "forwarderStorage",
+    "forwarderStatus", "detSpecMap", "monitorHistograms",
     # the file writer's answ, wrdn and x5f2 where it may not write runInfo (Kafka ACLs)
-    "writerStatus": {},
-}
+    "writerStatus",
+)
 
 
 @dataclass(frozen=True)
@@ -67,39 +60,6 @@ class InstrumentTopics:
 
     def all(self) -> list[str]:
         return [self.name(s) for s in TOPIC_SUFFIXES]
-
-
-def create_topics(
-    settings: KafkaSettings,
-    topics: InstrumentTopics,
-    partitions: int = 1,
-    replication: int = 1,
-    timeout: float = 30.0,
-) -> dict[str, str]:
-    """Create the instrument's topics; returns topic -> "created" | "exists".
-    Raises on any other error."""
-    admin = make_admin(settings)
-    wanted = [
-        NewTopic(topics.name(s), num_partitions=partitions, replication_factor=replication,
-                 config=extra)
-        for s, extra in TOPIC_SUFFIXES.items()
-    ]
-    futures = admin.create_topics(wanted, request_timeout=timeout, operation_timeout=timeout)
-    outcome: dict[str, str] = {}
-    errors: list[str] = []
-    for name, fut in futures.items():
-        try:
-            fut.result(timeout=timeout)
-            outcome[name] = "created"
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.name() == "TOPIC_ALREADY_EXISTS":
-                outcome[name] = "exists"
-            else:
-                errors.append(f"{name}: {err.str()}")
-    if errors:
-        raise RuntimeError("could not create topics: " + "; ".join(errors))
-    return outcome
 
 
 def wait_for_topics(settings: KafkaSettings, names: list[str], timeout: float = 30.0) -> None:

@@ -12,6 +12,7 @@ from datastream.streams import Stream
 from forwarder.config_update import apply_command, decode_command, encode_configuration
 
 log = logging.getLogger(__name__)
+STORAGE_KEY = b"configuration"
 
 
 def read_stored(settings: KafkaSettings, topic: str, timeout_s: float = 10.0,
@@ -46,6 +47,8 @@ class Storage:
 
     def save(self, streams: dict[Stream, bool]) -> None:
         try:
-            deliver(self._producer, self._topic, encode_configuration(streams), timeout=10)
+            # keyed: the storage topic is compacted down to the newest configuration
+            deliver(self._producer, self._topic, encode_configuration(streams),
+                    key=STORAGE_KEY, timeout=10)
         except Exception as exc:  # forwarding goes on; only a restart would miss the change
             log.error("configuration not saved to %s: %s", self._topic, exc)

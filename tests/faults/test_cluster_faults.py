@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from datastream.broker import embedded
 from datastream.kafka_client import KafkaSettings, make_producer
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
-from tests.conftest import wait_until
+from datastream.topic_ensure import TopicsRefused, ensure_topics
+from datastream.topic_table import load_table
+from datastream.topics import InstrumentTopics
+from tests.conftest import free_port, wait_until
 from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import writer_process
 from tests.integration.test_filewriter_kafka import answers_for, start_run, wait_wrdn
@@ -25,21 +27,10 @@ from tests.integration.test_filewriter_kafka import answers_for, start_run, wait
 pytestmark = pytest.mark.faults
 
 
-def _free_port_block(n: int) -> int:
-    """A first port p with p .. p+n-1 all free on loopback."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65535 and not any(embedded.port_open(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[list[embedded.BrokerConfig]]:
     nodes = embedded.cluster_nodes(tmp_path_factory.mktemp("cluster"), 3,
-                                   port=_free_port_block(6), heap="512m")
+                                   port=free_port(block=6), heap="512m")
     embedded.start_cluster(nodes)
     try:
         yield nodes
@@ -62,7 +53,7 @@ def leader(kafka: KafkaSettings, topic: str) -> int:
 def test_leader_kills_and_a_two_node_outage_lose_nothing(cluster, tmp_path):
     kafka = KafkaSettings(embedded.bootstrap_list(cluster))
     topics = InstrumentTopics(f"CL{uuid.uuid4().hex[:4].upper()}")
-    wait_for_topics(kafka, list(create_topics(kafka, topics, replication=3)))
+    ensure_topics(kafka, topics)
     by_id = {n.node_id: n for n in cluster}
     producer = make_producer(kafka, enable_idempotence=True, acks="all")
     job_id = str(uuid.uuid4())
@@ -92,3 +83,24 @@ def test_leader_kills_and_a_two_node_outage_lose_nothing(cluster, tmp_path):
     assert frames.failed == 0
     expected = frames.events_between(start_ms * MS, stop_ms * MS)
     check_events_file(tmp_path / "CLUSTER.nxs", expected, distinct_ids=True)
+
+
+def test_topics_ensure_replicates_three_times_on_three_nodes(cluster):
+    """"auto" replication on the three-node cluster: 3 replicas, min.insync.replicas 2; a table
+    asking for more replicas than brokers is refused and changes nothing."""
+    kafka = KafkaSettings(embedded.bootstrap_list(cluster))
+    topics = InstrumentTopics(f"CR{uuid.uuid4().hex[:4].upper()}")
+    plan = ensure_topics(kafka, topics)
+    assert len(plan.create) == len(topics.all())
+    admin = AdminClient(kafka.common())
+    md = admin.list_topics(timeout=10).topics[topics.events]
+    assert len(md.partitions[0].replicas) == 3
+    [configs] = [f.result(10) for f in admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, topics.events)]).values()]
+    assert configs["min.insync.replicas"].value == "2"
+    table = load_table()
+    table["runLog"] = replace(table["runLog"], replication=4)
+    refused = InstrumentTopics(f"CX{uuid.uuid4().hex[:4].upper()}")
+    with pytest.raises(TopicsRefused, match="replication 4 asked, the cluster has 3"):
+        ensure_topics(kafka, refused, table)
+    assert not set(refused.all()) & set(admin.list_topics(timeout=10).topics)

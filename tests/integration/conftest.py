@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from datastream.kafka_client import KafkaSettings, make_consumer
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 
 _counter = itertools.count(1)
 
@@ -21,8 +22,7 @@ _counter = itertools.count(1)
 def topics(kafka: KafkaSettings) -> InstrumentTopics:
     """A fresh instrument's topics on the session's real broker."""
     t = InstrumentTopics(f"IT{next(_counter)}{uuid.uuid4().hex[:4].upper()}")
-    outcome = create_topics(kafka, t)
-    wait_for_topics(kafka, list(outcome))
+    ensure_topics(kafka, t)
     return t
 
 

@@ -2,16 +2,17 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from datastream.kafka_client import DeliveryError, deliver, make_consumer, make_producer
-from datastream.topics import TOPIC_SUFFIXES, InstrumentTopics, create_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration
 
 
-def test_topics_are_created_once_and_listed(kafka, topics):
-    again = create_topics(kafka, topics)
-    assert set(again.values()) == {"exists"}
-    assert set(again) == {f"{topics.instrument}_{s}" for s in TOPIC_SUFFIXES}
+def test_a_second_ensure_changes_nothing(kafka, topics):
+    again = ensure_topics(kafka, topics)
+    assert not again.changes and not again.refusals
+    assert set(again.unchanged) == set(topics.all())
 
 
 def test_the_broker_does_not_auto_create_topics(kafka):

@@ -18,7 +18,8 @@ from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 from forwarder.options import ForwarderOptions
 from forwarder.service import ForwarderService
 from tests.conftest import EPICS_PORTS, free_port, serve_db, wait_until
@@ -82,7 +83,7 @@ def _sasl(broker, mechanism, password=PASSWORD):
 
 def _instrument(kafka, name, tmp_path):
     topics = InstrumentTopics(name)
-    wait_for_topics(kafka, list(create_topics(kafka, topics)))
+    ensure_topics(kafka, topics)
     streams = tmp_path / "streams.json"
     streams.write_text(json.dumps({"streams": [
         {"channel": "TE:BRK:COUNT", "protocol": "ca", "schema": "f142", "periodic": False}]}))

@@ -16,7 +16,8 @@ from datastream.broker import embedded
 from datastream.kafka_acls import apply_acls, instrument_acls
 from datastream.kafka_client import DeliveryError, KafkaSettings, deliver, make_admin, make_producer
 from datastream.schemas import schema_id
-from datastream.topics import InstrumentTopics, create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
+from datastream.topics import InstrumentTopics
 from tests.conftest import free_port, wait_until
 from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import read_all, writer_process
@@ -56,7 +57,7 @@ def test_only_run_control_starts_runs_and_the_writer_writes_only_its_reports(sec
                                                                              tmp_path):
     topics = InstrumentTopics(f"ACL{uuid.uuid4().hex[:4].upper()}")
     root = admin(secured)
-    wait_for_topics(root, list(create_topics(root, topics)))
+    ensure_topics(root, topics)
     apply_acls(root, instrument_acls(topics, writer_group=f"fw-{topics.instrument}"))
     run_control, forwarder = as_user(secured, "runcontrol"), as_user(secured, "forwarder")
     writer_args = ("--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism",

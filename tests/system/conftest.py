@@ -14,7 +14,7 @@ from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
 from datastream.processes import ServiceProcess
 from datastream.supervisor import instrument_services
-from datastream.topics import create_topics, wait_for_topics
+from datastream.topic_ensure import ensure_topics
 from tests.conftest import EPICS_PORTS, wait_until
 
 INSTRUMENT = "SYS"
@@ -75,8 +75,7 @@ def instrument(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
     d = tmp_path_factory.mktemp("instrument")
     config_path = _write_config(d)
     config = load_config(config_path)
-    outcome = create_topics(kafka, config.topics)
-    wait_for_topics(kafka, list(outcome))
+    ensure_topics(kafka, config.topics, config.topic_table())
     services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path)
     for service in services:
         service.start()
