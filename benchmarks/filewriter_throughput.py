@@ -107,7 +107,7 @@ def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_
                stop_ns: int, filename: str) -> dict[str, float]:
     log = open(out / "writer.log", "wb")  # noqa: SIM115 (closed below)
     writer = subprocess.Popen(
-        [sys.executable, "-m", "datastream", "filewriter", "--instrument", INSTRUMENT,
+        [sys.executable, "-m", "launcher", "filewriter", "--instrument", INSTRUMENT,
          "--broker", kafka.bootstrap, "--output-dir", str(out), "--group", "fwbench"],
         stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -133,7 +133,7 @@ def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, pro
     started_ms = time.time_ns() // 1_000_000
     fwd_log = open(work / f"forwarder_{topic}.log", "wb")  # noqa: SIM115 (closed below)
     forwarder = subprocess.Popen(
-        [sys.executable, "-m", "datastream", "--log-level", "warning", "forwarder",
+        [sys.executable, "-m", "launcher", "--log-level", "warning", "forwarder",
          "--instrument", "FBENCH", "--prefix", PREFIX, "--broker", kafka.bootstrap,
          "--streams", str(streams), "--no-run-log", "--no-use-storage"],
         env=os.environ | ports.client_env(), stdout=fwd_log, stderr=subprocess.STDOUT)

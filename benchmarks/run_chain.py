@@ -28,8 +28,8 @@ from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
-from datastream.supervisor import instrument_services
 from datastream.topic_ensure import ensure_topics
+from launcher.up import instrument_services
 
 
 def bench_config(d: Path, events_per_frame: int, rate_hz: float) -> Path:

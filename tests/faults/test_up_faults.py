@@ -49,7 +49,7 @@ def up(tmp_path):
         tmp_path / "config.toml")
     out = open(tmp_path / "up.out", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datastream", "up", "--config", str(config),
+        [sys.executable, "-m", "launcher", "up", "--config", str(config),
          "--broker-port", str(free_port()), "--ca-port", str(EPICS_PORTS.run_control_ca),
          "--se-ca-port", str(EPICS_PORTS.sample_env_ca),
          "--pva-port", str(free_port(block=4))],

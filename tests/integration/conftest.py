@@ -62,7 +62,7 @@ def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: P
 
     log = open(output_dir / "writer.log", "ab")  # noqa: SIM115 (closed below)
     writer = subprocess.Popen(
-        [sys.executable, "-m", "datastream", "filewriter", "--instrument", topics.instrument,
+        [sys.executable, "-m", "launcher", "filewriter", "--instrument", topics.instrument,
          "--broker", kafka.bootstrap, "--output-dir", str(output_dir), "--leeway", "0.5",
          "--flush-interval", "0.2", "--group", f"fw-{topics.instrument}", *extra_args],
         stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,

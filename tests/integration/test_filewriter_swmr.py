@@ -76,7 +76,7 @@ def test_readers_follow_a_growing_file_and_a_killed_writer_leaves_it_readable(
     # a reader that does not ask for SWMR refuses it until the flags are cleared
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r")
-    cleared = subprocess.run([sys.executable, "-m", "datastream", "h5clear", str(path)],
+    cleared = subprocess.run([sys.executable, "-m", "launcher", "h5clear", str(path)],
                              capture_output=True, text=True, timeout=60)
     assert cleared.returncode == 0, cleared.stderr
     assert "cleared" in cleared.stdout

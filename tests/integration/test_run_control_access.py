@@ -38,7 +38,7 @@ def test_only_the_acf_users_write_and_every_put_is_logged(kafka, topics, tmp_pat
     log = tmp_path / "ioc.log"
     with open(log, "wb") as out:
         ioc = subprocess.Popen(
-            [sys.executable, "-m", "datastream", "ioc", "--instrument", topics.instrument,
+            [sys.executable, "-m", "launcher", "ioc", "--instrument", topics.instrument,
              "--prefix", prefix, "--broker", kafka.bootstrap, "--data-dir", str(tmp_path),
              "--ca-port", str(EPICS_PORTS.run_control_ca), "--access-security", str(acf)],
             stdout=out, stderr=subprocess.STDOUT,
@@ -72,7 +72,7 @@ def test_a_bad_acf_stops_the_ioc_with_the_reason(kafka, topics, tmp_path):
     acf = tmp_path / "bad.acf"
     acf.write_text("ASG(DEFAULT) { RULE(1, WRITE) { UAG(ghosts) } }")
     result = subprocess.run(
-        [sys.executable, "-m", "datastream", "ioc", "--instrument", topics.instrument,
+        [sys.executable, "-m", "launcher", "ioc", "--instrument", topics.instrument,
          "--broker", kafka.bootstrap, "--data-dir", str(tmp_path),
          "--ca-port", str(EPICS_PORTS.run_control_ca), "--access-security", str(acf)],
         capture_output=True, text=True, timeout=60)

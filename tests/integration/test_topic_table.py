@@ -94,7 +94,7 @@ def test_the_command_line(kafka, topics, tmp_path):
                                            data_dir=tmp_path), tmp_path / "config.toml")
 
     def run(*action: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "datastream", "topics", *action,
+        return subprocess.run([sys.executable, "-m", "launcher", "topics", *action,
                                "--config", str(config)], capture_output=True, text=True,
                               timeout=60)
 

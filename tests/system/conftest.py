@@ -12,9 +12,9 @@ import pytest
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
-from datastream.processes import ServiceProcess
-from datastream.supervisor import instrument_services
 from datastream.topic_ensure import ensure_topics
+from launcher.processes import ServiceProcess
+from launcher.up import instrument_services
 from tests.conftest import EPICS_PORTS, wait_until
 
 INSTRUMENT = "SYS"

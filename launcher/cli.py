@@ -222,7 +222,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from datastream.supervisor import up
+    from launcher.up import up
 
     config = config_from_args(args)
     return up(config, external_broker=args.broker, ports=EpicsPorts(

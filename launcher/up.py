@@ -12,8 +12,8 @@ from pathlib import Path
 from datastream.epics_network import EpicsPorts, shell_exports, with_site_addresses
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin
-from datastream.processes import ServiceProcess, datastream_argv
 from datastream.topic_ensure import TopicsRefused, ensure_topics
+from launcher.processes import ServiceProcess, datastream_argv
 
 log = logging.getLogger(__name__)
 

@@ -68,4 +68,4 @@ class ServiceProcess:
 
 
 def datastream_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "datastream", *args]
+    return [sys.executable, "-m", "launcher", *args]

@@ -1,3 +1,0 @@
-from datastream.cli import main
-
-raise SystemExit(main())
