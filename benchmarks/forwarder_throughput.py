@@ -15,7 +15,11 @@ up to about 3,000 updates/s (84 % of a core, p99 ~ 200 ms) and collapses above ~
 PVA it saturates near 6,000/s; at 1,000/s its p99 latency is ~65 ms.
 
     .venv/bin/python benchmarks/forwarder_throughput.py [--rates 1000,10000,30000]
-        [--protocols ca,pva] [--schemas f142,f144] [--seconds 15]
+        [--protocols ca,pva] [--schemas f142,f144] [--seconds 15] [--metrics off,on]
+
+--metrics off,on runs each case twice, side by side: without /metrics, then with it served
+and scraped every second (five times as often as Prometheus's 5 s here), giving the cost of
+the metrics to the forwarder and the time a scrape takes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -114,8 +120,34 @@ def counted_drops(kafka: KafkaSettings, since_ms: int) -> int | None:
     return None if last is None else last["dropped_epics_backlog"] + last["dropped_queue_full"]
 
 
+class Scraper:
+    """GET /metrics every second on a thread; keeps how long each took."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.took_ms: list[float] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as reply:
+                    reply.read()
+                self.took_ms.append((time.perf_counter() - t0) * 1000)
+            except OSError:
+                self.failed += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, protocol: str,
-             schema: str, seconds: float) -> dict[str, object]:
+             schema: str, seconds: float, metrics: bool = False) -> dict[str, object]:
     n = max(1, rate // 10)
     topic = f"FBENCH_{protocol}_{schema}_{rate}_{time.monotonic_ns() % 10**6}"
     create_topic(kafka, topic)
@@ -132,20 +164,26 @@ def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, pro
     time.sleep(2)
     started_ms = time.time_ns() // 1_000_000
     fwd_log = open(work / f"forwarder_{topic}.log", "wb")  # noqa: SIM115 (closed below)
+    metrics_port = free_port() if metrics else 0
     forwarder = subprocess.Popen(
         [sys.executable, "-m", "launcher", "--log-level", "warning", "forwarder",
          "--instrument", "FBENCH", "--prefix", PREFIX, "--broker", kafka.bootstrap,
-         "--streams", str(streams), "--no-run-log", "--no-use-storage"],
+         "--streams", str(streams), "--no-run-log", "--no-use-storage",
+         "--metrics-port", str(metrics_port)],
         env=os.environ | ports.client_env(), stdout=fwd_log, stderr=subprocess.STDOUT)
     sampler = Sampler({"forwarder": forwarder.pid})
+    scraper = None
     try:
         time.sleep(WARMUP_S)
+        scraper = Scraper(metrics_port) if metrics else None
         proc = psutil.Process(forwarder.pid)
         cpu0, t0 = sum(proc.cpu_times()[:2]), time.time_ns()
         time.sleep(seconds)
         cpu1, t1 = sum(proc.cpu_times()[:2]), time.time_ns()
         rss_during = sampler.peak_rss
     finally:
+        if scraper is not None:
+            scraper.stop()
         sampler.stop()
         forwarder.terminate()
         try:
@@ -163,6 +201,10 @@ def run_case(kafka: KafkaSettings, work: Path, ports: EpicsPorts, rate: int, pro
     result["counted"] = counted_drops(kafka, started_ms)
     offered = n * 10 * (t1 - t0) / 1e9
     # an update of the window that never arrived is lost, whether or not later ones did
+    took = scraper.took_ms if scraper is not None else []
+    result.update(metrics=metrics, scrape_p50_ms=pct(took, 0.5) if took else None,
+                  scrape_p99_ms=pct(took, 0.99) if took else None,
+                  scrapes_failed=scraper.failed if scraper is not None else 0)
     result.update(rate=rate, protocol=protocol, schema=schema, offered=int(offered),
                   lost=max(0, int(offered) - result["received"]),
                   cpu=(cpu1 - cpu0) / ((t1 - t0) / 1e9), rss_mib=rss_during / 2**20,
@@ -178,6 +220,9 @@ def main() -> int:
     parser.add_argument("--schemas", default="f142,f144")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--broker", help="use this broker instead of an embedded one")
+    parser.add_argument("--metrics", default="off",
+                        help="off, on, or off,on: each case without and with /metrics "
+                        "(scraped every second), side by side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fbench-") as tmp, \
             kafka_broker(Path(tmp), args.broker) as kafka:
@@ -186,19 +231,27 @@ def main() -> int:
         ports = EpicsPorts(run_control_ca=free_port(), sample_env_ca=free_port(),
                            repeater=free_port(), pva_server=free_port(),
                            pva_broadcast=free_port())
-        print(f"{'protocol':8} {'schema':6} {'offered/s':>9} {'forwarded/s':>11} {'lost':>6} "
-              f"{'gaps':>6} {'counted':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>6} "
-              f"{'us/upd':>6} {'RSS MiB':>8}", flush=True)
+        print(f"{'protocol':8} {'schema':6} {'metrics':7} {'offered/s':>9} {'forwarded/s':>11} "
+              f"{'lost':>6} {'gaps':>6} {'counted':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>6} "
+              f"{'us/upd':>6} {'RSS MiB':>8} {'scrape ms p50/p99':>17}", flush=True)
+        modes = [m == "on" for m in args.metrics.split(",")]
         for protocol in args.protocols.split(","):
             for schema in args.schemas.split(","):
                 for rate in (int(r) for r in args.rates.split(",")):
-                    r = run_case(kafka, work, ports, rate, protocol, schema, args.seconds)
-                    counted = "?" if r["counted"] is None else r["counted"]
-                    cost_us = r["cpu"] * 1e6 / max(r["forwarded_per_s"], 1)
-                    print(f"{protocol:8} {schema:6} {rate:9d} {r['forwarded_per_s']:11.0f} "
-                          f"{r['lost']:6d} {r['gaps']:6d} {counted:>7} {r['p50_ms']:7.1f} "
-                          f"{r['p99_ms']:7.1f} {r['cpu']:6.0%} {cost_us:6.1f} "
-                          f"{r['rss_mib']:8.0f}", flush=True)
+                    for metrics in modes:
+                        r = run_case(kafka, work, ports, rate, protocol, schema, args.seconds,
+                                     metrics)
+                        counted = "?" if r["counted"] is None else r["counted"]
+                        cost_us = r["cpu"] * 1e6 / max(r["forwarded_per_s"], 1)
+                        scrape = ("-" if r["scrape_p50_ms"] is None else
+                                  f"{r['scrape_p50_ms']:.1f}/{r['scrape_p99_ms']:.1f}"
+                                  + (f" ({r['scrapes_failed']} failed)"
+                                     if r["scrapes_failed"] else ""))
+                        print(f"{protocol:8} {schema:6} {'on' if metrics else 'off':7} "
+                              f"{rate:9d} {r['forwarded_per_s']:11.0f} {r['lost']:6d} "
+                              f"{r['gaps']:6d} {counted:>7} {r['p50_ms']:7.1f} "
+                              f"{r['p99_ms']:7.1f} {r['cpu']:6.0%} {cost_us:6.1f} "
+                              f"{r['rss_mib']:8.0f} {scrape:>17}", flush=True)
     print("\nlost: offered in the window less received (the window's edges make a few); gaps: "
           "counter values missing between the first and last received of each PV;\ncounted: "
           "updates the forwarder itself reports dropped over the whole run (an IOC that "

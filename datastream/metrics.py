@@ -13,14 +13,22 @@ work for the metrics.
 
 from __future__ import annotations
 
+import bisect
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 import datastream
@@ -37,7 +45,7 @@ class Health:
     """What /healthz and /readyz answer; the service calls tick() from its main loop and
     status_sent() after each status message."""
 
-    def __init__(self, status_interval_s: float, kafka: KafkaSettings | None = None,
+    def __init__(self, status_interval_s: float | None, kafka: KafkaSettings | None = None,
                  topics: Iterable[str] = (), stall_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.status_interval_s = status_interval_s
@@ -64,7 +72,9 @@ class Health:
     def problems(self) -> list[str]:
         now = self._clock()
         out = self.healthy()
-        if self.last_status is None:
+        if self.status_interval_s is None:  # a service without status messages
+            pass
+        elif self.last_status is None:
             out.append("no status sent yet")
         elif now - self.last_status > 2 * self.status_interval_s:
             out.append(f"last status {now - self.last_status:.0f} s ago "
@@ -103,6 +113,28 @@ class Health:
         self._stop.set()
 
 
+class LatencyBuckets:
+    """A histogram cheap enough for every PV update: a bisect and two additions, under the
+    caller's own lock. Read by the scrape as a Prometheus histogram."""
+
+    BOUNDS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS_S) + 1)
+        self.total_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS_S, seconds)] += 1
+        self.total_s += seconds
+
+    def family(self, name: str, doc: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, n in zip((*self.BOUNDS_S, float("inf")), list(self.counts), strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", cumulative))
+        return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.total_s)
+
+
 class _Collector:
     """The service's own metrics plus those every service has."""
 
@@ -120,9 +152,10 @@ class _Collector:
         yield info
         yield GaugeMetricFamily("datastream_ready", "1 when /readyz answers 200",
                                 value=0 if self._health.problems() else 1)
-        yield GaugeMetricFamily("datastream_status_interval_seconds",
-                                "how often the service sends its status",
-                                value=self._health.status_interval_s)
+        if self._health.status_interval_s is not None:
+            yield GaugeMetricFamily("datastream_status_interval_seconds",
+                                    "how often the service sends its status",
+                                    value=self._health.status_interval_s)
         if self._health.last_status is not None:
             yield GaugeMetricFamily("datastream_last_status_timestamp_seconds",
                                     "when the service last sent its status (Unix time)",
@@ -201,8 +234,6 @@ def gauge(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
 def counter(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
             labels: Iterable[str] = ()) -> Metric:
     """A counter (exposed as <name>_total) from one value or label values -> value."""
-    from prometheus_client.core import CounterMetricFamily
-
     if not isinstance(values, dict):
         return CounterMetricFamily(name, doc, value=values)
     family = CounterMetricFamily(name, doc, labels=list(labels))
@@ -213,7 +244,9 @@ def counter(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
 
 def serve_metrics(port: int | None, service: str, instrument: str, health: Health,
                   collect: Callable[[], Iterable[Metric]]) -> MetricsServer | None:
-    """The endpoints if a port is given (0: any free port), else None."""
+    """The endpoints if a port is given (0: any free port), else None; on the address in
+    DATASTREAM_METRICS_HOST (default loopback: open it wider only for the monitoring host)."""
     if port is None:
         return None
-    return MetricsServer(port, service, instrument, health, collect).start()
+    host = os.environ.get("DATASTREAM_METRICS_HOST", "127.0.0.1")
+    return MetricsServer(port, service, instrument, health, collect, host=host).start()

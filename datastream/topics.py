@@ -18,6 +18,9 @@ TOPIC_SUFFIXES: tuple[str, ...] = (
     "forwarderStatus", "detSpecMap", "monitorHistograms",
     # the file writer's answ, wrdn and x5f2 where it may not write runInfo (Kafka ACLs)
     "writerStatus",
+    # `datastream doctor` writes a small message; the broker's append time gives the clock
+    # offset of the host against the broker
+    "heartbeat",
 )
 
 

@@ -133,6 +133,9 @@ class WriteJob:
         self._next_offset: dict[tuple[str, int], int] = {}
         self._abandon = threading.Event()
         self._unflushed_bytes = 0  # payload bytes taken since the last flush
+        # progress for the metrics, read by the scrape thread (whole ints: no lock needed)
+        self.bytes_read = 0
+        self.lag: dict[str, int] = {}  # topic -> messages behind the end, at the last flush
 
     @property
     def path(self) -> Path:
@@ -233,8 +236,7 @@ class WriteJob:
         elif self.resume and self.partial_path.exists():
             result.warnings.append(f"the earlier attempt's file is kept as "
                                    f"{self.partial_path.name}")
-        result.events = sum(getattr(w, "total_events", 0)
-                            for ws in self._writers.values() for w in ws)
+        result.events = self.events_written
         result.malformed = self._malformed
         for writers in self._writers.values():
             for writer in writers:
@@ -298,6 +300,7 @@ class WriteJob:
             now = time.monotonic()
             if now - last_flush > self._settings.flush_interval_s:
                 self._flush()
+                self._note_lag(consumer, partitions)
                 last_flush = now
             if stop_ns is None or self._clock_ns() < stop_ns + leeway_ns or messages:
                 continue
@@ -310,6 +313,26 @@ class WriteJob:
             if len(done) >= len(partitions):
                 return
 
+    def _note_lag(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Messages behind each topic's end, from the watermarks the fetches brought (no
+        request to the broker)."""
+        lag: dict[str, int] = {}
+        for tp in partitions:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                behind = max(0, high - self._next_offset[(tp.topic, tp.partition)])
+                lag[tp.topic] = lag.get(tp.topic, 0) + behind
+        self.lag = lag
+
+    @property
+    def queued_bytes(self) -> int:
+        """Taken from Kafka, not yet flushed to the file."""
+        return self._unflushed_bytes
+
+    @property
+    def events_written(self) -> int:
+        return sum(getattr(w, "total_events", 0) for ws in self._writers.values() for w in ws)
+
     def _wait_for_stop(self) -> None:
         while not self._abandon.is_set():
             stop_ns = self.stop_ns
@@ -319,7 +342,9 @@ class WriteJob:
 
     def _check_room(self, messages: list) -> None:
         """DiskFull before anything is written that might not fit (see disk_space)."""
-        self._unflushed_bytes += sum(len(m.value() or b"") for m in messages)
+        taken = sum(len(m.value() or b"") for m in messages)
+        self._unflushed_bytes += taken
+        self.bytes_read += taken
         check_room(self._resolved, self._unflushed_bytes)
 
     def _drained(self, consumer: Consumer, tp: TopicPartition) -> bool:

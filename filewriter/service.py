@@ -29,10 +29,13 @@ from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
+from datastream.logs import set_context
+from datastream.metrics import Health, serve_metrics
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import CommandError, StartJob, StopJob, parse_start, parse_stop
 from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
 from filewriter.journal import JobJournal
+from filewriter.metrics import collect
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,12 @@ class FileWriterService:
         # jobs that exist (running or done, here or at another writer): a stop for any other
         # job is answered 400, a second start of one of them too
         self._known_jobs: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # for the metrics: finished jobs by outcome, and what they wrote
+        self.jobs_finished: collections.Counter[str] = collections.Counter()
+        self.events_finished = 0
+        self.bytes_finished = 0
+        self.health = Health(STATUS_INTERVAL_S, kafka,
+                             {settings.job_pool_topic, settings.status_topic})
 
     def _know(self, job_id: str) -> None:
         self._known_jobs[job_id] = None
@@ -146,6 +155,7 @@ class FileWriterService:
             "datastream-filewriter", datastream.__version__, self._service_id,
             socket.gethostname(), os.getpid(), int(STATUS_INTERVAL_S * 1000),
             json.dumps(status)))
+        self.health.status_sent()
 
     # -- commands --
     def _on_pool_message(self, payload: bytes, topic: str, offset: int) -> None:
@@ -197,6 +207,7 @@ class FileWriterService:
     def _start(self, command: StartJob, run_start: bytes, where: tuple[str, int] | None,
                resume: bool = False) -> None:
         control_topic = command.control_topic or self.settings.status_topic
+        set_context(job_id=command.job_id)
         # owned before the pool moves past it: a writer that dies from here on takes the job
         # back from its journal when it starts again
         if not resume:
@@ -209,6 +220,7 @@ class FileWriterService:
             self.journal.remove(command.job_id)
             self._answer(control_topic, command.job_id, "", ActionType.StartJob, False,
                          exc.status_code, str(exc))
+            set_context(job_id=None)
             return
         self._know(command.job_id)
         what = "resuming" if resume else "writing"
@@ -284,6 +296,10 @@ class FileWriterService:
         assert running is not None and running.result is not None
         result = running.result
         cmd = running.job.command
+        self.events_finished += result.events
+        self.bytes_finished += running.job.bytes_read
+        self.jobs_finished["handed_on" if result.abandoned
+                           else "failed" if result.error else "succeeded"] += 1
         if result.abandoned:
             # the writer is stopping: no wrdn, the job stays in the journal and is resumed
             log.warning("handed on %s: it is written again from the run's start when this "
@@ -309,6 +325,7 @@ class FileWriterService:
             log.error("the wrdn of %s is not acknowledged; the job stays in the journal",
                       cmd.filename)
         log.info("finished %s: %s", cmd.filename, message)
+        set_context(job_id=None)
         self._running = None
         if self._control is not None:
             self._control.close()
@@ -392,7 +409,13 @@ class FileWriterService:
         if running.result is not None:
             self._finish()
 
+    @property
+    def running_job(self) -> WriteJob | None:
+        running = self._running
+        return running.job if running is not None else None
+
     def _step(self) -> None:
+        self.health.tick()
         if self._running is None:
             msg = self._pool.poll(0.2)
             if msg is not None and not msg.error():
@@ -428,7 +451,8 @@ class FileWriterService:
 
 def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id: str,
         stop: threading.Event | None = None, instance_id: str | None = None,
-        status_topic: str | None = None) -> None:
+        status_topic: str | None = None, metrics_port: int | None = None,
+        instrument: str = "") -> None:
     """`status_topic`: send every report there (default: answ and wrdn to the job's control
     topic, x5f2 to the job pool topic, as at ISIS where both are <INST>_runInfo)."""
     stop = stop or threading.Event()
@@ -440,5 +464,12 @@ def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id:
                                instance_id=instance_id or f"{group_id}-{socket.gethostname()}",
                                reports_to_status_topic=status_topic is not None)
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        FileWriterService(settings, kafka).run(stop)
+    service = FileWriterService(settings, kafka)
+    metrics = serve_metrics(metrics_port, "filewriter", instrument, service.health,
+                            lambda: collect(service))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            service.run(stop)
+    finally:
+        if metrics is not None:
+            metrics.close()

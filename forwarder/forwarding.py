@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from datastream.metrics import LatencyBuckets
 from datastream.streams import Stream
 from forwarder.publisher import Publisher
 from forwarder.serialisers import SERIALISERS, alarm_message, connection_message
@@ -82,6 +83,7 @@ class Forwarding:
         # connection change still has its connection state
         self._last_connection: dict[Subscription, bytes] = {}
         self._updates = self._forwarded = self._old = self._bad_time = self._errors = 0
+        self.latency = LatencyBuckets()  # written under self._lock, read by the scrape
         periodic = periodic or set()
         self.set_streams({s: s in periodic for s in streams})
 
@@ -164,6 +166,8 @@ class Forwarding:
         with self._lock:
             self._forwarded += forwarded
             self._errors += errors
+            if forwarded:  # EPICS timestamp to in the producer's queue
+                self.latency.observe((self._clock_ns() - ts) / 1e9)
             if latest:
                 self._last_payload.update(latest)
 
@@ -212,6 +216,12 @@ class Forwarding:
         now_ms = self._clock_ns() // NS_PER_MS
         return sum(self._publisher.publish(s.topic, s.channel.encode(), p, now_ms)
                    for s, p in pending)
+
+    def latency_copy(self) -> LatencyBuckets:
+        with self._lock:
+            copy = LatencyBuckets()
+            copy.counts, copy.total_s = list(self.latency.counts), self.latency.total_s
+            return copy
 
     def counters(self) -> ForwarderCounters:
         with self._lock:

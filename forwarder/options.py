@@ -39,6 +39,8 @@ class ForwarderOptions:
     # idempotent production: a retry after a lost acknowledgement (leader change, broker
     # restart) does not put an update in the topic twice
     idempotent: bool = True
+    # /metrics, /healthz, /readyz over HTTP on this port (0: not served)
+    metrics_port: int = 0
 
     def resolved(self, config: InstrumentConfig) -> ForwarderOptions:
         topics = config.topics
@@ -61,6 +63,8 @@ _HELP = {
     "queue_max_messages": "producer queue bound (messages)",
     "queue_max_kbytes": "producer queue bound (KiB)",
     "idempotent": "produce idempotently (no duplicate after a retry)",
+    "metrics_port": "serve /metrics, /healthz and /readyz on this port (0: not served; "
+                    "address from DATASTREAM_METRICS_HOST, default 127.0.0.1)",
 }
 
 

@@ -20,6 +20,7 @@ from streaming_data_types.status_x5f2 import serialise_x5f2
 import datastream
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin, make_producer
+from datastream.metrics import Health, serve_metrics
 from datastream.schemas import MalformedMessage
 from datastream.streams import Stream, runlog_streams
 from datastream.topic_listener import TopicListener
@@ -27,6 +28,7 @@ from forwarder.ca_source import CaSource
 from forwarder.config_update import ConfigCommand, apply_command, decode_command
 from forwarder.forwarding import Forwarding
 from forwarder.ibex_blocks import BlocksWatcher, block_streams
+from forwarder.metrics import collect
 from forwarder.options import ForwarderOptions
 from forwarder.publisher import Publisher
 from forwarder.pva_source import PvaSource
@@ -69,6 +71,8 @@ class ForwarderService:
         self._listener = TopicListener(kafka, self.options.config_topic, self.on_config_message)
         self._blocks = (BlocksWatcher(config.prefix, self.on_blocks)
                         if self.options.ibex_blocks else None)
+        self.health = Health(self.options.status_interval_s, kafka,
+                             [self.options.config_topic, self.options.status_topic])
 
     # -- the stream set --
     def apply(self, owner: str, streams: dict[Stream, bool]) -> None:
@@ -161,6 +165,7 @@ class ForwarderService:
             producer.produce(self.options.status_topic, payload,
                              timestamp=time.time_ns() // 1_000_000)
             producer.poll(0)
+            self.health.status_sent()
         except BufferError:
             log.warning("status message dropped: producer queue full")
 
@@ -189,6 +194,7 @@ class ForwarderService:
         try:
             while not stop.is_set():
                 self.changed.wait(0.25)
+                self.health.tick()
                 now = time.monotonic()
                 if now - last_periodic >= self.options.periodic_interval_s:
                     self.forwarding.republish()
@@ -215,8 +221,12 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, stop: threading.Event | 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = ForwarderService(config, kafka, options or ForwarderOptions())
+    metrics = serve_metrics(service.options.metrics_port or None, "forwarder", config.name,
+                            service.health, lambda: collect(service))
     service.start()
     try:
         service.serve(stop)
     finally:
+        if metrics is not None:
+            metrics.close()
         service.close()

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
+from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
 from ioc.access_security import AcfError, default_config, load_acf, secure
 from ioc.event_count import count_run_events
 from ioc.forwarder_status import ForwarderStatus
+from ioc.metrics import collect
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
 from ioc.run_record import RunInfo, RunRecordStore
@@ -101,6 +103,11 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         raise SystemExit(f"access security: {exc}") from exc
     secure(ioc.pvdb, access, logging.getLogger("caputlog"))
     log.info("access security: %s", acf_path or "built-in (writes from this host only)")
+    # no status message of its own: ready is the broker and topics; healthy is the CA scan
+    health = Health(None, kafka, [topics.run_info, topics.events])
+    ioc.on_scan = health.tick
+    metrics = serve_metrics(args.metrics_port or None, "run-control-ioc", config.name, health,
+                            lambda: collect(control, dae))
     dae.start()
     for listener in listeners:
         listener.start()
@@ -109,6 +116,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     try:
         run_server(ioc.pvdb, interfaces=args.interfaces.split(), log_pv_names=False)
     finally:
+        if metrics is not None:
+            metrics.close()
         control.close()
         for listener in listeners:
             listener.close()

@@ -23,6 +23,7 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.kafka_client import DeliveryError, deliver
+from datastream.logs import set_context
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
 from ioc.nexus_template import RunMetadata, nexus_structure
@@ -97,6 +98,9 @@ class RunControl:
         self._messages: list[str] = []
         self._retry: threading.Thread | None = None
         self._closed = threading.Event()
+        # for the metrics (run starts and stops as dashboard annotations)
+        self.runs_begun = 0
+        self.runs_ended: dict[str, int] = {"end": 0, "abort": 0}
 
     # -- what the PVs show --
     @property
@@ -187,6 +191,8 @@ class RunControl:
             raise RunControlError(self.error_message()) from exc
         self._set(RunState.PAUSED if paused else RunState.RUNNING)
         self.dae.begin(run.start_ns, paused=paused)
+        self.runs_begun += 1
+        set_context(run_number=run_number)
         log.info("run %d started: %s, job %s", run_number, run.filename, run.job_id)
         return run
 
@@ -208,6 +214,7 @@ class RunControl:
 
     def _finish(self, command: Command) -> None:
         previous = self._enter(command)
+        self.runs_ended["abort" if command is Command.ABORT else "end"] += 1
         # the next millisecond: every frame the DAE already made (its time <= now, and frame
         # times need not be whole milliseconds) lies before the stop, in the run
         stop_ms = self._now_ms() + 1

@@ -14,13 +14,9 @@ from pathlib import Path
 from datastream.epics_network import EpicsPorts, shell_exports
 from datastream.instrument import InstrumentConfig, add_instrument_arguments, config_from_args
 from datastream.kafka_client import KafkaSettings, add_kafka_arguments, settings_from_args
+from datastream.logs import set_context, setup_logging
 
 log = logging.getLogger("datastream")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _service_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
@@ -31,8 +27,17 @@ def _service_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
     return parser
 
 
+def _add_metrics_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int,
+                        default=int(os.environ.get("DATASTREAM_METRICS_PORT", 0)),
+                        help="serve /metrics, /healthz and /readyz on this HTTP port (0, the "
+                        "default: not served; address from DATASTREAM_METRICS_HOST, default "
+                        "127.0.0.1)")
+
+
 def _config_and_kafka(args: argparse.Namespace) -> tuple[InstrumentConfig, KafkaSettings]:
     config = config_from_args(args)
+    set_context(instrument=config.name)
     if not args.broker:
         args.broker = config.broker
     return config, settings_from_args(args)
@@ -47,10 +52,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
         nodes = embedded.cluster_nodes(data_dir, args.nodes, port=args.port)
     else:
         nodes = [embedded.BrokerConfig(data_dir=data_dir, port=args.port,
-                                       controller_port=args.controller_port)]
+                                       controller_port=args.controller_port,
+                                       metrics_port=args.metrics_port or None)]
     if args.action == "fetch":
         path = embedded.fetch_jars(quiet=not args.verbose)
         print(f"Kafka {embedded.KAFKA_VERSION} jars in {path}")
+        print(f"JMX exporter in {embedded.fetch_jmx_exporter(quiet=not args.verbose)}")
     elif args.action == "start":
         pids = embedded.start_cluster(nodes)
         print(f"Kafka ({len(nodes)} node{'s' if len(nodes) > 1 else ''}, pids "
@@ -185,7 +192,8 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
                       max_queued_mb=args.max_queued_mb)
     run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}",
         instance_id=args.instance_id,
-        status_topic=config.topics.writer_status if args.reports_apart else None)
+        status_topic=config.topics.writer_status if args.reports_apart else None,
+        metrics_port=args.metrics_port or None, instrument=config.name)
     return 0
 
 
@@ -194,8 +202,25 @@ def cmd_liveview(args: argparse.Namespace) -> int:
 
     config, kafka = _config_and_kafka(args)
     ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port)
-    run(config, kafka, ports)
+    run(config, kafka, ports, metrics_port=args.metrics_port or None)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from launcher.doctor import doctor
+    from launcher.up import metrics_ports
+
+    config, kafka = _config_and_kafka(args)
+    services: dict[str, str] = {}
+    for item in args.service or []:
+        name, _, address = item.partition("=")
+        if not address:
+            raise SystemExit(f"--service {item!r}: give NAME=HOST:PORT")
+        services[name] = address
+    if not services:  # the ports `datastream up` gives them
+        services = {name: f"127.0.0.1:{port}" for name, port in
+                    metrics_ports(args.metrics_port).items() if name != "kafka-broker"}
+    return doctor(config, kafka, services)
 
 
 def cmd_h5clear(args: argparse.Namespace) -> int:
@@ -229,13 +254,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
         pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1,
         liveview_pva=args.pva_port + 2, liveview_pva_broadcast=args.pva_port + 3),
-        broker_port=args.broker_port, config_file=Path(args.config).resolve())
+        broker_port=args.broker_port, config_file=Path(args.config).resolve(),
+        metrics_base=args.metrics_port or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datastream", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("DATASTREAM_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default=os.environ.get("DATASTREAM_LOG_FORMAT", "text"),
+                        choices=["text", "json"],
+                        help="json: one JSON object a line (time, level, service, instrument, "
+                        "job_id, run_number, logger, message) for journald and log shippers "
+                        "(env DATASTREAM_LOG_FORMAT)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start a whole local instrument: broker, topics, sample "
@@ -248,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--se-ca-port", type=int, default=5066,
                     help="sample-environment IOC CA port")
     up.add_argument("--pva-port", type=int, default=5075)
+    up.add_argument("--metrics-port", type=int, default=9400,
+                    help="/metrics of the run-control IOC, forwarder, file writer, live view "
+                    "and embedded broker at this port +1 ... +5 (0: none); a Prometheus "
+                    "config for them is written to <data-dir>/prometheus/")
     up.set_defaults(func=cmd_up)
 
     broker = sub.add_parser("broker", help="the embedded Kafka broker (KRaft): one node, or "
@@ -259,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--nodes", type=int, default=1,
                         help="a cluster of this many nodes (ports --port, +2, +4, ...; "
                         "controllers one above each), replication 3, min.insync.replicas 2")
+    broker.add_argument("--metrics-port", type=int, default=0,
+                        help="the JMX exporter's /metrics on this port (per-topic rates, "
+                        "replication; one node only; 0: none)")
     broker.add_argument("--verbose", action="store_true")
     broker.set_defaults(func=cmd_broker)
 
@@ -283,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ioc.main import add_arguments as add_ioc_arguments
 
     add_ioc_arguments(ioc)
+    _add_metrics_argument(ioc)
     ioc.set_defaults(func=cmd_ioc)
 
     se_ioc = sub.add_parser("se-ioc", help="the simulated sample environment: a real EPICS IOC "
@@ -319,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="send every answ, wrdn and x5f2 to <INST>_writerStatus instead of "
                     "<INST>_runInfo, so the writer needs no write access to the topic of run "
                     "starts (Kafka ACLs)")
+    _add_metrics_argument(fw)
     fw.set_defaults(func=cmd_filewriter)
 
     live = _service_parser(sub, "liveview", "the live view: the current run's counts and "
@@ -327,7 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--pva-search-port", type=int, default=5078,
                       help="its PVA server's UDP search port (clients list 127.0.0.1:PORT "
                       "in EPICS_PVA_ADDR_LIST; `datastream env` does)")
+    _add_metrics_argument(live)
     live.set_defaults(func=cmd_liveview)
+
+    doc = _service_parser(sub, "doctor", "check a running instrument, one line a check: the "
+                          "broker answers, topics as the table says, this host's clock against "
+                          "the broker's, each service ready (/readyz), data-disk headroom; "
+                          "exit 1 if one fails")
+    doc.add_argument("--service", action="append", metavar="NAME=HOST:PORT",
+                     help="a service's metrics address (repeat; default: the ports `up` "
+                     "gives them from --metrics-port)")
+    doc.add_argument("--metrics-port", type=int, default=9400,
+                     help="the base port `up` was given (default 9400)")
+    doc.set_defaults(func=cmd_doctor)
 
     clear = sub.add_parser("h5clear", help="make a file left by a killed file writer "
                            "readable without SWMR (clears HDF5's open-for-write flags, as "
@@ -344,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format, service=args.command)
     try:
         return args.func(args)
     except KeyboardInterrupt:

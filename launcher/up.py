@@ -14,15 +14,30 @@ from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin
 from datastream.topic_ensure import TopicsRefused, ensure_topics
 from launcher.processes import ServiceProcess, datastream_argv
+from launcher.prometheus_config import write_prometheus_config
 
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 5
+# `up --metrics-port BASE`: each service's /metrics at BASE + its offset, the broker's too
+METRICS_OFFSETS = {"run-control-ioc": 1, "forwarder": 2, "filewriter": 3, "liveview": 4,
+                   "kafka-broker": 5}
+
+
+def metrics_ports(base: int | None) -> dict[str, int]:
+    return {name: base + offset for name, offset in METRICS_OFFSETS.items()} if base else {}
 
 
 def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPorts,
-                        config_file: Path | None = None) -> list[ServiceProcess]:
-    """The instrument's processes, in start order."""
+                        config_file: Path | None = None,
+                        metrics: dict[str, int] | None = None) -> list[ServiceProcess]:
+    """The instrument's processes, in start order; `metrics`: service name -> its
+    /metrics port."""
+    metrics = metrics or {}
+
+    def served(name: str) -> list[str]:
+        return ["--metrics-port", str(metrics[name])] if name in metrics else []
+
     common = ["--instrument", config.name, "--prefix", config.prefix,
               "--data-dir", str(config.data_dir)]
     if config_file is not None:
@@ -35,17 +50,20 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
             "se-ioc", *common, "--ca-port", str(ports.sample_env_ca),
             "--pva-port", str(ports.pva_server)),
             ports.server_env(ports.sample_env_ca), logs / "sample-env-ioc.log"),
-        ServiceProcess("filewriter", datastream_argv("filewriter", *common, *kafka), client,
-                       logs / "filewriter.log"),
+        ServiceProcess("filewriter", datastream_argv(
+            "filewriter", *common, *kafka, *served("filewriter")), client,
+            logs / "filewriter.log"),
         ServiceProcess("run-control-ioc", datastream_argv(
-            "ioc", *common, *kafka, "--ca-port", str(ports.run_control_ca)),
+            "ioc", *common, *kafka, "--ca-port", str(ports.run_control_ca),
+            *served("run-control-ioc")),
             ports.server_env(ports.run_control_ca), logs / "run-control-ioc.log"),
-        ServiceProcess("forwarder", datastream_argv("forwarder", *common, *kafka), client,
-                       logs / "forwarder.log"),
+        ServiceProcess("forwarder", datastream_argv(
+            "forwarder", *common, *kafka, *served("forwarder")), client,
+            logs / "forwarder.log"),
         ServiceProcess("liveview", datastream_argv(
             "liveview", *common, *kafka, "--pva-port", str(ports.liveview_pva),
-            "--pva-search-port", str(ports.liveview_pva_broadcast)), client,
-            logs / "liveview.log"),
+            "--pva-search-port", str(ports.liveview_pva_broadcast), *served("liveview")),
+            client, logs / "liveview.log"),
     ]
 
 
@@ -127,7 +145,7 @@ def wait_until_ready(config: InstrumentConfig, kafka: KafkaSettings,
 
 def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
        broker_port: int = 9092,
-       config_file: Path | None = None) -> int:
+       config_file: Path | None = None, metrics_base: int | None = None) -> int:
     from datastream.broker import embedded
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,11 +153,14 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     # this process reads the IOC over CA to know it is up
     os.environ.update(with_site_addresses(ports.client_env(), os.environ))
     supervised: list = []
+    metrics = metrics_ports(metrics_base)
     if external_broker:
         bootstrap = external_broker
+        metrics.pop("kafka-broker", None)
     else:
         broker = EmbeddedBrokerProcess(embedded.BrokerConfig(
-            config.data_dir / "broker", port=broker_port, controller_port=broker_port + 1))
+            config.data_dir / "broker", port=broker_port, controller_port=broker_port + 1,
+            metrics_port=metrics.get("kafka-broker")))
         print(f"starting Kafka {embedded.KAFKA_VERSION} on {broker.config.bootstrap} ...",
               flush=True)
         broker.start()
@@ -148,7 +169,10 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     kafka = KafkaSettings(bootstrap)
     _ensure_topics(config, kafka)
 
-    services = instrument_services(config, bootstrap, ports, config_file)
+    services = instrument_services(config, bootstrap, ports, config_file, metrics)
+    if metrics:
+        write_prometheus_config(config.data_dir / "prometheus" / "prometheus.yml", config.name,
+                                {name: f"127.0.0.1:{port}" for name, port in metrics.items()})
     supervised.extend(services)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -160,7 +184,7 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     if late:
         print(f"!! not ready after 120 s: {', '.join(late)}; see {config.data_dir / 'logs'}/",
               flush=True)
-    _print_summary(config, bootstrap, ports, services)
+    _print_summary(config, bootstrap, ports, services, metrics)
     try:
         while not stop.wait(1.0):
             for service in supervised:
@@ -211,8 +235,13 @@ def _restart(service: ServiceProcess) -> None:
 
 
 def _print_summary(config: InstrumentConfig, bootstrap: str, ports: EpicsPorts,
-                   services: list[ServiceProcess]) -> None:
+                   services: list[ServiceProcess], metrics: dict[str, int]) -> None:
     p = config.prefix
+    scrape = (f"""
+  Metrics          {', '.join(f'{n} :{port}' for n, port in metrics.items())}
+                   (http://127.0.0.1:PORT/metrics, /healthz, /readyz); Prometheus:
+                   prometheus --config.file={config.data_dir / 'prometheus' / 'prometheus.yml'}"""
+              if metrics else "")
     print(f"""
 Instrument {config.name} is up and ready.
   Kafka broker     {bootstrap}   (topics {config.name}_runInfo, _events, _sampleEnv, ...)
@@ -220,7 +249,7 @@ Instrument {config.name} is up and ready.
   Sample env PVs   {p}SE:*  (real EPICS IOC, CA port {ports.sample_env_ca}, PVA {ports.pva_server})
   Live view PVs    {p}LIVE:*  (PVA port {ports.liveview_pva}, e.g. {p}LIVE:EVENTS)
   NeXus files      {config.files_dir}/{config.name}NNNNNNNN.nxs
-  Logs             {config.data_dir / 'logs'}/
+  Logs             {config.data_dir / 'logs'}/{scrape}
   Processes        {', '.join(f'{s.name} (pid {s.proc.pid})' for s in services if s.proc)}
 
 In another shell (the IOCs listen on loopback only):

@@ -26,6 +26,7 @@ class RunHistogram:
         # far larger than the caches: the kernel that sorts events by pixel block first
         self._blocked = n_pixels * channels.channels > BLOCKED_ABOVE
         self._scratch = np.empty(0, np.int64)
+        self.events_ever = 0  # over every run this process binned, for the metrics
         self.reset(self.window)
 
     def reset(self, window: Window) -> None:
@@ -78,6 +79,7 @@ class RunHistogram:
                 skipped = bin_linear(self.counts, pixel_id, tof, self.first_pixel,
                                      c.tof_min_ns, c.tof_max_ns, c.channels)
             self.events += len(tof)
+            self.events_ever += len(tof)
             self.outside += int(skipped)
             self.frames += int(mask.sum())
             self.last_pulse_ns = max(self.last_pulse_ns, int(ref[mask].max()))

@@ -19,8 +19,10 @@ from streaming_data_types.eventdata_ev44 import deserialise_ev44
 from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from datastream.schemas import schema_id
+from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import RunHistogram
@@ -209,18 +211,23 @@ class LiveView:
 
 
 def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
-        stop: threading.Event | None = None) -> None:
+        stop: threading.Event | None = None, metrics_port: int | None = None) -> None:
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     view = LiveView(config, kafka, LiveSettings.from_config(config), ports)
     view.pvs.start()
+    # no status message: ready is the broker and topics, healthy is the publishing loop
+    health = Health(None, kafka, [config.topics.run_info, config.topics.events])
+    metrics = serve_metrics(metrics_port, "liveview", config.name, health,
+                            lambda: collect(view))
     consumer = threading.Thread(target=view.consume, args=(stop,), name="live-consumer")
     consumer.start()
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
              ports.liveview_pva)
     try:
         while not stop.wait(PUBLISH_INTERVAL_S):
+            health.tick()
             view.publish()
             if not consumer.is_alive():
                 raise SystemExit("the live view's consumer stopped")
@@ -229,4 +236,6 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     finally:
         stop.set()
         consumer.join(10)
+        if metrics is not None:
+            metrics.close()
         view.pvs.close()

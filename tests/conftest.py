@@ -73,6 +73,10 @@ def h5file() -> Iterator[h5py.File]:
         yield f
 
 
+# the session broker's JMX exporter (per-topic rates), scraped by the monitoring test
+BROKER_METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Apache Kafka broker (KRaft, single node) for the whole session."""
@@ -80,7 +84,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     port = free_port()
     config = embedded.BrokerConfig(tmp_path_factory.mktemp("kafka"), port=port,
-                                   controller_port=free_port(), heap="768m")
+                                   controller_port=free_port(), heap="768m",
+                                   metrics_port=BROKER_METRICS_PORT)
     embedded.start(config)
     try:
         yield config.bootstrap

@@ -29,8 +29,30 @@ KAFKA_VERSION = re.search(r"<kafka.version>(.+?)</kafka.version>", POM.read_text
 LIBS_DIR = CACHE_DIR / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
+# the Prometheus JMX exporter, loaded as a javaagent when a BrokerConfig has a metrics_port
+JMX_EXPORTER = "io.prometheus.jmx:jmx_prometheus_javaagent:1.0.1"
+JMX_EXPORTER_JAR = CACHE_DIR / "jmx-exporter" / "jmx_prometheus_javaagent-1.0.1.jar"
+JMX_EXPORTER_RULES = Path(__file__).with_name("jmx_exporter.yml")
+
+
 class BrokerError(RuntimeError):
     pass
+
+
+def fetch_jmx_exporter(jar: Path = JMX_EXPORTER_JAR, quiet: bool = True) -> Path:
+    """The exporter's jar, kept apart from the broker's classpath (it is only an agent)."""
+    if jar.exists():
+        return jar
+    jar.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["mvn", "-B", "dependency:copy", f"-Dartifact={JMX_EXPORTER}",
+           f"-DoutputDirectory={jar.parent}"]
+    if quiet:
+        cmd.insert(1, "-q")
+    result = subprocess.run(cmd, capture_output=quiet, text=True, cwd=jar.parent.parent)
+    if result.returncode != 0 or not jar.exists():
+        raise BrokerError(f"mvn could not fetch {JMX_EXPORTER}:\n"
+                          f"{(result.stdout or '')[-3000:]}{(result.stderr or '')[-2000:]}")
+    return jar
 
 
 def fetch_jars(libs_dir: Path = LIBS_DIR, quiet: bool = True) -> Path:
@@ -80,6 +102,8 @@ class BrokerConfig:
     quorum_voters: str = ""
     cluster_id: str = ""
     replication: int = 1
+    # the JMX exporter's /metrics on 127.0.0.1:metrics_port (per-topic rates, replication)
+    metrics_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -271,11 +295,21 @@ def _log4j_config(path: Path) -> Path:
     return path
 
 
-def _java(config: BrokerConfig, libs: Path, main: str, *args: str) -> list[str]:
+def _java(config: BrokerConfig, libs: Path, main: str, *args: str,
+          agents: tuple[str, ...] = ()) -> list[str]:
     log4j = _log4j_config(config.data_dir / "log4j2.properties")
     return ["java", "-Xms256m", f"-Xmx{config.heap}", "-XX:+UseG1GC",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", *agents,
             "-cp", f"{libs}/*", main, *args]
+
+
+def _agents(config: BrokerConfig) -> tuple[str, ...]:
+    if config.metrics_port is None:
+        return ()
+    if port_open(config.metrics_port):
+        raise BrokerError(f"metrics port {config.metrics_port} is taken by another process")
+    jar = fetch_jmx_exporter()
+    return (f"-javaagent:{jar}=127.0.0.1:{config.metrics_port}:{JMX_EXPORTER_RULES}",)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -395,7 +429,8 @@ def launch(config: BrokerConfig) -> subprocess.Popen:
     _write_private(config.properties_file, config.server_properties())
     with open(config.console_log, "ab") as out:
         proc = subprocess.Popen(
-            _java(config, libs, "kafka.Kafka", str(config.properties_file)),
+            _java(config, libs, "kafka.Kafka", str(config.properties_file),
+                  agents=_agents(config)),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     config.pid_file.write_text(str(proc.pid))

@@ -110,3 +110,15 @@ def test_the_command_line(kafka, topics, tmp_path):
     (tmp_path / "topics.toml").write_text("[events]\npartitions = 0\n")
     bad = run("ensure")
     assert bad.returncode == 1 and "partitions must be a whole number >= 1" in bad.stderr
+
+
+def test_doctor_without_a_broker_fails_at_once(tmp_path):
+    config = write_config(InstrumentConfig(name="NOBRK", data_dir=tmp_path),
+                          tmp_path / "config.toml")
+    out = subprocess.run([sys.executable, "-m", "launcher", "doctor", "--config", str(config),
+                          "--broker", "127.0.0.1:1", "--service", "forwarder=127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("FAIL broker") and "127.0.0.1:1: no answer" in lines[0]
+    assert lines[1].startswith("FAIL forwarder") and lines[2].startswith("OK   data disk")

@@ -15,7 +15,7 @@ from datastream.paths import REPO_ROOT
 from datastream.topic_ensure import ensure_topics
 from launcher.processes import ServiceProcess
 from launcher.up import instrument_services
-from tests.conftest import EPICS_PORTS, wait_until
+from tests.conftest import EPICS_PORTS, free_port, wait_until
 
 INSTRUMENT = "SYS"
 PREFIX = "TE:SYS:"
@@ -27,6 +27,8 @@ class Instrument:
     data_dir: Path
     kafka: KafkaSettings
     services: dict[str, ServiceProcess]
+    # service name -> port of its /metrics, /healthz, /readyz
+    metrics: dict[str, int]
     prefix: str = PREFIX
 
     def pv(self, suffix: str) -> str:
@@ -76,10 +78,12 @@ def instrument(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
     config_path = _write_config(d)
     config = load_config(config_path)
     ensure_topics(kafka, config.topics, config.topic_table())
-    services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path)
+    metrics = {name: free_port() for name in ("run-control-ioc", "forwarder", "filewriter",
+                                               "liveview")}
+    services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path, metrics)
     for service in services:
         service.start()
-    inst = Instrument(config_path, d, kafka, {s.name: s for s in services})
+    inst = Instrument(config_path, d, kafka, {s.name: s for s in services}, metrics)
     try:
         wait_until(lambda: caget(inst.pv("FILEWRITER:STATE"), as_string=True) == "IDLE", 90,
                    "the run-control IOC and an idle file writer")

@@ -1,0 +1,24 @@
+"""Debian tools some tests need (prometheus, promtool, ...), installed by install.sh. Where one
+is missing a test skips, saying the exact command, except in CI (CI=true), where it fails:
+a test never skips silently in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# tool -> the Debian package that has it
+PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is not None:
+        return path
+    message = (f"{tool} is not installed: ./install.sh installs it as root, or run "
+               f"`sudo apt-get install -y {PACKAGES.get(tool, tool)}`")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)

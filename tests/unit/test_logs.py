@@ -1,0 +1,29 @@
+"""JSON-lines logs carry the service, instrument, job and run with every record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from datastream.logs import JsonFormatter, set_context
+
+
+def test_a_json_line_has_the_context_and_the_traceback():
+    set_context(service="filewriter", instrument="LOQ", job_id="j1", run_number=12)
+    try:
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            record = logging.LogRecord("filewriter.job", logging.ERROR, __file__, 1,
+                                       "job %s failed", ("j1",), sys.exc_info())
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        set_context(service=None, instrument=None, job_id=None, run_number=None)
+    assert line["level"] == "error" and line["message"] == "job j1 failed"
+    assert (line["service"], line["instrument"], line["job_id"], line["run_number"]) == (
+        "filewriter", "LOQ", "j1", 12)
+    assert "ValueError: bad" in line["exception"] and line["time"].endswith("+00:00")
+    set_context(job_id=None)
+    assert "job_id" not in json.loads(JsonFormatter().format(logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "m", (), None)))

@@ -1,0 +1,85 @@
+"""The shared metrics endpoints: readiness reasons, the cheap latency histogram, the HTTP
+routes."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from datastream.metrics import Health, LatencyBuckets, MetricsServer, counter, gauge
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ready_needs_a_recent_status_and_a_live_loop():
+    clock = Clock()
+    health = Health(2.0, clock=clock, stall_s=30)
+    assert health.problems() == ["no status sent yet"]
+    health.status_sent()
+    assert health.problems() == []
+    clock.now += 4.5
+    assert "last status 4 s ago (every 2 s expected)" in health.problems()[0]
+    health.status_sent()
+    clock.now += 31
+    health.status_sent()
+    assert health.healthy() == ["main loop stalled for 36 s"]
+    health.tick()
+    assert health.problems() == []
+
+
+def test_a_service_without_status_is_ready_on_its_loop_alone():
+    assert Health(None, clock=Clock()).problems() == []
+
+
+def test_latency_buckets_are_cumulative():
+    buckets = LatencyBuckets()
+    for seconds in (0.0005, 0.003, 0.003, 20.0):
+        buckets.observe(seconds)
+    family = buckets.family("x_seconds", "doc")
+    values = {s.labels.get("le"): s.value for s in family.samples if s.name == "x_seconds_bucket"}
+    assert values["0.001"] == 1 and values["0.005"] == 3 and values["10"] == 3
+    assert values["+Inf"] == 4
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def server():
+    health = Health(2.0)
+
+    def collect():
+        yield gauge("things", "doc", {("a",): 1.0}, labels=["kind"])
+        yield counter("done", "doc", 3)
+        raise RuntimeError("a broken metric")  # the others are still served
+
+    srv = MetricsServer(0, "forwarder", "LOQ", health, collect).start()
+    yield srv, f"http://127.0.0.1:{srv.port}"
+    srv.close()
+
+
+def test_the_routes(server):
+    srv, base = server
+    status, text = get(base + "/metrics")
+    assert status == 200
+    assert 'things{kind="a"} 1.0' in text and "done_total 3.0" in text
+    assert 'datastream_service_info{instrument="LOQ",service="forwarder"' in text
+    assert "datastream_ready 0.0" in text and "process_cpu_seconds_total" in text
+    assert get(base + "/healthz") == (200, "ok\n")
+    assert get(base + "/readyz") == (503, "no status sent yet\n")
+    srv.health.status_sent()
+    assert get(base + "/readyz") == (200, "ok\n")
+    assert get(base + "/other")[0] == 404
