@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 # tool -> the Debian package that has it
-PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
+PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus",
+            "ansible-playbook": "ansible", "ansible-lint": "ansible-lint",
+            "procServ": "procserv", "java": "openjdk-17-jre-headless"}
 
 
 def require(tool: str) -> str:

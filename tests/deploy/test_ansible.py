@@ -1,0 +1,209 @@
+"""The Ansible playbook (deploy/ansible) for real, on this machine: it installs Kafka, an
+instrument's services and the monitoring files into a temporary prefix (connection local;
+there is no systemd here, so the test starts each installed unit's ExecStart itself, with
+the unit's environment), the services then run and a run gives a file; a further run of the
+playbook changes nothing; ansible-lint is clean."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from datastream.broker import embedded
+from datastream.paths import REPO_ROOT
+from tests.conftest import free_port, wait_until
+from tests.system_tools import require
+
+pytestmark = pytest.mark.deploy
+
+ANSIBLE = REPO_ROOT / "deploy" / "ansible"
+SKIP = {".venv", ".git", "var", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache",
+        "dist"}
+
+
+def source_archive(path: Path) -> Path:
+    """The working tree as the playbook installs it (what `git archive` gives, plus any
+    uncommitted change being tested)."""
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if set(Path(info.name).parts) & SKIP else info
+
+    with tarfile.open(path, "w:gz") as tar:
+        for item in sorted(REPO_ROOT.iterdir()):
+            if item.name not in SKIP:
+                tar.add(item, arcname=item.name, filter=keep)
+    return path
+
+
+class Unit:
+    """An installed systemd unit, run the way systemd would run it."""
+
+    def __init__(self, path: Path) -> None:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # keys as written
+        parser.read(path)
+        self.name = path.stem
+        service = parser["Service"]
+        self.argv = shlex.split(service["ExecStart"])
+        self.env = dict(os.environ)
+        if "EnvironmentFile" in service:
+            for line in Path(service["EnvironmentFile"]).read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    key, _, value = line.partition("=")
+                    self.env[key] = value
+        self.cwd = service.get("WorkingDirectory")
+        self.stop_timeout = float(service.get("TimeoutStopSec", 90))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, log_dir: Path) -> None:
+        with open(log_dir / f"{self.name}.out", "ab") as out:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the unit's control group, as systemd
+        try:
+            self.proc.wait(min(self.stop_timeout, 60))
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    playbook = require("ansible-playbook")
+    work = tmp_path_factory.mktemp("ansible")
+    prefix = work / "root"
+    ports = {"kafka_port": free_port(), "kafka_controller_port": free_port(),
+             "kafka_metrics_port": free_port(), "instrument_ca_port": free_port(),
+             "instrument_repeater_port": free_port(), "instrument_se_ca_port": free_port(),
+             "instrument_pva_port": free_port(), "instrument_pva_broadcast_port": free_port(),
+             "instrument_liveview_pva_port": free_port(),
+             "instrument_liveview_pva_search_port": free_port(),
+             "instrument_procserv_runcontrol_port": free_port(),
+             "instrument_procserv_sampleenv_port": free_port()}
+    variables = {
+        "deploy_prefix": str(prefix), "datastream_become": False, "datastream_systemd": False,
+        "datastream_user": "root", "datastream_create_user": False,
+        "datastream_archive": str(source_archive(work / "datastream.tar.gz")),
+        "datastream_python": str(Path(sys.base_prefix) / "bin" / "python3"),
+        "kafka_cluster_id": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+        "kafka_listen_host": "127.0.0.1", "kafka_advertised_host": "127.0.0.1",
+        "kafka_metrics_host": "127.0.0.1", "kafka_heap": "512m",
+        "kafka_java": os.path.realpath(require("java")),
+        "instrument_name": "ANS", "instrument_prefix": "TE:ANS:",
+        "instrument_dae": {"frame_rate_hz": 10.0, "events_per_frame": 100, "pixels": 256},
+        "instrument_metrics_base": free_port(block=5), "instrument_metrics_host": "127.0.0.1",
+        "monitoring_install_packages": False, "monitoring_promtool": require("promtool"),
+        **ports}
+    (work / "vars.json").write_text(json.dumps(variables))
+    local = {"localhost": {"ansible_connection": "local", "kafka_node_id": 1,
+                           "ansible_python_interpreter": "/usr/bin/python3"}}
+    (work / "inventory.yml").write_text(yaml.safe_dump({"all": {"children": {
+        group: {"hosts": local} for group in ("kafka_brokers", "instruments", "monitoring")}}}))
+
+    def play(*extra: str) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [playbook, "-i", str(work / "inventory.yml"), str(ANSIBLE / "site.yml"),
+             "-e", f"@{work / 'vars.json'}", *extra], capture_output=True, text=True,
+            timeout=900, cwd=ANSIBLE, env=os.environ | {"ANSIBLE_NOCOLOR": "1"})
+        print(f"ansible-playbook {' '.join(extra)}: {time.monotonic() - t0:.0f} s")
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+        return done
+
+    units: list[Unit] = []
+    try:
+        yield play, prefix, variables, units, work
+    finally:
+        for unit in reversed(units):
+            unit.stop()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def recap(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("localhost"))
+
+
+def caproto(tool: str, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([str(Path(sys.executable).with_name(f"caproto-{tool}")), *args],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_playbook_deploys_an_instrument_that_writes_a_run(site):
+    play, prefix, variables, units, work = site
+    play("--skip-tags", "topics")  # Kafka is installed but not running: no systemd here
+    unit_dir = prefix / "etc" / "systemd" / "system"
+    kafka = Unit(unit_dir / "kafka.service")
+    units.append(kafka)
+    kafka.start(work)
+    wait_until(lambda: embedded.port_open(variables["kafka_port"]), 90, "the deployed broker")
+    first = play()
+    assert "changed=0" not in recap(first.stdout)  # the topics were made
+    again = play()
+    assert "changed=0" in recap(again.stdout), recap(again.stdout)
+
+    for name in ("sampleenv", "runcontrol", "forwarder", "filewriter", "liveview"):
+        unit = Unit(unit_dir / f"datastream-ans-{name}.service")
+        units.append(unit)
+        unit.start(work)
+    # the file writer's readiness, then a run from the PVs
+    ready = f"http://127.0.0.1:{variables['instrument_metrics_base'] + 3}/readyz"
+    wait_until(lambda: http_ok(ready), 90, "the deployed file writer to be ready")
+    env = units[-1].env
+    wait_until(lambda: "IDLE" in caproto("get", env, "-S", "TE:ANS:FILEWRITER:STATE"), 60,
+               "the deployed run-control IOC")
+    caproto("put", env, "TE:ANS:DAE:BEGINRUN", "1")
+    time.sleep(3)
+    caproto("put", env, "TE:ANS:DAE:ENDRUN", "1")
+    data = Path(variables["deploy_prefix"]) / "var" / "lib" / "datastream" / "ANS"
+    wait_until(lambda: "SETUP" in caproto("get", env, "-S", "TE:ANS:DAE:RUNSTATE"), 60,
+               "the run to end")
+    [nexus] = sorted(data.glob("ANS*.nxs"))
+    with h5py.File(nexus, "r") as f:
+        assert len(f["raw_data_1/detector_1_events/event_id"]) > 0
+    procserv = next(u for u in units if u.name.endswith("runcontrol"))
+    assert procserv.argv[0].endswith("procServ")
+    assert (prefix / "etc" / "prometheus" / "prometheus.yml").exists()
+    assert (prefix / "var" / "lib" / "grafana" / "dashboards" / "datastream" /
+            "datastream.json").exists()
+
+
+def test_ansible_lint_is_clean():
+    lint = require("ansible-lint")
+    done = subprocess.run([lint, "--offline", "-q", "site.yml"], cwd=ANSIBLE,
+                          capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+
+
+def test_the_kafka_role_installs_the_version_the_project_fetches():
+    defaults = yaml.safe_load((ANSIBLE / "roles" / "kafka" / "defaults" / "main.yml")
+                              .read_text())
+    assert defaults["kafka_version"] == embedded.KAFKA_VERSION
