@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: the Debian packages the tests and
-# operations use (prometheus and promtool), a virtual environment in .venv/ with the
+# operations use (prometheus and promtool, ansible and ansible-lint, procServ), a virtual environment in .venv/ with the
 # datastream package (editable) and its test tools, and the Kafka broker's jars and the
 # Prometheus JMX exporter from Maven Central. Needs python3 (3.11), Java 17+ and Maven on PATH.
 set -euo pipefail
@@ -11,7 +11,8 @@ command -v java >/dev/null || { echo "install.sh: Java 17+ is required for the K
 command -v mvn >/dev/null || { echo "install.sh: Maven (mvn) is required to fetch Kafka" >&2; exit 1; }
 
 # Debian packages, by the command each provides
-declare -A PACKAGES=([prometheus]=prometheus [promtool]=prometheus)
+declare -A PACKAGES=([prometheus]=prometheus [promtool]=prometheus
+                     [ansible-playbook]=ansible [ansible-lint]=ansible-lint [procServ]=procserv)
 missing=()
 for tool in "${!PACKAGES[@]}"; do
     command -v "$tool" >/dev/null || missing+=("${PACKAGES[$tool]}")

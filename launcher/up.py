@@ -124,7 +124,10 @@ def wait_until_ready(config: InstrumentConfig, kafka: KafkaSettings,
 
     def ioc_answers() -> bool:
         try:
-            return ca_read(f"{config.prefix}DAE:RUNSTATE", timeout=1) is not None
+            # no repeater: caproto would spawn one on 0.0.0.0 that outlives `up`; a client
+            # searching a unicast address list needs no beacons
+            return ca_read(f"{config.prefix}DAE:RUNSTATE", timeout=1,
+                           repeater=False) is not None
         except Exception:
             return False
 

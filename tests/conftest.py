@@ -53,6 +53,18 @@ EPICS_PORTS = EpicsPorts(
 os.environ.update(EPICS_PORTS.client_env())
 
 
+def _no_repeater() -> None:
+    """caproto's sync client spawns a CA repeater bound to 0.0.0.0 that outlives the tests
+    and keeps their output pipe open. Clients here search a unicast address list and need no
+    beacons, so none is spawned."""
+    import caproto.sync.client
+
+    caproto.sync.client.spawn_repeater = lambda: None
+
+
+_no_repeater()
+
+
 def wait_until(condition: Callable[[], object], timeout: float, what: str,
                interval: float = 0.1) -> object:
     deadline = time.monotonic() + timeout

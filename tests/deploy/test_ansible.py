@@ -23,6 +23,9 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
+from caproto import CaprotoError, ChannelType
+from caproto.sync.client import read as ca_read
+from caproto.sync.client import write as ca_write
 
 from datastream.broker import embedded
 from datastream.paths import REPO_ROOT
@@ -32,8 +35,9 @@ from tests.system_tools import require
 pytestmark = pytest.mark.deploy
 
 ANSIBLE = REPO_ROOT / "deploy" / "ansible"
+# what git ignores (.gitignore) and git itself
 SKIP = {".venv", ".git", "var", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache",
-        "dist"}
+        "dist", "build", "datastream.egg-info"}
 
 
 def source_archive(path: Path) -> Path:
@@ -149,14 +153,15 @@ def recap(output: str) -> str:
     return next(line for line in output.splitlines() if line.startswith("localhost"))
 
 
-def caproto(tool: str, env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(Path(sys.executable).with_name(f"caproto-{tool}")), *args],
-                          env=env, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def ca_text(pv: str) -> str:
+    try:
+        value = ca_read(pv, timeout=2, data_type=ChannelType.STRING).data[0]
+    except (TimeoutError, CaprotoError):
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def test_the_playbook_deploys_an_instrument_that_writes_a_run(site):
+def test_the_playbook_deploys_an_instrument_that_writes_a_run(site, monkeypatch):
     play, prefix, variables, units, work = site
     play("--skip-tags", "topics")  # Kafka is installed but not running: no systemd here
     unit_dir = prefix / "etc" / "systemd" / "system"
@@ -176,15 +181,16 @@ def test_the_playbook_deploys_an_instrument_that_writes_a_run(site):
     # the file writer's readiness, then a run from the PVs
     ready = f"http://127.0.0.1:{variables['instrument_metrics_base'] + 3}/readyz"
     wait_until(lambda: http_ok(ready), 90, "the deployed file writer to be ready")
-    env = units[-1].env
-    wait_until(lambda: "IDLE" in caproto("get", env, "-S", "TE:ANS:FILEWRITER:STATE"), 60,
+    # this test's CA client finds the deployed IOCs as the units' own clients do
+    for key in ("EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST"):
+        monkeypatch.setenv(key, units[-1].env[key])
+    wait_until(lambda: ca_text("TE:ANS:FILEWRITER:STATE") == "IDLE", 60,
                "the deployed run-control IOC")
-    caproto("put", env, "TE:ANS:DAE:BEGINRUN", "1")
+    ca_write("TE:ANS:DAE:BEGINRUN", 1, notify=True, timeout=10)
     time.sleep(3)
-    caproto("put", env, "TE:ANS:DAE:ENDRUN", "1")
+    ca_write("TE:ANS:DAE:ENDRUN", 1, notify=True, timeout=30)
     data = Path(variables["deploy_prefix"]) / "var" / "lib" / "datastream" / "ANS"
-    wait_until(lambda: "SETUP" in caproto("get", env, "-S", "TE:ANS:DAE:RUNSTATE"), 60,
-               "the run to end")
+    wait_until(lambda: ca_text("TE:ANS:DAE:RUNSTATE") == "SETUP", 60, "the run to end")
     [nexus] = sorted(data.glob("ANS*.nxs"))
     with h5py.File(nexus, "r") as f:
         assert len(f["raw_data_1/detector_1_events/event_id"]) > 0
