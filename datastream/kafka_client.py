@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -44,13 +45,17 @@ class KafkaSettings:
         return conf
 
 
-def make_producer(settings: KafkaSettings, **overrides: object) -> Producer:
+def make_producer(settings: KafkaSettings, stats_cb: Callable[[str], None] | None = None,
+                  **overrides: object) -> Producer:
+    """`stats_cb`: librdkafka's statistics JSON, every `statistics_interval_ms`."""
     conf = settings.common() | {
         "message.max.bytes": MAX_MESSAGE_BYTES,
         "linger.ms": 5,
         "queue.buffering.max.kbytes": 512 * 1024,
     }
     conf.update({k.replace("_", "."): v for k, v in overrides.items()})
+    if stats_cb is not None:
+        conf["stats_cb"] = stats_cb
     return Producer(conf)
 
 

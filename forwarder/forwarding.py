@@ -166,8 +166,8 @@ class Forwarding:
         with self._lock:
             self._forwarded += forwarded
             self._errors += errors
-            if forwarded:  # EPICS timestamp to in the producer's queue
-                self.latency.observe((self._clock_ns() - ts) / 1e9)
+            if forwarded:  # EPICS timestamp to its arrival here (serialising adds µs)
+                self.latency.observe((now - ts) / 1e9)
             if latest:
                 self._last_payload.update(latest)
 
@@ -216,6 +216,15 @@ class Forwarding:
         now_ms = self._clock_ns() // NS_PER_MS
         return sum(self._publisher.publish(s.topic, s.channel.encode(), p, now_ms)
                    for s, p in pending)
+
+    def pv_counts(self) -> tuple[int, int, int]:
+        """(PVs subscribed, of them connected, streams forwarded), for the metrics: counted
+        under the lock without copying the stream lists."""
+        with self._lock:
+            connected = sum(1 for sub in self._subscribed
+                            if self._connection.get(sub) is Connection.CONNECTED)
+            streams = sum(len(sub.targets) for sub in self._subscribed.values())
+            return len(self._subscribed), connected, streams
 
     def latency_copy(self) -> LatencyBuckets:
         with self._lock:

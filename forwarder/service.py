@@ -28,7 +28,7 @@ from forwarder.ca_source import CaSource
 from forwarder.config_update import ConfigCommand, apply_command, decode_command
 from forwarder.forwarding import Forwarding
 from forwarder.ibex_blocks import BlocksWatcher, block_streams
-from forwarder.metrics import collect
+from forwarder.metrics import ProducerLatency, collect
 from forwarder.options import ForwarderOptions
 from forwarder.publisher import Publisher
 from forwarder.pva_source import PvaSource
@@ -51,11 +51,13 @@ class ForwarderService:
         self.options = options.resolved(config)
         self.service_id = f"forwarder-{config.name}-{socket.gethostname()}-{os.getpid()}"
         self.stream_set = StreamSet()
+        self.producer_latency = ProducerLatency()
         self.publisher = Publisher(make_producer(
             kafka, queue_buffering_max_messages=self.options.queue_max_messages,
             queue_buffering_max_kbytes=self.options.queue_max_kbytes,
             delivery_report_only_error=True,
-            enable_idempotence=self.options.idempotent, acks="all"))
+            enable_idempotence=self.options.idempotent, acks="all",
+            stats_cb=self.producer_latency.on_stats, statistics_interval_ms=5000))
         self.forwarding = Forwarding([], self.publisher, self.service_id)
         self.sources: dict[str, MonitorSource] = {
             "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection),

@@ -3,6 +3,7 @@ routes."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 
@@ -83,3 +84,18 @@ def test_the_routes(server):
     srv.health.status_sent()
     assert get(base + "/readyz") == (200, "ok\n")
     assert get(base + "/other")[0] == 404
+
+
+def test_producer_latency_from_librdkafka_statistics():
+    from forwarder.metrics import ProducerLatency
+
+    latency = ProducerLatency()
+    latency.on_stats(json.dumps({"brokers": {
+        "127.0.0.1:9092/bootstrap": {"nodeid": -1, "int_latency": {"p99": 9e9},
+                                     "rtt": {"p99": 9e9}},
+        "127.0.0.1:9092/1": {"nodeid": 1, "int_latency": {"p99": 2500}, "rtt": {"p99": 800}},
+        "127.0.0.1:9094/2": {"nodeid": 2, "int_latency": {"p99": 1200}, "rtt": {"p99": 1500}},
+    }}))
+    assert (latency.queue_p99_s, latency.rtt_p99_s) == (0.0025, 0.0015)
+    latency.on_stats("not json")  # kept as it was
+    assert latency.queue_p99_s == 0.0025
