@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import h5py
 import pytest
@@ -38,6 +39,9 @@ def waveform_text(pv: str) -> str:
     return bytes(ca_read(pv, timeout=2).data).rstrip(b"\0").decode()
 
 
+METRICS_BASE = free_port(block=6)
+
+
 @pytest.fixture
 def up(tmp_path):
     data = tmp_path / "data"
@@ -52,7 +56,7 @@ def up(tmp_path):
         [sys.executable, "-m", "launcher", "up", "--config", str(config),
          "--broker-port", str(free_port()), "--ca-port", str(EPICS_PORTS.run_control_ca),
          "--se-ca-port", str(EPICS_PORTS.sample_env_ca),
-         "--pva-port", str(free_port(block=4))],
+         "--pva-port", str(free_port(block=4)), "--metrics-port", str(METRICS_BASE)],
         stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     output = tmp_path / "up.out"
     try:
@@ -88,6 +92,14 @@ def test_up_ready_means_ready_and_survives_a_broker_kill(up):
     time.sleep(1.0)
     # the config file reached the DAE: 123 events a frame
     assert number(p + "DAE:TOTALCOUNTS") % 123 == 0
+    # every service and the broker serve their metrics where `up` said
+    summary = output.read_text()
+    assert f"filewriter :{METRICS_BASE + 3}" in summary
+    for offset in range(1, 6):
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_BASE + offset}/metrics",
+                                    timeout=5) as reply:
+            assert reply.status == 200
+    assert (data / "prometheus" / "prometheus.yml").exists()
 
     old = broker_pid(data)
     os.kill(old, signal.SIGKILL)

@@ -5,7 +5,10 @@ is ever on a command line."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 
@@ -13,6 +16,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from datastream.broker import embedded
+from datastream.instrument import InstrumentConfig, write_config
 from datastream.kafka_acls import apply_acls, instrument_acls
 from datastream.kafka_client import DeliveryError, KafkaSettings, deliver, make_admin, make_producer
 from datastream.schemas import schema_id
@@ -102,3 +106,27 @@ def test_a_client_without_credentials_is_refused(secured, who):
                 else as_user(secured, "runcontrol", password="not-it"))
     with pytest.raises(KafkaException):
         make_admin(settings).list_topics(timeout=5)
+
+
+def test_topics_ensure_and_doctor_over_sasl(secured, tmp_path):
+    """The operator's tools on a secured cluster: ensure (twice: the second changes
+    nothing) and doctor, logged in as the admin, the password from the environment."""
+    topics = InstrumentTopics(f"OPS{uuid.uuid4().hex[:4].upper()}")
+    assert ensure_topics(admin(secured), topics).create
+    assert not ensure_topics(admin(secured), topics).changes
+    config = write_config(InstrumentConfig(name=topics.instrument, data_dir=tmp_path),
+                          tmp_path / "config.toml")
+    out = subprocess.run(
+        [sys.executable, "-m", "launcher", "doctor", "--config", str(config),
+         "--broker", secured.bootstrap, "--security-protocol", "SASL_PLAINTEXT",
+         "--sasl-mechanism", "PLAIN", "--sasl-username", "admin", "--service",
+         "none=127.0.0.1:1"], capture_output=True, text=True, timeout=120,
+        env=os.environ | {"DATASTREAM_SASL_PASSWORD": secured.admin_password})
+    lines = out.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [
+        ["OK", "broker"], ["OK", "topics"], ["OK", "clock"]], out.stdout + out.stderr
+    anonymous = subprocess.run(
+        [sys.executable, "-m", "launcher", "doctor", "--config", str(config),
+         "--broker", secured.bootstrap, "--service", "none=127.0.0.1:1"],
+        capture_output=True, text=True, timeout=120)
+    assert anonymous.returncode == 1 and anonymous.stdout.startswith("FAIL broker")
