@@ -220,26 +220,26 @@ class MetricsServer:
         self._server.server_close()
 
 
-def gauge(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
-          labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    """A gauge from one value, or from label values -> value."""
+def _family(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, doc: str,
+            values: dict[tuple[str, ...], float] | float, labels: Iterable[str]) -> Metric:
     if not isinstance(values, dict):
-        return GaugeMetricFamily(name, doc, value=values)
-    family = GaugeMetricFamily(name, doc, labels=list(labels))
+        return kind(name, doc, value=values)
+    family = kind(name, doc, labels=list(labels))
     for key, value in values.items():
         family.add_metric(list(key), value)
     return family
+
+
+def gauge(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
+          labels: Iterable[str] = ()) -> Metric:
+    """A gauge from one value, or from label values -> value."""
+    return _family(GaugeMetricFamily, name, doc, values, labels)
 
 
 def counter(name: str, doc: str, values: dict[tuple[str, ...], float] | float,
             labels: Iterable[str] = ()) -> Metric:
     """A counter (exposed as <name>_total) from one value or label values -> value."""
-    if not isinstance(values, dict):
-        return CounterMetricFamily(name, doc, value=values)
-    family = CounterMetricFamily(name, doc, labels=list(labels))
-    for key, value in values.items():
-        family.add_metric(list(key), value)
-    return family
+    return _family(CounterMetricFamily, name, doc, values, labels)
 
 
 def serve_metrics(port: int | None, service: str, instrument: str, health: Health,

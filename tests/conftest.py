@@ -65,6 +65,20 @@ def _no_repeater() -> None:
 _no_repeater()
 
 
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; (0, "") when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
 def wait_until(condition: Callable[[], object], timeout: float, what: str,
                interval: float = 0.1) -> object:
     deadline = time.monotonic() + timeout

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from caproto.sync.client import write as ca_write
 
 from datastream.broker import embedded
 from datastream.paths import REPO_ROOT
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, http_get, wait_until
 from tests.system_tools import require
 
 pytestmark = pytest.mark.deploy
@@ -141,14 +140,6 @@ def site(tmp_path_factory):
             unit.stop()
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def recap(output: str) -> str:
     return next(line for line in output.splitlines() if line.startswith("localhost"))
 
@@ -180,7 +171,7 @@ def test_the_playbook_deploys_an_instrument_that_writes_a_run(site, monkeypatch)
         unit.start(work)
     # the file writer's readiness, then a run from the PVs
     ready = f"http://127.0.0.1:{variables['instrument_metrics_base'] + 3}/readyz"
-    wait_until(lambda: http_ok(ready), 90, "the deployed file writer to be ready")
+    wait_until(lambda: http_get(ready)[0] == 200, 90, "the deployed file writer to be ready")
     # this test's CA client finds the deployed IOCs as the units' own clients do
     for key in ("EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST"):
         monkeypatch.setenv(key, units[-1].env[key])

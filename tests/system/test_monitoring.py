@@ -10,9 +10,7 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import pytest
 import yaml
@@ -21,6 +19,7 @@ from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
 from launcher.prometheus_config import MONITORING_DIR, RULES_FILE, write_prometheus_config
 from tests.conftest import BROKER_METRICS_PORT, free_port, wait_until
+from tests.conftest import http_get as get
 from tests.integration.test_topic_table import set_by_hand
 from tests.system.conftest import (
     INSTRUMENT,
@@ -34,16 +33,6 @@ pytestmark = pytest.mark.system
 DASHBOARD = MONITORING_DIR / "grafana" / "dashboards" / "datastream.json"
 # what Grafana puts in place of its variables
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$instrument": ".*"}
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ routes."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
 from datastream.metrics import Health, LatencyBuckets, MetricsServer, counter, gauge
+from tests.conftest import http_get as get
 
 
 class Clock:
@@ -48,14 +47,6 @@ def test_latency_buckets_are_cumulative():
     values = {s.labels.get("le"): s.value for s in family.samples if s.name == "x_seconds_bucket"}
     assert values["0.001"] == 1 and values["0.005"] == 3 and values["10"] == 3
     assert values["+Inf"] == 4
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @pytest.fixture
