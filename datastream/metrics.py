@@ -56,6 +56,7 @@ class Health:
         self._last_tick = clock()
         self.last_status: float | None = None
         self._broker: tuple[float, list[str]] | None = None  # (when, problems)
+        self._admin = None  # made once: a new client every probe would reconnect each time
         self._stop = threading.Event()
         self._probe_thread: threading.Thread | None = None
 
@@ -90,7 +91,9 @@ class Health:
         """One look at the cluster: reachable, and every topic of this service listed."""
         assert self._kafka is not None
         try:
-            listed = make_admin(self._kafka).list_topics(timeout=BROKER_PROBE_S).topics
+            if self._admin is None:
+                self._admin = make_admin(self._kafka)
+            listed = self._admin.list_topics(timeout=BROKER_PROBE_S).topics
         except Exception as exc:
             log.debug("broker probe failed: %s", exc)
             return  # the result ages and readiness fails after BROKER_PROBE_STALE_S
@@ -126,6 +129,11 @@ class LatencyBuckets:
     def observe(self, seconds: float) -> None:
         self.counts[bisect.bisect_left(self.BOUNDS_S, seconds)] += 1
         self.total_s += seconds
+
+    def copy(self) -> LatencyBuckets:
+        copy = LatencyBuckets()
+        copy.counts, copy.total_s = list(self.counts), self.total_s
+        return copy
 
     def family(self, name: str, doc: str) -> HistogramMetricFamily:
         cumulative, buckets = 0, []

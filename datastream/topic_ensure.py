@@ -28,7 +28,12 @@ from datastream.topics import InstrumentTopics, wait_for_topics
 
 
 class TopicsRefused(RuntimeError):
-    """The table asks for what Kafka cannot do, or Kafka refused a change; nothing changed."""
+    """The table asks for what Kafka cannot do, or Kafka refused a change; nothing changed.
+    `plan`: what was planned, refusals included."""
+
+    def __init__(self, message: str, plan: TopicPlan | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan
 
 
 @dataclass
@@ -116,7 +121,8 @@ def plan_topics(admin: AdminClient, topics: InstrumentTopics, table: Mapping[str
     return plan
 
 
-def _wait_all(futures: Mapping[object, object], timeout: float, what: str) -> None:
+def _wait_all(futures: Mapping[object, object], timeout: float, what: str,
+              plan: TopicPlan) -> None:
     errors = []
     for key, fut in futures.items():
         try:
@@ -125,14 +131,14 @@ def _wait_all(futures: Mapping[object, object], timeout: float, what: str) -> No
             name = getattr(key, "name", key)
             errors.append(f"{name}: {exc.args[0].str()}")
     if errors:
-        raise TopicsRefused(f"Kafka refused to {what}: " + "; ".join(errors))
+        raise TopicsRefused(f"Kafka refused to {what}: " + "; ".join(errors), plan)
 
 
 def apply_plan(admin: AdminClient, plan: TopicPlan, timeout: float = 30.0) -> None:
     """Validate every change with Kafka, then make them; raises TopicsRefused, having changed
     nothing, if the plan has refusals or Kafka would refuse a change."""
     if plan.refusals:
-        raise TopicsRefused("; ".join(plan.refusals))
+        raise TopicsRefused("; ".join(plan.refusals), plan)
     alter = [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
         ConfigEntry(k, wanted, incremental_operation=AlterConfigOpType.SET)
         for k, (_now, wanted) in keys.items()]) for topic, keys in plan.configs.items()]
@@ -140,22 +146,24 @@ def apply_plan(admin: AdminClient, plan: TopicPlan, timeout: float = 30.0) -> No
         kw = {"request_timeout": timeout, "validate_only": validate_only}
         if plan.create:
             _wait_all(admin.create_topics(plan.create, operation_timeout=timeout, **kw),
-                      timeout, "create topics")
+                      timeout, "create topics", plan)
         if plan.grow:
             _wait_all(admin.create_partitions(plan.grow, operation_timeout=timeout, **kw),
-                      timeout, "add partitions")
+                      timeout, "add partitions", plan)
         if alter:
             _wait_all(admin.incremental_alter_configs(alter, **kw), timeout,
-                      "change topic configuration")
+                      "change topic configuration", plan)
 
 
 def ensure_topics(settings: KafkaSettings, topics: InstrumentTopics,
                   table: Mapping[str, TopicSpec] | None = None,
-                  timeout: float = 30.0) -> TopicPlan:
-    """Plan, apply, and wait until every topic is listed; returns the plan that was made."""
+                  timeout: float = 30.0, apply: bool = True) -> TopicPlan:
+    """Plan, apply, and wait until every topic is listed; returns the plan that was made.
+    With apply False only the plan (`topics check`)."""
     table = load_table() if table is None else table
     admin = make_admin(settings)
     plan = plan_topics(admin, topics, table, timeout)
-    apply_plan(admin, plan, timeout)
-    wait_for_topics(settings, [topics.name(s) for s in table], timeout)
+    if apply:
+        apply_plan(admin, plan, timeout)
+        wait_for_topics(settings, [topics.name(s) for s in table], timeout)
     return plan

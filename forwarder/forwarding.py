@@ -228,9 +228,7 @@ class Forwarding:
 
     def latency_copy(self) -> LatencyBuckets:
         with self._lock:
-            copy = LatencyBuckets()
-            copy.counts, copy.total_s = list(self.latency.counts), self.latency.total_s
-            return copy
+            return self.latency.copy()
 
     def counters(self) -> ForwarderCounters:
         with self._lock:

@@ -83,37 +83,39 @@ def _default_data_dir(args: argparse.Namespace) -> Path:
 def cmd_topics(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from datastream.kafka_client import make_admin
-    from datastream.topic_ensure import TopicsRefused, apply_plan, plan_topics
+    from datastream.topic_ensure import TopicsRefused, ensure_topics
     from datastream.topic_table import TopicTableError
-    from datastream.topics import wait_for_topics
 
     config, kafka = _config_and_kafka(args)
     if args.action == "list":
         for name in config.topics.all():
             print(name)
         return 0
+    check = args.action == "check"
     try:
         table = config.topic_table()
-        admin = make_admin(kafka)
-        plan = plan_topics(admin, config.topics, table)
-        for line in plan.lines():
+        plan = ensure_topics(kafka, config.topics, table, apply=not check)
+    except TopicsRefused as exc:
+        for line in exc.plan.lines() if exc.plan else []:
             print(line)
-        if args.action == "check":
-            print(f"{len(plan.unchanged)} of {len(table)} topics as the table says"
-                  + ("" if plan.changes or plan.refusals else ": no drift"))
-            return 1 if plan.changes or plan.refusals else 0
-        if not plan.changes and not plan.refusals:
-            print(f"nothing to do: {len(table)} topics as the table says")
-            return 0
-        apply_plan(admin, plan)
-        wait_for_topics(kafka, config.topics.all())
-    except (TopicTableError, TopicsRefused) as exc:
+        print(f"nothing changed: {exc}", file=sys.stderr)
+        return 1
+    except TopicTableError as exc:
         print(f"nothing changed: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
         print(f"cannot reach the cluster {kafka.bootstrap}: {exc}", file=sys.stderr)
         return 2
+    for line in plan.lines():
+        print(line)
+    drift = plan.changes or plan.refusals
+    if check:
+        print(f"{len(plan.unchanged)} of {len(table)} topics as the table says"
+              + ("" if drift else ": no drift"))
+        return 1 if drift else 0
+    if not plan.changes:
+        print(f"nothing to do: {len(table)} topics as the table says")
+        return 0
     print(f"done: {len(plan.lines())} change(s)")
     return 0
 

@@ -39,19 +39,26 @@ class BrokerError(RuntimeError):
     pass
 
 
+def _mvn(what: str, *args: str, quiet: bool, cwd: Path | None = None) -> None:
+    """Run Maven (batch mode); BrokerError with its output if it fails."""
+    if shutil.which("mvn") is None:
+        raise BrokerError(f"mvn (Apache Maven) is not on PATH; it fetches {what}")
+    cmd = ["mvn", "-B", *(["-q"] if quiet else []), *args]
+    result = subprocess.run(cmd, capture_output=quiet, text=True, cwd=cwd)
+    if result.returncode != 0:
+        raise BrokerError(f"mvn could not fetch {what}:\n"
+                          f"{(result.stdout or '')[-3000:]}{(result.stderr or '')[-2000:]}")
+
+
 def fetch_jmx_exporter(jar: Path = JMX_EXPORTER_JAR, quiet: bool = True) -> Path:
     """The exporter's jar, kept apart from the broker's classpath (it is only an agent)."""
     if jar.exists():
         return jar
     jar.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["mvn", "-B", "dependency:copy", f"-Dartifact={JMX_EXPORTER}",
-           f"-DoutputDirectory={jar.parent}"]
-    if quiet:
-        cmd.insert(1, "-q")
-    result = subprocess.run(cmd, capture_output=quiet, text=True, cwd=jar.parent.parent)
-    if result.returncode != 0 or not jar.exists():
-        raise BrokerError(f"mvn could not fetch {JMX_EXPORTER}:\n"
-                          f"{(result.stdout or '')[-3000:]}{(result.stderr or '')[-2000:]}")
+    _mvn(JMX_EXPORTER, "dependency:copy", f"-Dartifact={JMX_EXPORTER}",
+         f"-DoutputDirectory={jar.parent}", quiet=quiet, cwd=jar.parent)
+    if not jar.exists():
+        raise BrokerError(f"mvn fetched {JMX_EXPORTER} but {jar} is not there")
     return jar
 
 
@@ -60,19 +67,11 @@ def fetch_jars(libs_dir: Path = LIBS_DIR, quiet: bool = True) -> Path:
     marker = libs_dir / ".complete"
     if marker.exists():
         return libs_dir
-    if shutil.which("mvn") is None:
-        raise BrokerError("mvn (Apache Maven) is not on PATH; it fetches the Kafka broker's jars")
     if shutil.which("java") is None:
         raise BrokerError("java is not on PATH; the Kafka broker needs Java 17 or later")
     libs_dir.mkdir(parents=True, exist_ok=True)
-    cmd = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies",
-           f"-DoutputDirectory={libs_dir}", "-DincludeScope=runtime"]
-    if quiet:
-        cmd.insert(1, "-q")
-    result = subprocess.run(cmd, capture_output=quiet, text=True)
-    if result.returncode != 0:
-        raise BrokerError(f"mvn could not fetch Kafka {KAFKA_VERSION}:\n"
-                          f"{(result.stdout or '')[-3000:]}{(result.stderr or '')[-2000:]}")
+    _mvn(f"Kafka {KAFKA_VERSION}", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs_dir}", "-DincludeScope=runtime", quiet=quiet)
     marker.write_text(KAFKA_VERSION)
     return libs_dir
 
