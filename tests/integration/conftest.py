@@ -26,24 +26,45 @@ def topics(kafka: KafkaSettings) -> InstrumentTopics:
     return t
 
 
+def _end_offset(consumer, topic: str, deadline: float) -> int:
+    """The partition's end; a topic made a moment ago may not have its leader yet."""
+    import time
+
+    from confluent_kafka import KafkaException, TopicPartition
+
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1]
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_all(kafka: KafkaSettings, topic: str, expect: int | None = None,
              timeout: float = 15.0) -> list:
-    """Every message of a topic from its beginning (until expect are there or timeout)."""
+    """Every message of a topic from its beginning: up to its end when called, or until
+    `expect` are there; within `timeout` either way."""
     import time
 
     from confluent_kafka import TopicPartition
 
     consumer = make_consumer(kafka)
-    consumer.assign([TopicPartition(topic, 0, 0)])
     out = []
     deadline = time.monotonic() + timeout
     try:
+        # the end, not a pause in the fetches: a poll can come back empty while big messages
+        # are still on their way
+        end = _end_offset(consumer, topic, deadline)
+        if expect is None and end <= 0:
+            return []
+        consumer.assign([TopicPartition(topic, 0, 0)])
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
                 out.append(msg)
-            elif expect is None and msg is None and out:
-                break
+                if expect is None and msg.offset() >= end - 1:
+                    break
             if expect is not None and len(out) >= expect:
                 break
     finally:

@@ -107,8 +107,10 @@ class Running:
         self.service.close()
 
 
-def _counts(kafka, topic):
-    return [int(deserialise_f142(m.value()).value) for m in read_all(kafka, topic, timeout=1)
+def _counts(kafka, topic, read_s: float = 1.0):
+    """The counter's values on the topic; `read_s` bounds the read, which must get past the
+    16 MB waveforms at the topic's start (under load 1 s did not)."""
+    return [int(deserialise_f142(m.value()).value) for m in read_all(kafka, topic, timeout=read_s)
             if m.key() == b"TE:BRK:COUNT" and schema_id(m.value()) == "f142"]
 
 
@@ -184,12 +186,12 @@ def test_a_huge_waveform_does_not_delay_the_other_pvs(counter_ioc, kafka, tmp_pa
         ctx.put("TE:BRK:BIG", np.arange(2_000_000, dtype=np.float64), timeout=10)
     options = ForwarderOptions(run_log=False, use_storage=False)
     with Running(ForwarderService(config, kafka, options)) as service:
-        wait_until(lambda: len(_counts(kafka, topics.sample_env)) >= 60, 30,
+        wait_until(lambda: len(_counts(kafka, topics.sample_env, read_s=10)) >= 60, 30,
                    "six seconds of counter updates beside 16 MB waveforms")
         counters = service.forwarding.counters()
-    values = _counts(kafka, topics.sample_env)
+    values = _counts(kafka, topics.sample_env, read_s=10)
     assert values[-1] - values[0] + 1 == len(values)  # every counter update, in order
-    sizes = [len(m.value()) for m in read_all(kafka, topics.sample_env, timeout=1)
+    sizes = [len(m.value()) for m in read_all(kafka, topics.sample_env, timeout=10)
              if m.key() == b"TE:BRK:BIG" and schema_id(m.value()) in ("f142", "f144")]
     assert len(sizes) >= 4 and min(sizes) > 16_000_000  # the whole waveform, over CA and PVA
     assert counters.serialise_errors == 0
