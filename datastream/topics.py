@@ -21,6 +21,9 @@ TOPIC_SUFFIXES: tuple[str, ...] = (
     # `datastream doctor` writes a small message; the broker's append time gives the clock
     # offset of the host against the broker
     "heartbeat",
+    # the live view's just-bin-it interface: JSON commands in, answers, its x5f2 heartbeat,
+    # and a topic for the histograms (hs00/hs01) that clients may name in their configs
+    "liveCommands", "liveResponses", "liveStatus", "liveHistograms",
 )
 
 

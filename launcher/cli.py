@@ -203,8 +203,14 @@ def cmd_liveview(args: argparse.Namespace) -> int:
     from liveview.service import run
 
     config, kafka = _config_and_kafka(args)
+    from liveview.jbi_service import JbiTopics
+    from liveview.service import default_jbi_topics
+
     ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port)
-    run(config, kafka, ports, metrics_port=args.metrics_port or None)
+    jbi = default_jbi_topics(config)
+    jbi = JbiTopics(args.command_topic or jbi.commands, args.response_topic or jbi.responses,
+                    args.status_topic or jbi.status)
+    run(config, kafka, ports, metrics_port=args.metrics_port or None, jbi_topics=jbi)
     return 0
 
 
@@ -369,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--pva-search-port", type=int, default=5078,
                       help="its PVA server's UDP search port (clients list 127.0.0.1:PORT "
                       "in EPICS_PVA_ADDR_LIST; `datastream env` does)")
+    live.add_argument("--command-topic", help="just-bin-it's command topic, where NICOS "
+                      "sends its JSON configs (default <INST>_liveCommands)")
+    live.add_argument("--response-topic", help="answers to commands with a msg_id "
+                      "(default <INST>_liveResponses)")
+    live.add_argument("--status-topic", help="the x5f2 heartbeat (default <INST>_liveStatus)")
     _add_metrics_argument(live)
     live.set_defaults(func=cmd_liveview)
 

@@ -22,6 +22,7 @@ from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from datastream.schemas import schema_id
+from liveview.jbi_service import JbiService, JbiTopics
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
@@ -210,8 +211,14 @@ class LiveView:
                       self.settings.channels.channels, rate)
 
 
+def default_jbi_topics(config: InstrumentConfig) -> JbiTopics:
+    t = config.topics
+    return JbiTopics(t.name("liveCommands"), t.name("liveResponses"), t.name("liveStatus"))
+
+
 def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
-        stop: threading.Event | None = None, metrics_port: int | None = None) -> None:
+        stop: threading.Event | None = None, metrics_port: int | None = None,
+        jbi_topics: JbiTopics | None = None) -> None:
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -223,19 +230,23 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
                             lambda: collect(view))
     consumer = threading.Thread(target=view.consume, args=(stop,), name="live-consumer")
     consumer.start()
+    jbi = JbiService(kafka, jbi_topics or default_jbi_topics(config), f"liveview-{config.name}")
+    jbi_thread = threading.Thread(target=jbi.run, args=(stop,), name="live-jbi")
+    jbi_thread.start()
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
              ports.liveview_pva)
     try:
         while not stop.wait(PUBLISH_INTERVAL_S):
             health.tick()
             view.publish()
-            if not consumer.is_alive():
+            if not consumer.is_alive() or not jbi_thread.is_alive():
                 raise SystemExit("the live view's consumer stopped")
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         consumer.join(10)
+        jbi_thread.join(10)
         if metrics is not None:
             metrics.close()
         view.pvs.close()

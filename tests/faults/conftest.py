@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -29,8 +30,20 @@ class FrameSource:
         self._topic, self._period, self._events = topic, period_ms, events
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frames", daemon=True)
-        self.frames: list[int] = []  # frame times (ns) delivered
+        # frame number -> its time (ns), as sent: the delivery report's own timestamp is not
+        # relied on, so a report that carries another (or none) cannot hide a frame
+        self.sent: dict[int, int] = {}
+        self.delivered: set[int] = set()  # frame numbers acknowledged by the broker
         self.failed = 0
+        # delivery reports stamped with another time than the frame's own: librdkafka gives
+        # a batch the broker had already written (a retry across a leader change) the
+        # batch's LogAppendTime, the newest CreateTime of the batch, for every message in it
+        self.restamped = 0
+
+    @property
+    def frames(self) -> list[int]:
+        """Times (ns) of the frames delivered."""
+        return [self.sent[k] for k in sorted(self.delivered)]
 
     def start(self) -> FrameSource:
         self._thread.start()
@@ -39,11 +52,14 @@ class FrameSource:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the frame source did not stop"
         assert self._producer.flush(30) == 0
 
-    def _delivered(self, err, msg) -> None:
+    def _delivered(self, k: int, err, msg) -> None:
         if err is None:
-            self.frames.append(msg.timestamp()[1] * MS)
+            self.delivered.add(k)
+            if msg.timestamp()[1] * MS != self.sent[k]:
+                self.restamped += 1
         else:
             self.failed += 1
 
@@ -52,9 +68,10 @@ class FrameSource:
         while not self._stop.is_set():
             t = time.time_ns() // MS * MS
             ids = np.arange(k * self._events, (k + 1) * self._events, dtype=np.int32)
+            self.sent[k] = t
             self._producer.produce(self._topic, serialise_ev44(
                 "DAE", k, np.array([t], np.int64), np.array([0], np.int32), ids % 997, ids),
-                timestamp=t // MS, on_delivery=self._delivered)
+                timestamp=t // MS, on_delivery=lambda err, msg, k=k: self._delivered(k, err, msg))
             self._producer.poll(0)
             k += 1
             self._stop.wait(self._period / 1000)
@@ -64,6 +81,23 @@ class FrameSource:
 
     def pulses_between(self, start_ns: int, stop_ns: int) -> set[int]:
         return {t for t in self.frames if start_ns <= t < stop_ns}
+
+    def explain(self, ids: np.ndarray, start_ns: int, stop_ns: int) -> str:
+        """Which frames the file has that were not expected, and which it lacks: the
+        evidence a failed count needs."""
+        in_file = set((np.unique(ids) // self._events).tolist())
+        expected = {k for k in self.delivered if start_ns <= self.sent[k] < stop_ns}
+
+        def show(ks: set[int]) -> str:
+            return ", ".join(
+                f"{k} (t-start {(self.sent[k] - start_ns) / 1e6:+.0f} ms, "
+                f"{'delivered' if k in self.delivered else 'no delivery report'})"
+                if k in self.sent else f"{k} (never sent)" for k in sorted(ks)[:20])
+
+        return (f"{len(self.sent)} frames sent, {len(self.delivered)} delivered, "
+                f"{self.failed} failed, {self.restamped} restamped; "
+                f"in the file, not expected: {show(in_file - expected)}"
+                f"; expected, not in the file: {show(expected - in_file)}")
 
 
 def stop_as_a_dae(frames: FrameSource, producer, topic: str, job_id: str,
@@ -78,19 +112,22 @@ def stop_as_a_dae(frames: FrameSource, producer, topic: str, job_id: str,
 
 
 def check_events_file(path: Path, expected_events: int, distinct_ids: bool = False,
-                      pulses: set[int] | None = None) -> None:
+                      pulses: set[int] | None = None,
+                      explain: Callable[[np.ndarray], str] | None = None) -> None:
     """Every event of the run once, no pulse twice, and the file opens in a plain reader.
-    distinct_ids: every event had its own id (FrameSource), so none may be there twice."""
+    distinct_ids: every event had its own id (FrameSource), so none may be there twice.
+    explain: says from the file's event ids what differs (FrameSource.explain)."""
     with h5py.File(path, "r") as f:  # plain: not SWMR, no h5clear
         events = f["raw_data_1/detector_1_events"]
         ids = events["event_id"][:]
         tz = events["event_time_zero"][:]
+        if distinct_ids:
+            assert len(np.unique(ids)) == len(ids), "an event is in the file twice"
         if pulses is not None:
             written = set(tz.tolist())
             assert written == pulses, (sorted(written - pulses), sorted(pulses - written))
-        assert len(ids) == expected_events, (len(ids), expected_events)
-        if distinct_ids:
-            assert len(np.unique(ids)) == len(ids), "an event is in the file twice"
+        assert len(ids) == expected_events, (
+            len(ids), expected_events, explain(ids) if explain else "")
         assert len(np.unique(tz)) == len(tz), "a pulse is in the file twice"
         assert np.all(tz > 0), "a pulse without a time (an extent grown past its data)"
         assert f["raw_data_1/end_time"][()], "no end_time"

@@ -81,8 +81,10 @@ def test_leader_kills_and_a_two_node_outage_lose_nothing(cluster, tmp_path):
         done = wait_wrdn(kafka, topics.run_info, job_id, timeout=90)
     assert not done.error_encountered, done.message
     assert frames.failed == 0
+    print(f"delivery reports restamped: {frames.restamped}")
     expected = frames.events_between(start_ms * MS, stop_ms * MS)
-    check_events_file(tmp_path / "CLUSTER.nxs", expected, distinct_ids=True)
+    check_events_file(tmp_path / "CLUSTER.nxs", expected, distinct_ids=True,
+                      explain=lambda ids: frames.explain(ids, start_ms * MS, stop_ms * MS))
 
 
 def test_topics_ensure_replicates_three_times_on_three_nodes(cluster):

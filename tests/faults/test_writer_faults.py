@@ -54,7 +54,8 @@ def test_writer_killed_or_stopped_mid_job_the_file_is_complete(kafka, topics, tm
     expected = frames.events_between(start_ms * MS, stop_ms * MS)
     assert expected > 0
     check_events_file(tmp_path / "FAULT001.nxs", expected, distinct_ids=True,
-                      pulses=frames.pulses_between(start_ms * MS, stop_ms * MS))
+                      pulses=frames.pulses_between(start_ms * MS, stop_ms * MS),
+                      explain=lambda ids: frames.explain(ids, start_ms * MS, stop_ms * MS))
     assert not (tmp_path / "FAULT001.nxs.partial").exists()
     assert not list((tmp_path / ".filewriter-jobs").rglob("*.pl72"))  # no job left owned
 

@@ -190,6 +190,11 @@ def test_a_pv_that_appears_later_and_an_ioc_restart(kafka, topics, epics_db, tmp
             wait_until(lambda: len(counts("f142", deserialise_f142)) >= 3
                        and len(counts("f144", deserialise_f144)) >= 3, 30,
                        "updates over CA and PVA once the PV exists")
+            # far above what the restarted IOC, counting from zero, reaches while its clients
+            # find it again (their search backoff can take longer than this life did)
+            ca_write("TE:LATE:COUNT", 100_000, notify=True)
+            wait_until(lambda: max(counts("f142", deserialise_f142)) >= 100_000, 10,
+                       "the raised count forwarded")
             ioc.stop()
             wait_until(lambda: states().count(ConnectionInfo.DISCONNECTED) == 2, 30,
                        f"ep01 disconnected over CA and PVA {states()}")

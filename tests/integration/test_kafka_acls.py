@@ -92,7 +92,8 @@ def test_only_run_control_starts_runs_and_the_writer_writes_only_its_reports(sec
         done = wait_wrdn(root, topics.writer_status, job_id, timeout=60)
         assert not done.error_encountered, done.message
     check_events_file(tmp_path / "SECURE.nxs", frames.events_between(start_ms * MS, stop_ms * MS),
-                      distinct_ids=True)
+                      distinct_ids=True,
+                      explain=lambda ids: frames.explain(ids, start_ms * MS, stop_ms * MS))
     assert not (tmp_path / "INTRUDER.nxs").exists()
     on_run_info = [schema_id(m.value()) for m in read_all(root, topics.run_info, timeout=2)]
     assert on_run_info == ["pl72", "6s4t"]  # the writer wrote nothing there
