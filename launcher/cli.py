@@ -210,7 +210,14 @@ def cmd_liveview(args: argparse.Namespace) -> int:
     jbi = default_jbi_topics(config)
     jbi = JbiTopics(args.command_topic or jbi.commands, args.response_topic or jbi.responses,
                     args.status_topic or jbi.status)
-    run(config, kafka, ports, metrics_port=args.metrics_port or None, jbi_topics=jbi)
+    from liveview.web import parse_http
+
+    try:
+        http = parse_http(args.http) if args.http else None
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    run(config, kafka, ports, metrics_port=args.metrics_port or None, jbi_topics=jbi,
+        http=http)
     return 0
 
 
@@ -263,7 +270,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1,
         liveview_pva=args.pva_port + 2, liveview_pva_broadcast=args.pva_port + 3),
         broker_port=args.broker_port, config_file=Path(args.config).resolve(),
-        metrics_base=args.metrics_port or None)
+        metrics_base=args.metrics_port or None, http_port=args.http_port or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--se-ca-port", type=int, default=5066,
                     help="sample-environment IOC CA port")
     up.add_argument("--pva-port", type=int, default=5075)
+    up.add_argument("--http-port", type=int, default=8090,
+                    help="the live page at http://127.0.0.1:PORT/ (0: none)")
     up.add_argument("--metrics-port", type=int, default=9400,
                     help="/metrics of the run-control IOC, forwarder, file writer, live view "
                     "and embedded broker at this port +1 ... +5 (0: none); a Prometheus "
@@ -380,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--response-topic", help="answers to commands with a msg_id "
                       "(default <INST>_liveResponses)")
     live.add_argument("--status-topic", help="the x5f2 heartbeat (default <INST>_liveStatus)")
+    live.add_argument("--http", metavar="HOST:PORT",
+                      default=os.environ.get("DATASTREAM_LIVE_HTTP"),
+                      help="serve the live page there (env DATASTREAM_LIVE_HTTP)")
     _add_metrics_argument(live)
     live.set_defaults(func=cmd_liveview)
 

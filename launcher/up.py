@@ -30,9 +30,10 @@ def metrics_ports(base: int | None) -> dict[str, int]:
 
 def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPorts,
                         config_file: Path | None = None,
-                        metrics: dict[str, int] | None = None) -> list[ServiceProcess]:
+                        metrics: dict[str, int] | None = None,
+                        http_port: int | None = None) -> list[ServiceProcess]:
     """The instrument's processes, in start order; `metrics`: service name -> its
-    /metrics port."""
+    /metrics port; `http_port`: the live page's, on loopback."""
     metrics = metrics or {}
 
     def served(name: str) -> list[str]:
@@ -62,7 +63,8 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
             logs / "forwarder.log"),
         ServiceProcess("liveview", datastream_argv(
             "liveview", *common, *kafka, "--pva-port", str(ports.liveview_pva),
-            "--pva-search-port", str(ports.liveview_pva_broadcast), *served("liveview")),
+            "--pva-search-port", str(ports.liveview_pva_broadcast), *served("liveview"),
+            *(["--http", f"127.0.0.1:{http_port}"] if http_port else [])),
             client, logs / "liveview.log"),
     ]
 
@@ -148,7 +150,8 @@ def wait_until_ready(config: InstrumentConfig, kafka: KafkaSettings,
 
 def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
        broker_port: int = 9092,
-       config_file: Path | None = None, metrics_base: int | None = None) -> int:
+       config_file: Path | None = None, metrics_base: int | None = None,
+       http_port: int | None = None) -> int:
     from datastream.broker import embedded
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     kafka = KafkaSettings(bootstrap)
     _ensure_topics(config, kafka)
 
-    services = instrument_services(config, bootstrap, ports, config_file, metrics)
+    services = instrument_services(config, bootstrap, ports, config_file, metrics, http_port)
     if metrics:
         write_prometheus_config(config.data_dir / "prometheus" / "prometheus.yml", config.name,
                                 {name: f"127.0.0.1:{port}" for name, port in metrics.items()})
@@ -187,7 +190,7 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
     if late:
         print(f"!! not ready after 120 s: {', '.join(late)}; see {config.data_dir / 'logs'}/",
               flush=True)
-    _print_summary(config, bootstrap, ports, services, metrics)
+    _print_summary(config, bootstrap, ports, services, metrics, http_port)
     try:
         while not stop.wait(1.0):
             for service in supervised:
@@ -238,7 +241,8 @@ def _restart(service: ServiceProcess) -> None:
 
 
 def _print_summary(config: InstrumentConfig, bootstrap: str, ports: EpicsPorts,
-                   services: list[ServiceProcess], metrics: dict[str, int]) -> None:
+                   services: list[ServiceProcess], metrics: dict[str, int],
+                   http_port: int | None) -> None:
     p = config.prefix
     scrape = (f"""
   Metrics          {', '.join(f'{n} :{port}' for n, port in metrics.items())}
@@ -251,6 +255,8 @@ Instrument {config.name} is up and ready.
   PV prefix        {p}   run control {p}DAE:*, file writer {p}FILEWRITER:*
   Sample env PVs   {p}SE:*  (real EPICS IOC, CA port {ports.sample_env_ca}, PVA {ports.pva_server})
   Live view PVs    {p}LIVE:*  (PVA port {ports.liveview_pva}, e.g. {p}LIVE:EVENTS)
+  Live page        {f"http://127.0.0.1:{http_port}/" if http_port else "(none: --http-port 0)"}
+  Live histograms  just-bin-it commands on {config.name}_liveCommands (NICOS)
   NeXus files      {config.files_dir}/{config.name}NNNNNNNN.nxs
   Logs             {config.data_dir / 'logs'}/{scrape}
   Processes        {', '.join(f'{s.name} (pid {s.proc.pid})' for s in services if s.proc)}

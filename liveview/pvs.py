@@ -54,6 +54,10 @@ class LivePVs:
             self._server.stop()
             self._server = None
 
+    def values(self) -> dict[str, object]:
+        """The counters as last posted."""
+        return dict(self._values)
+
     def post(self, values: dict[str, object]) -> None:
         now = time.time()
         for name, value in values.items():

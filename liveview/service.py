@@ -28,6 +28,7 @@ from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import RunHistogram
 from liveview.time_channels import TimeChannels
+from liveview.web import WebServer, live_state, make_app
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ class LiveSettings:
     first_pixel: int
     pixels: int
     channels: TimeChannels
+    image_width: int | None = None  # the live page's detector image; None: near square
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
         """Pixels from the DAE's settings, time channels over one frame unless [liveview]
-        says otherwise (tof_min_ns, tof_max_ns, channels, logarithmic)."""
+        says otherwise (tof_min_ns, tof_max_ns, channels, logarithmic); image_width lays
+        out the live page's detector image."""
         dae = config.dae
         table = dict(config.liveview)
         frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))
@@ -56,7 +59,9 @@ class LiveSettings:
                                 float(table.get("tof_max_ns", frame_ns)),
                                 int(table.get("channels", 1000)),
                                 bool(table.get("logarithmic", False)))
-        return cls(int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384)), channels)
+        width = table.get("image_width")
+        return cls(int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384)), channels,
+                   int(width) if width else None)
 
 
 class LiveView:
@@ -67,6 +72,7 @@ class LiveView:
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf())
         self.job_id = ""
         self.run_name = ""
+        self.title = ""
         self.malformed = 0
         self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
@@ -113,7 +119,8 @@ class LiveView:
             elif isinstance(decision, RunStopped):
                 stops[decision.job_id] = decision.stop_ns
         if last is not None and last.stop_ns is None and last.job_id in stops:
-            last = RunStarted(last.job_id, last.run_name, last.start_ns, stops[last.job_id])
+            last = RunStarted(last.job_id, last.run_name, last.start_ns, stops[last.job_id],
+                              last.title)
         return last
 
     def _assign(self, consumer: Consumer, events_from_ms: int | None) -> None:
@@ -133,7 +140,7 @@ class LiveView:
                          for p, o in self._run_info_next.items()] + offsets)
 
     def _begin(self, consumer: Consumer, run: RunStarted) -> None:
-        self.job_id, self.run_name = run.job_id, run.run_name
+        self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
         self.histogram.reset(Window(run.start_ns, run.stop_ns))
         self._rate.clear()
         self._assign(consumer, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS)
@@ -218,7 +225,7 @@ def default_jbi_topics(config: InstrumentConfig) -> JbiTopics:
 
 def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
         stop: threading.Event | None = None, metrics_port: int | None = None,
-        jbi_topics: JbiTopics | None = None) -> None:
+        jbi_topics: JbiTopics | None = None, http: tuple[str, int] | None = None) -> None:
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -233,6 +240,11 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     jbi = JbiService(kafka, jbi_topics or default_jbi_topics(config), f"liveview-{config.name}")
     jbi_thread = threading.Thread(target=jbi.run, args=(stop,), name="live-jbi")
     jbi_thread.start()
+    web = None
+    if http is not None:
+        web = WebServer(make_app(lambda pixel: live_state(view, pixel)), *http)
+        web.start()
+        log.info("live page at %s", web.url)
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
              ports.liveview_pva)
     try:
@@ -247,6 +259,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
         stop.set()
         consumer.join(10)
         jbi_thread.join(10)
+        if web is not None:
+            web.close()
         if metrics is not None:
             metrics.close()
         view.pvs.close()

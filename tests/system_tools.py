@@ -12,7 +12,8 @@ import pytest
 # tool -> the Debian package that has it
 PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus",
             "ansible-playbook": "ansible", "ansible-lint": "ansible-lint",
-            "procServ": "procserv", "java": "openjdk-17-jre-headless"}
+            "procServ": "procserv", "java": "openjdk-17-jre-headless",
+            "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 def require(tool: str) -> str:

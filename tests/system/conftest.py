@@ -29,6 +29,7 @@ class Instrument:
     services: dict[str, ServiceProcess]
     # service name -> port of its /metrics, /healthz, /readyz
     metrics: dict[str, int]
+    http_port: int = 0  # the live page's
     prefix: str = PREFIX
 
     def pv(self, suffix: str) -> str:
@@ -80,10 +81,13 @@ def instrument(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
     ensure_topics(kafka, config.topics, config.topic_table())
     metrics = {name: free_port() for name in ("run-control-ioc", "forwarder", "filewriter",
                                                "liveview")}
-    services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path, metrics)
+    http_port = free_port()
+    services = instrument_services(config, kafka.bootstrap, EPICS_PORTS, config_path, metrics,
+                                   http_port)
     for service in services:
         service.start()
-    inst = Instrument(config_path, d, kafka, {s.name: s for s in services}, metrics)
+    inst = Instrument(config_path, d, kafka, {s.name: s for s in services}, metrics,
+                      http_port=http_port)
     try:
         wait_until(lambda: caget(inst.pv("FILEWRITER:STATE"), as_string=True) == "IDLE", 90,
                    "the run-control IOC and an idle file writer")

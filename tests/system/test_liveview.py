@@ -1,6 +1,8 @@
 """The live view in the whole instrument: its PVA counters follow the run and, at its end,
 equal DAE:TOTALCOUNTS and the file's event count exactly, also when the live view was
-restarted mid-run (it catches up from the run's start)."""
+restarted mid-run (it catches up from the run's start); just-bin-it's histogram of the run,
+asked afterwards, counts the same; the live page, in a real headless chromium, follows a
+run and ends showing LIVE:EVENTS."""
 
 from __future__ import annotations
 
@@ -55,3 +57,93 @@ def test_live_counts_equal_the_dae_and_the_file(instrument, pva):  # noqa: F811
         assert len(f["raw_data_1/detector_1_events/event_id"]) == total
     time.sleep(1.0)  # the run is closed: nothing after its stop is added
     assert live(pva, instrument, "EVENTS") == total
+    # NICOS asks just-bin-it (the live view's) for the finished run's spectrum afterwards
+    start_ms, stop_ms = run_window(instrument, f"{number:08d}")
+    assert jbi_total(instrument, start_ms, stop_ms) == total
+
+
+def run_window(instrument, run_name: str) -> tuple[int, int]:  # noqa: F811
+    """The run's start and stop (ms) as run control sent them."""
+    from streaming_data_types.run_start_pl72 import deserialise_pl72
+    from streaming_data_types.run_stop_6s4t import deserialise_6s4t
+
+    from datastream.schemas import schema_id
+    from tests.integration.conftest import read_all
+
+    messages = [m.value() for m in read_all(instrument.kafka, "SYS_runInfo")]
+    start = next(deserialise_pl72(p) for p in reversed(messages)
+                 if schema_id(p) == "pl72" and deserialise_pl72(p).run_name == run_name)
+    stop = next(deserialise_6s4t(p) for p in reversed(messages)
+                if schema_id(p) == "6s4t" and deserialise_6s4t(p).job_id == start.job_id)
+    return start.start_time, stop.stop_time
+
+
+def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
+    """A 1-D time-of-flight histogram over [start, stop) asked as NICOS asks; its final sum."""
+    import json
+    import uuid
+
+    from streaming_data_types.histogram_hs00 import deserialise_hs00
+
+    from datastream.kafka_client import deliver, make_producer
+    from tests.integration.conftest import read_all
+
+    hist_id = f"nicos-{uuid.uuid4().hex[:8]}"
+    deliver(make_producer(instrument.kafka), "SYS_liveCommands", json.dumps({
+        "cmd": "config", "msg_id": hist_id, "data_brokers": [instrument.kafka.bootstrap],
+        "data_topics": ["SYS_events"], "start": start_ms, "stop": stop_ms,
+        "histograms": [{"type": "hist1d", "tof_range": [0, 1_000_000_000], "num_bins": 100,
+                        "topic": "SYS_liveHistograms", "id": hist_id}]}).encode())
+
+    def final():
+        for m in reversed(read_all(instrument.kafka, "SYS_liveHistograms", timeout=2)):
+            info = json.loads(deserialise_hs00(m.value())["info"])
+            if info["id"] == hist_id and info["state"] == "FINISHED":
+                return info
+        return None
+
+    return int(wait_until(final, 30, "the just-bin-it histogram of the run")["sum"])
+
+
+def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F811
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from tests.system_tools import require
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = require("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(require("chromedriver")))
+    shown = lambda element_id: driver.find_element(By.ID, element_id).text  # noqa: E731
+    try:
+        driver.get(f"http://127.0.0.1:{instrument.http_port}/")
+        wait_until(lambda: int(shown("updates") or 0) > 0, 20, "the page's first update")
+        g = Genie(instrument.prefix)
+        g.begin()
+        number = g.get("DAE:IRUNNUMBER")
+        wait_until(lambda: shown("run-number") == f"{number:08d}"
+                   and shown("state") == "RUNNING", 20, "the page to show the new run")
+        tof = wait_until(lambda: int(shown("tof-sum")) or None, 20, "a spectrum")
+        image = int(shown("image-sum"))
+        wait_until(lambda: int(shown("tof-sum")) > tof and int(shown("image-sum")) > image, 10,
+                   "the spectrum and the image to grow while the run counts")
+        updates = int(shown("updates"))
+        time.sleep(2.0)
+        assert int(shown("updates")) >= updates + 3  # twice a second
+        pixel = driver.find_element(By.ID, "pixel")
+        pixel.send_keys("1")
+        wait_until(lambda: int(shown("pixel-sum")) > 0, 10, "the chosen pixel's spectrum")
+        g.end()
+        total = g.get("DAE:TOTALCOUNTS")
+        wait_until(lambda: live(pva, instrument, "EVENTS") == total
+                   and shown("c-EVENTS") == str(total), 20,
+                   f"the page and LIVE:EVENTS to show TOTALCOUNTS {total}")
+        assert int(shown("tof-sum")) == total  # every event in the frame's time channels
+    finally:
+        # one screenshot a run, for a person to look at
+        driver.save_screenshot(str(tmp_path / "live_page.png"))
+        driver.quit()

@@ -1,0 +1,115 @@
+"""The live page: `datastream liveview --http HOST:PORT` serves one small page (Starlette,
+uvicorn) that polls /api/live twice a second and draws the run, the counters, the total
+time-of-flight spectrum, a chosen pixel's spectrum and the detector image on canvases.
+
+The counters are the very values the live view posts as LIVE:* PVs, so the page and
+`pvget` never disagree. The page has no dependency to fetch: beamline networks are often
+closed."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+def image_shape(pixels: int, width: int | None) -> tuple[int, int]:
+    """(height, width) of the detector image: the configured width, or near square."""
+    w = width or max(1, round(math.sqrt(pixels)))
+    return math.ceil(pixels / w), w
+
+
+def live_state(view: Any, pixel: int | None) -> dict[str, object]:
+    """What the page shows, from the live view (liveview.service.LiveView)."""
+    hist = view.histogram
+    snapshot = hist.snapshot()
+    now = time.time_ns()
+    stop = snapshot["stop_ns"]
+    state = ("" if not view.run_name else
+             "ENDED" if stop is not None and now >= stop else "RUNNING")
+    per_pixel = hist.pixel_totals()
+    height, width = image_shape(hist.n_pixels, view.settings.image_width)
+    image = np.zeros(height * width, np.uint64)
+    image[:len(per_pixel)] = per_pixel
+    out: dict[str, object] = {
+        "instrument": view.config.name,
+        "run": {"number": view.run_name, "title": view.title, "state": state},
+        "counters": view.pvs.values(),
+        "tof": {"edges": hist.channels.edges().tolist(), "counts": hist.spectrum().tolist()},
+        "image": {"first_pixel": hist.first_pixel, "width": width, "height": height,
+                  "counts": image.tolist()},
+    }
+    if pixel is not None and hist.first_pixel <= pixel < hist.first_pixel + hist.n_pixels:
+        out["pixel"] = {"id": pixel, "counts": hist.spectrum(pixel).tolist()}
+    return out
+
+
+def make_app(state: Callable[[int | None], dict[str, object]]) -> Starlette:
+    page = PAGE.read_text()
+
+    async def index(_: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def api(request: Request) -> JSONResponse:
+        raw = request.query_params.get("pixel", "")
+        try:
+            pixel = int(raw) if raw else None
+        except ValueError:
+            return JSONResponse({"error": f"pixel {raw!r} is not a number"}, status_code=400)
+        return JSONResponse(state(pixel))
+
+    return Starlette(routes=[Route("/", index), Route("/api/live", api)])
+
+
+def parse_http(value: str) -> tuple[str, int]:
+    """HOST:PORT (or just PORT, on 127.0.0.1)."""
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"--http {value!r}: expected HOST:PORT") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"--http {value!r}: no such port")
+    return host or "127.0.0.1", number
+
+
+class WebServer:
+    """uvicorn in a thread of its own (start()/close())."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                                     log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, name="live-web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"cannot serve the live page on {self.host}:{self.port} "
+                                   "(is the port taken?)")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
