@@ -7,8 +7,10 @@ import datetime as dt
 import time
 
 from p4p.nt import NTScalar
-from p4p.server import Server
+from p4p.server import DynamicProvider, Server
 from p4p.server.thread import SharedPV
+
+from liveview.array_pvs import ArrayPVs
 
 # name -> (NTScalar type code, unit)
 COUNTERS: dict[str, tuple[str, str]] = {
@@ -35,8 +37,10 @@ def _iso(ns: int | None) -> str:
 class LivePVs:
     """Owns the PVA server (start()/close())."""
 
-    def __init__(self, prefix: str, server_conf: dict[str, str]) -> None:
+    def __init__(self, prefix: str, server_conf: dict[str, str],
+                 arrays: ArrayPVs | None = None) -> None:
         self.prefix = f"{prefix}LIVE:"
+        self.arrays = arrays
         self._conf = server_conf
         self._pvs = {name: SharedPV(nt=NTScalar(code, display=True),
                                     initial={"value": "" if code == "s" else 0,
@@ -46,8 +50,15 @@ class LivePVs:
         self._server: Server | None = None
 
     def start(self) -> None:
-        self._server = Server(providers=[{self.prefix + n: pv for n, pv in self._pvs.items()}],
-                              conf=self._conf, useenv=False)
+        named = {self.prefix + n: pv for n, pv in self._pvs.items()}
+        providers: list[object] = [named]
+        if self.arrays is not None:
+            named |= self.arrays.static()
+            # kept here: the server holds the provider weakly, and a collected one answers
+            # no search
+            self._dynamic = DynamicProvider(f"{self.prefix}spectra", self.arrays)
+            providers.append(self._dynamic)
+        self._server = Server(providers=providers, conf=self._conf, useenv=False)
 
     def close(self) -> None:
         if self._server is not None:

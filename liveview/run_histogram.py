@@ -91,10 +91,11 @@ class RunHistogram:
                     "repeated": self.repeated, "last_pulse_ns": self.last_pulse_ns,
                     "start_ns": self.window.start_ns, "stop_ns": self.window.stop_ns}
 
-    def pixel_totals(self) -> np.ndarray:
-        """Counts per pixel over all time channels (the detector image)."""
+    def pixel_totals(self, first_channel: int = 0,
+                     stop_channel: int | None = None) -> np.ndarray:
+        """Counts per pixel over time channels [first, stop) (the detector image)."""
         with self._lock:
-            return self.counts.sum(axis=1, dtype=np.uint64)
+            return self.counts[:, first_channel:stop_channel].sum(axis=1, dtype=np.uint64)
 
     def spectrum(self, pixel: int | None = None) -> np.ndarray:
         """Counts per time channel of one pixel (by id), or of all pixels."""

@@ -22,13 +22,14 @@ from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from datastream.schemas import schema_id
+from liveview.array_pvs import ArrayPVs
 from liveview.jbi_service import JbiService, JbiTopics
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import RunHistogram
 from liveview.time_channels import TimeChannels
-from liveview.web import WebServer, live_state, make_app
+from liveview.web import WebServer, image_shape, live_state, make_app
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class LiveView:
                  settings: LiveSettings, ports: EpicsPorts) -> None:
         self.config, self.kafka, self.settings = config, kafka, settings
         self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels)
-        self.pvs = LivePVs(config.prefix, ports.liveview_server_conf())
+        self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
+                               image_shape(settings.pixels, settings.image_width))
+        self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays)
         self.job_id = ""
         self.run_name = ""
         self.title = ""
@@ -216,6 +219,7 @@ class LiveView:
         rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
         self.pvs.show(snapshot, self.run_name, self.settings.pixels,
                       self.settings.channels.channels, rate)
+        self.arrays.update()
 
 
 def default_jbi_topics(config: InstrumentConfig) -> JbiTopics:

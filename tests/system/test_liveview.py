@@ -147,3 +147,45 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
         # one screenshot a run, for a person to look at
         driver.save_screenshot(str(tmp_path / "live_page.png"))
         driver.quit()
+
+
+def test_spectrum_and_image_pvs(instrument, pva):  # noqa: F811
+    import numpy as np
+
+    g = Genie(instrument.prefix)
+    wait_until(lambda: live(pva, instrument, "EVENTS") is not None, 30, "the live view's PVs")
+    spectrum = instrument.pv("LIVE:SPEC:1:5:")
+    x, xe = pva.get(spectrum + "X", timeout=5), pva.get(spectrum + "XE", timeout=5)
+    assert len(xe) == len(x) + 1 == 1001  # centres and edges of the 1,000 channels, in µs
+    assert xe.raw.display.units == "us" and np.all(np.diff(xe) > 0)
+    with pytest.raises(TimeoutError):
+        pva.get(instrument.pv("LIVE:SPEC:2:5:X"), timeout=1)  # one period only
+    counts: list = []
+    watch = pva.monitor(spectrum + "YC", counts.append)  # computed only while watched
+    try:
+        g.begin()
+        number = g.get("DAE:IRUNNUMBER")
+        wait_until(lambda: live(pva, instrument, "RUNNUMBER") == f"{number:08d}", 15,
+                   "the live view to follow the run")
+        wait_until(lambda: counts and counts[-1].sum() > 0, 20, "counts in spectrum 5")
+        g.end()
+        total = g.get("DAE:TOTALCOUNTS")
+        wait_until(lambda: live(pva, instrument, "EVENTS") == total, 20, "the run's end")
+        with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs", "r") as f:
+            in_file = int(np.count_nonzero(f["raw_data_1/detector_1_events/event_id"][:] == 5))
+        wait_until(lambda: counts[-1].sum() == in_file, 10,
+                   f"spectrum 5 to hold the file's {in_file} events of pixel 5")
+        y = pva.get(spectrum + "Y", timeout=5)
+        np.testing.assert_allclose(y * np.diff(xe), counts[-1], rtol=1e-5)
+    finally:
+        watch.close()
+    image = pva.get(instrument.pv("LIVE:IMAGE"), timeout=5)
+    assert image.shape == (32, 32) and int(image.sum()) == total  # 1,024 pixels
+    # up to the end of the first channel pixel 5 counted in: some counts in, some out
+    first = int(np.flatnonzero(counts[-1])[0])
+    pva.put(instrument.pv("LIVE:IMAGE:TOF_MAX:SP"), float(xe[first + 1]))
+    try:
+        wait_until(lambda: 0 < int(pva.get(instrument.pv("LIVE:IMAGE"), timeout=5).sum())
+                   < total, 10, "the image limited to a time-of-flight range")
+    finally:
+        pva.put(instrument.pv("LIVE:IMAGE:TOF_MAX:SP"), float(xe[-1]))

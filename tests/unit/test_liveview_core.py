@@ -72,3 +72,27 @@ def test_a_large_histogram_takes_the_blocked_kernel_with_the_same_counts():
     assert frame(small, 1, 10, pixels, tofs) == 10_000
     assert small.counts.sum() == 10_000
     assert small.counts[pixels[0] - 1, tofs[0] * 2] >= 1
+
+
+def test_spectrum_pvs_are_named_as_the_dae_names_them():
+    from liveview.array_pvs import ArrayPVs
+
+    arrays = ArrayPVs("IN:X:LIVE:", RunHistogram(1, 16, TimeChannels(0, 1000, 4)), (4, 4))
+    assert arrays.testChannel("IN:X:LIVE:SPEC:1:16:YC")
+    for name in ("IN:X:LIVE:SPEC:1:17:YC", "IN:X:LIVE:SPEC:1:0:Y", "IN:X:LIVE:SPEC:2:1:X",
+                 "IN:X:LIVE:SPEC:1:1:Z", "IN:Y:LIVE:SPEC:1:1:X", "IN:X:LIVE:EVENTS"):
+        assert not arrays.testChannel(name), name
+    np.testing.assert_allclose(arrays.edges_us, [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(arrays.centres_us, [0.125, 0.375, 0.625, 0.875])
+
+
+def test_the_image_counts_a_tof_range():
+    from liveview.array_pvs import ArrayPVs
+
+    hist = RunHistogram(1, 16, TimeChannels(0, 1000, 4))
+    hist.reset(Window(0, None))
+    frame(hist, 1, 1, [1, 1, 2, 16], [100, 900, 300, 600])
+    arrays = ArrayPVs("P:", hist, (4, 4))
+    np.testing.assert_array_equal(arrays.image_counts().ravel(), [2, 1] + [0] * 13 + [1])
+    arrays.tof_range_us = [0.25, 0.75]  # the middle two channels
+    np.testing.assert_array_equal(arrays.image_counts().ravel(), [0, 1] + [0] * 13 + [1])

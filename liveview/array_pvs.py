@@ -1,0 +1,152 @@
+"""The live view's array PVs, over PVA:
+
+- `SPEC:<period>:<spectrum>:X`, `:XE`, `:Y`, `:YC`, named and shaped as the ISIS DAE's and
+  kafka_dae_diagnostics' (ibex_bluesky_core reads them so): X the time-channel centres and XE
+  their edges (one more), in µs as the DAE gives time of flight; YC the counts per channel,
+  Y the counts per µs of channel width. Spectrum n is pixel n (the DAE's one-to-one map);
+  there is one period. A spectrum PV is made when a client first asks for it and computed
+  only while a client is connected: 16k spectra cost nothing until someone looks.
+- `IMAGE`: the detector's counts per pixel as an NTNDArray (height x width), which Phoebus,
+  pvmonitor and areaDetector viewers show; `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs)
+  limit it to a time-of-flight range, to the nearest channel edges.
+
+The time channels in µs: the DAE's TCB PVs are in µs; the events are in ns (ev44)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import numpy as np
+from p4p.nt import NTNDArray, NTScalar
+from p4p.server.thread import SharedPV
+
+SPEC = re.compile(r"SPEC:(\d+):(\d+):(X|XE|Y|YC)$")
+PERIODS = 1
+
+
+class _Watched:
+    """A SharedPV handler that keeps count of connected clients."""
+
+    def __init__(self, owner: ArrayPVs, name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def onFirstConnect(self, pv: SharedPV) -> None:
+        self.owner._connected(self.name, True)
+
+    def onLastDisconnect(self, pv: SharedPV) -> None:
+        self.owner._connected(self.name, False)
+
+
+class _Setpoint:
+    def __init__(self, apply: Any) -> None:
+        self.apply = apply
+
+    def put(self, pv: SharedPV, op: Any) -> None:
+        try:
+            value = float(op.value())
+        except (TypeError, ValueError) as exc:
+            op.done(error=f"not a number: {exc}")
+            return
+        pv.post(value)
+        self.apply(value)
+        op.done()
+
+
+class ArrayPVs:
+    """A p4p DynamicProvider handler (testChannel/makeChannel, p4p's names) for the spectra,
+    and the static image PVs, of a run histogram (liveview.run_histogram.RunHistogram).
+    `update()` posts what clients watch; called by the publisher."""
+
+    def __init__(self, prefix: str, histogram: Any, image_shape: tuple[int, int]) -> None:
+        self.prefix, self.histogram = prefix, histogram
+        self.first_pixel, self.n_pixels = histogram.first_pixel, histogram.n_pixels
+        self.edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
+        self.centres_us = (self.edges_us[:-1] + self.edges_us[1:]) / 2
+        self.widths_us = np.diff(self.edges_us)
+        self.image_shape = image_shape
+        self._lock = threading.Lock()
+        self._pvs: dict[str, SharedPV] = {}
+        self._watched: set[str] = set()
+        self.tof_range_us = [float(self.edges_us[0]), float(self.edges_us[-1])]
+        self.image = SharedPV(nt=NTNDArray(), initial=self.image_counts())
+        self.setpoints = {
+            "IMAGE:TOF_MIN:SP": self._setpoint(0), "IMAGE:TOF_MAX:SP": self._setpoint(1)}
+
+    def _setpoint(self, index: int) -> SharedPV:
+        def apply(value: float) -> None:
+            self.tof_range_us[index] = value
+
+        return SharedPV(nt=NTScalar("d", display=True), handler=_Setpoint(apply),
+                        initial={"value": self.tof_range_us[index], "display.units": "us"})
+
+    def static(self) -> dict[str, SharedPV]:
+        """The PVs served by name (not made on demand)."""
+        return {self.prefix + "IMAGE": self.image} | {
+            self.prefix + n: pv for n, pv in self.setpoints.items()}
+
+    # -- p4p DynamicProvider handler --
+    def _parse(self, name: str) -> tuple[int, str] | None:
+        if not name.startswith(self.prefix):
+            return None
+        m = SPEC.match(name[len(self.prefix):])
+        if m is None:
+            return None
+        period, spectrum, kind = int(m[1]), int(m[2]), m[3]
+        if not 1 <= period <= PERIODS:
+            return None
+        if not self.first_pixel <= spectrum < self.first_pixel + self.n_pixels:
+            return None
+        return spectrum, kind
+
+    def testChannel(self, name: str) -> bool:
+        return self._parse(name) is not None
+
+    def makeChannel(self, name: str, peer: str) -> SharedPV:
+        with self._lock:
+            pv = self._pvs.get(name)
+            if pv is None:
+                spectrum, kind = self._parse(name)  # type: ignore[misc]
+                unit = {"X": "us", "XE": "us", "Y": "counts/us", "YC": "counts"}[kind]
+                initial = (self.centres_us if kind == "X" else self.edges_us if kind == "XE"
+                           else self._spectrum(spectrum, kind))
+                pv = SharedPV(nt=NTScalar("af", display=True), handler=_Watched(self, name),
+                              initial={"value": initial.astype(np.float32),
+                                       "display.units": unit})
+                self._pvs[name] = pv
+            return pv
+
+    def _connected(self, name: str, connected: bool) -> None:
+        with self._lock:
+            (self._watched.add if connected else self._watched.discard)(name)
+
+    @property
+    def watched(self) -> set[str]:
+        with self._lock:
+            return set(self._watched)
+
+    # -- posting --
+    def _spectrum(self, spectrum: int, kind: str) -> np.ndarray:
+        counts = self.histogram.spectrum(spectrum).astype(np.float64)
+        return counts / self.widths_us if kind == "Y" else counts
+
+    def update(self) -> None:
+        """Post the watched spectra and the image."""
+        for name in self.watched:
+            parsed = self._parse(name)
+            if parsed is None or parsed[1] in ("X", "XE"):
+                continue  # the time channels do not change during a run
+            self._pvs[name].post(self._spectrum(*parsed).astype(np.float32))
+        self.image.post(self.image_counts())
+
+    def image_counts(self) -> np.ndarray:
+        """Counts per pixel within the TOF range, laid out (height, width)."""
+        low, high = self.tof_range_us
+        c0 = int(np.searchsorted(self.edges_us, low, side="left"))
+        c1 = int(np.searchsorted(self.edges_us, high, side="right")) - 1
+        per_pixel = self.histogram.pixel_totals(c0, max(c0, c1))
+        height, width = self.image_shape
+        flat = np.zeros(height * width, np.uint32)
+        flat[:len(per_pixel)] = np.minimum(per_pixel, np.iinfo(np.uint32).max)
+        return flat.reshape(height, width)
