@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 from confluent_kafka import TopicPartition
+from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
 from datastream.kafka_client import KafkaSettings, make_consumer
@@ -40,20 +41,32 @@ def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: in
             if msg.offset() + 1 >= ends[msg.partition()]:
                 todo.discard(msg.partition())
             value = msg.value()
-            if not value or schema_id(value) != "ev44":
-                continue
             try:
-                ev = deserialise_ev44(value)
+                counted = _events_and_frames(value, source, start_ns)
             except Exception:  # a malformed message counts for nothing, as in the writer
                 continue
-            if ev.source_name != source:
-                continue
-            ref = np.asarray(ev.reference_time, np.int64)
-            idx = np.append(np.asarray(ev.reference_time_index, np.int64),
-                            len(ev.time_of_flight))
-            keep = ref >= start_ns
-            frames += int(keep.sum())
-            events += int((idx[1:] - idx[:-1])[keep].sum())
+            events += counted[0]
+            frames += counted[1]
         return events, frames
     finally:
         consumer.close()
+
+
+def _events_and_frames(value: bytes | None, source: str, start_ns: int) -> tuple[int, int]:
+    """(events, frames) of one event message (ev44, or ev42 from a DAE set to Mantid's
+    schema) in pulses at or after start_ns."""
+    kind = schema_id(value) if value else ""
+    if kind == "ev42":
+        ev42 = deserialise_ev42(value)
+        if ev42.source_name != source or ev42.pulse_time < start_ns:
+            return 0, 0
+        return len(ev42.time_of_flight), 1
+    if kind != "ev44":
+        return 0, 0
+    ev = deserialise_ev44(value)
+    if ev.source_name != source:
+        return 0, 0
+    ref = np.asarray(ev.reference_time, np.int64)
+    idx = np.append(np.asarray(ev.reference_time_index, np.int64), len(ev.time_of_flight))
+    keep = ref >= start_ns
+    return int((idx[1:] - idx[:-1])[keep].sum()), int(keep.sum())

@@ -64,7 +64,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     topics = config.topics
     try:
         dae_settings = DaeSettings(**config.dae)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise SystemExit(f"bad [dae] section in {args.config}: {exc}") from exc
     producer = make_producer(kafka)
     # idempotent: a frame resent after a lost acknowledgement is not in the topic twice
@@ -79,7 +79,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         writer=writer_status, logs=config.streams(), events_source=dae_settings.source_name,
         run_log=runlog_streams(config.prefix, topics.run_log),
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
-        record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"))
+        record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"),
+        spectra=(dae_settings.first_pixel, dae_settings.pixels))
 
     def count(run: RunInfo) -> tuple[int, int]:
         return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)

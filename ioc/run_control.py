@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from confluent_kafka import Producer
-from streaming_data_types.run_start_pl72 import serialise_pl72
+from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.kafka_client import DeliveryError, deliver
@@ -88,6 +89,16 @@ class RunControl:
     monotonic: Callable[[], float] = time.monotonic
     settings: RunSettings = field(default_factory=RunSettings)
     record_store: RunRecordStore | None = None
+    # (first pixel, pixels): the DAE's one-to-one detector-spectrum map, sent in each pl72
+    # for Mantid's live listener, which builds its workspace's spectra from it
+    spectra: tuple[int, int] | None = None
+
+    def _spectrum_map(self) -> DetectorSpectrumMap | None:
+        if self.spectra is None:
+            return None
+        first, n = self.spectra
+        ids = np.arange(first, first + n, dtype=np.int32)
+        return DetectorSpectrumMap(ids, ids, n)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -175,7 +186,7 @@ class RunControl:
             instrument_name=self.instrument, broker=self.broker,
             metadata=json.dumps({"title": run.title, "users": list(users),
                                  "rb_number": run.rb_number}),
-            control_topic=self.topics.run_info)
+            control_topic=self.topics.run_info, detector_spectrum_map=self._spectrum_map())
         self.writer.expect(run.job_id)
         previous_run, self._run, self._pending = self._run, run, None
         self._set(RunState.BEGINNING)

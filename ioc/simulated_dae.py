@@ -16,7 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from confluent_kafka import KafkaError, Producer
+from streaming_data_types.eventdata_ev42 import serialise_ev42
 from streaming_data_types.eventdata_ev44 import serialise_ev44
+from streaming_data_types.fbschemas.isis_event_info_is84.RunState import (
+    RunState as IsisRunState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,13 @@ class DaeSettings:
     # proton beam current on target, for the good-charge counter (GOODUAH)
     beam_current_ua: float = 40.0
     seed: int | None = None
+    # "ev44", or "ev42" for Mantid's live listener (which reads ev42 only), with ISIS's
+    # period, run state and proton charge per frame as is84 facility data
+    event_schema: str = "ev44"
+
+    def __post_init__(self) -> None:
+        if self.event_schema not in ("ev44", "ev42"):
+            raise ValueError(f"event_schema {self.event_schema!r}: ev44 or ev42")
 
     @property
     def frame_period_ns(self) -> int:
@@ -83,6 +94,8 @@ class SimulatedDae:
         self._settings = settings
         self._clock = clock
         self._generator = EventGenerator(settings)
+        # µAh on target in one frame, the same figure GOODUAH sums
+        self._frame_charge_uah = settings.beam_current_ua / settings.frame_rate_hz / 3600.0
         self._cond = threading.Condition()
         self._next_ns: int | None = None  # next frame time while counting
         self._until_ns: int | None = None  # no frame at or after this time
@@ -190,9 +203,16 @@ class SimulatedDae:
     def _emit(self, frame_ns: int) -> int:
         tof, pixel = self._generator.frame()
         self._message_id += 1
-        payload = serialise_ev44(self._settings.source_name, self._message_id,
-                                 np.array([frame_ns], dtype=np.int64), np.array([0], np.int32),
-                                 tof, pixel)
+        s = self._settings
+        if s.event_schema == "ev42":
+            payload = serialise_ev42(s.source_name, self._message_id, frame_ns, tof, pixel,
+                                     isis_specific={"period_number": 0,
+                                                    "run_state": IsisRunState.RUNNING,
+                                                    "proton_charge": self._frame_charge_uah})
+        else:
+            payload = serialise_ev44(s.source_name, self._message_id,
+                                     np.array([frame_ns], dtype=np.int64),
+                                     np.array([0], np.int32), tof, pixel)
         while True:
             try:
                 self._producer.produce(self._topic, payload, timestamp=frame_ns // 1_000_000,
