@@ -25,3 +25,6 @@ def collect(view: LiveView) -> Iterable[Metric]:
                 int(view.run_name) if view.run_name.isdigit() else 0)
     yield counter("liveview_skipped_messages", "messages that could not be read",
                   view.malformed)
+    yield gauge("liveview_skipped_events", "events of the run counted but not binned: load "
+                "shed while the lag was past max_lag_s", int(snapshot["skipped"]))
+    yield gauge("liveview_shedding", "1 while binning is shed", int(view.shedder.shedding))

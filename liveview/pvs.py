@@ -25,6 +25,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "START_TIME": ("s", ""),
     "STOP_TIME": ("s", ""),
     "RUNNUMBER": ("s", ""),
+    # events counted but not binned while the view was overloaded (not a KDAEDIAG name)
+    "SKIPPEDEVENTS": ("l", "events"),
 }
 
 
@@ -86,4 +88,5 @@ class LivePVs:
                    "PROCESSINGLAG": round(max(0.0, time.time() - last / 1e9), 3) if last else 0.0,
                    "NUMSPECTRA": n_spectra, "NUMTIMECHANNELS": n_channels,
                    "START_TIME": _iso(snapshot["start_ns"]),
-                   "STOP_TIME": _iso(snapshot["stop_ns"]), "RUNNUMBER": run_name})
+                   "STOP_TIME": _iso(snapshot["stop_ns"]), "RUNNUMBER": run_name,
+                   "SKIPPEDEVENTS": int(snapshot["skipped"])})

@@ -37,6 +37,7 @@ class RunHistogram:
             self.frames = 0
             self.outside = 0  # events of the run outside the pixels or time channels
             self.repeated = 0
+            self.skipped = 0  # events counted but not binned (load shed)
             self.last_pulse_ns = 0
             self._recent = RecentMessages()
 
@@ -45,8 +46,9 @@ class RunHistogram:
             self.window = Window(self.window.start_ns, stop_ns)
 
     def add(self, message_id: int, reference_time: np.ndarray, reference_index: np.ndarray,
-            tof: np.ndarray, pixel_id: np.ndarray) -> int:
-        """One ev44's events of the run's pulses; returns how many were taken."""
+            tof: np.ndarray, pixel_id: np.ndarray, bin_events: bool = True) -> int:
+        """One ev44's events of the run's pulses; returns how many were taken.
+        bin_events=False: counted, not binned (liveview.load_shedding)."""
         ref = np.asarray(reference_time, np.int64)
         if len(ref) == 0:
             return 0
@@ -59,6 +61,10 @@ class RunHistogram:
                 return 0
             idx = np.asarray(reference_index, np.int64)
             ends = np.append(idx[1:], len(tof))
+            if not bin_events:  # count only: no copy, no kernel
+                n = int((ends - idx)[mask].sum())
+                self.skipped += n
+                return self._counted(n, int(mask.sum()), ref[mask], 0)
             if mask.all():
                 pixel_id, tof = pixel_id[idx[0]:], tof[idx[0]:]
             else:
@@ -78,17 +84,22 @@ class RunHistogram:
             else:
                 skipped = bin_linear(self.counts, pixel_id, tof, self.first_pixel,
                                      c.tof_min_ns, c.tof_max_ns, c.channels)
-            self.events += len(tof)
-            self.events_ever += len(tof)
-            self.outside += int(skipped)
-            self.frames += int(mask.sum())
-            self.last_pulse_ns = max(self.last_pulse_ns, int(ref[mask].max()))
-            return len(tof)
+            return self._counted(len(tof), int(mask.sum()), ref[mask], int(skipped))
+
+    def _counted(self, events: int, frames: int, pulses: np.ndarray, outside: int) -> int:
+        """Under the lock: the totals of what add() took."""
+        self.events += events
+        self.events_ever += events
+        self.outside += outside
+        self.frames += frames
+        self.last_pulse_ns = max(self.last_pulse_ns, int(pulses.max()))
+        return events
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {"events": self.events, "frames": self.frames, "outside": self.outside,
-                    "repeated": self.repeated, "last_pulse_ns": self.last_pulse_ns,
+                    "repeated": self.repeated, "skipped": self.skipped,
+                    "last_pulse_ns": self.last_pulse_ns,
                     "start_ns": self.window.start_ns, "stop_ns": self.window.stop_ns}
 
     def pixel_totals(self, first_channel: int = 0,

@@ -24,6 +24,7 @@ from datastream.run_window import Window
 from datastream.schemas import schema_id
 from liveview.array_pvs import ArrayPVs
 from liveview.jbi_service import JbiService, JbiTopics
+from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
@@ -47,12 +48,13 @@ class LiveSettings:
     pixels: int
     channels: TimeChannels
     image_width: int | None = None  # the live page's detector image; None: near square
+    max_lag_s: float = 30.0  # reading live, past this lag binning is shed (load_shedding)
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
         """Pixels from the DAE's settings, time channels over one frame unless [liveview]
         says otherwise (tof_min_ns, tof_max_ns, channels, logarithmic); image_width lays
-        out the live page's detector image."""
+        out the live page's detector image; max_lag_s is the lag past which binning is shed."""
         dae = config.dae
         table = dict(config.liveview)
         frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))
@@ -62,7 +64,7 @@ class LiveSettings:
                                 bool(table.get("logarithmic", False)))
         width = table.get("image_width")
         return cls(int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384)), channels,
-                   int(width) if width else None)
+                   int(width) if width else None, float(table.get("max_lag_s", 30.0)))
 
 
 class LiveView:
@@ -77,6 +79,7 @@ class LiveView:
         self.run_name = ""
         self.title = ""
         self.malformed = 0
+        self.shedder = LoadShedder(settings.max_lag_s)
         self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -145,6 +148,7 @@ class LiveView:
     def _begin(self, consumer: Consumer, run: RunStarted) -> None:
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
         self.histogram.reset(Window(run.start_ns, run.stop_ns))
+        self.shedder.restart()
         self._rate.clear()
         self._assign(consumer, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS)
         log.info("following run %s (job %s) from %d ms", run.run_name, run.job_id,
@@ -162,12 +166,16 @@ class LiveView:
         sid = schema_id(payload)
         if sid == "ev44":
             ev = deserialise_ev44(payload)
-            self.histogram.add(ev.message_id, ev.reference_time, ev.reference_time_index,
-                               ev.time_of_flight, ev.pixel_id)
+            ref, index = ev.reference_time, ev.reference_time_index
+            tof, pixel = ev.time_of_flight, ev.pixel_id
         elif sid == "ev42":
             ev = deserialise_ev42(payload)
-            self.histogram.add(ev.message_id, [ev.pulse_time], [0], ev.time_of_flight,
-                               ev.detector_id)
+            ref, index, tof, pixel = [ev.pulse_time], [0], ev.time_of_flight, ev.detector_id
+        else:
+            return
+        lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0
+        self.histogram.add(ev.message_id, ref, index, tof, pixel,
+                           bin_events=self.shedder.bin_next(lag_s))
 
     def _start_reading(self, consumer: Consumer, stop: threading.Event) -> None:
         """Join the run in progress, or wait at the end; retried until the broker answers."""

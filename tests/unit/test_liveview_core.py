@@ -96,3 +96,30 @@ def test_the_image_counts_a_tof_range():
     np.testing.assert_array_equal(arrays.image_counts().ravel(), [2, 1] + [0] * 13 + [1])
     arrays.tof_range_us = [0.25, 0.75]  # the middle two channels
     np.testing.assert_array_equal(arrays.image_counts().ravel(), [0, 1] + [0] * 13 + [1])
+
+
+def test_load_is_shed_only_when_live_data_lags():
+    from liveview.load_shedding import LoadShedder
+
+    shed = LoadShedder(max_lag_s=10)
+    assert all(shed.bin_next(lag) for lag in (3600, 600, 60))  # a run's history: all binned
+    assert shed.bin_next(1.0) and shed.caught_up  # now reading live
+    assert shed.bin_next(9.0)
+    assert not shed.bin_next(11.0) and shed.shedding  # overloaded: count only
+    assert not shed.bin_next(6.0)  # until the lag is under half the limit
+    assert shed.bin_next(4.0) and not shed.shedding
+    shed.restart()  # a new run: its history binned in full again
+    assert shed.bin_next(600)
+    with pytest.raises(ValueError):
+        LoadShedder(max_lag_s=1)
+
+
+def test_shed_events_are_counted_not_binned():
+    hist = RunHistogram(1, 4, TimeChannels(0, 100, 10))
+    hist.reset(Window(0, None))
+    frame(hist, 1, 10, [1, 2], [5, 15])
+    hist.add(2, np.array([20, 30]), np.array([0, 1]), np.array([5, 5, 5], np.int32),
+             np.array([1, 1, 1], np.int32), bin_events=False)
+    snap = hist.snapshot()
+    assert (snap["events"], snap["frames"], snap["skipped"]) == (5, 3, 3)
+    assert int(hist.counts.sum()) == 2 and snap["last_pulse_ns"] == 30
