@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from datastream.geometry import Geometry, load_geometry
 from datastream.paths import DEFAULT_DATA_DIR, IOCBOOT_DIR, REPO_ROOT
 from datastream.streams import LogStream, load_streams
 from datastream.topic_table import TopicSpec, instrument_table_file, load_table
@@ -35,6 +36,11 @@ class InstrumentConfig:
     liveview: dict[str, object] = field(default_factory=dict)
     # the instrument's own topic table, changing the shared iocBoot/topics.toml
     topic_table_file: Path | None = None
+    # iocBoot/<INST>/geometry.toml: source, sample, detector banks, monitors
+    geometry_file: Path | None = None
+
+    def geometry(self) -> Geometry | None:
+        return load_geometry(self.geometry_file) if self.geometry_file else None
 
     @property
     def topics(self) -> InstrumentTopics:
@@ -85,6 +91,7 @@ def load_config(path: Path) -> InstrumentConfig:
         liveview=dict(doc.get("liveview", {})),
         topic_table_file=instrument_table_file(
             base, _resolve(base, doc.get("kafka", {}).get("topics"))),
+        geometry_file=_resolve(base, inst.get("geometry")),
     )
 
 
@@ -99,7 +106,7 @@ def write_config(config: InstrumentConfig, path: Path) -> Path:
 
     path.write_text("".join([
         table("instrument", {"name": config.name, "prefix": config.prefix,
-                             "data_dir": config.data_dir}),
+                             "data_dir": config.data_dir, "geometry": config.geometry_file}),
         table("kafka", {"broker": config.broker, "topics": config.topic_table_file}),
         table("run_control", {"end_timeout_s": config.end_timeout_s,
                               "access_security": config.access_security}),

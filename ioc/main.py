@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from datastream.geometry import GeometryError
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.metrics import Health, serve_metrics
@@ -66,10 +67,14 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         dae_settings = DaeSettings(**config.dae)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"bad [dae] section in {args.config}: {exc}") from exc
+    try:
+        geometry = config.geometry()
+    except GeometryError as exc:
+        raise SystemExit(f"bad geometry: {exc}") from exc
     producer = make_producer(kafka)
     # idempotent: a frame resent after a lost acknowledgement is not in the topic twice
     dae = SimulatedDae(make_producer(kafka, enable_idempotence=True, acks="all"),
-                       topics.events, dae_settings)
+                       topics.events, dae_settings, geometry=geometry)
     writer_status = WriterStatus()
     forwarder_status = ForwarderStatus()
     runinfo_dir = config.data_dir / "runinfo"
@@ -80,7 +85,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         run_log=runlog_streams(config.prefix, topics.run_log),
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
         record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"),
-        spectra=(dae_settings.first_pixel, dae_settings.pixels))
+        spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry)
 
     def count(run: RunInfo) -> tuple[int, int]:
         return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)

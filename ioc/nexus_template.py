@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from datastream.geometry import Bank, Geometry
 from datastream.streams import LogStream
 
 
@@ -50,9 +51,71 @@ def _logs(logs: list[LogStream]) -> list[dict[str, Any]]:
     ]
 
 
+def _transform(name: str, kind: str, value: float, vector: list[float], units: str,
+               depends_on: str) -> dict[str, Any]:
+    return _dataset(name, value, "float64", transformation_type=kind, vector=vector,
+                    units=units, depends_on=depends_on)
+
+
+def _placed(path: str, steps: list[tuple[str, str, float, list[float], str]]
+            ) -> list[dict[str, Any]]:
+    """depends_on and an NXtransformations group for the chain `steps`, the first applied
+    last (NeXus order): each step depends on the next, the last on the origin."""
+    names = [f"{path}/transformations/{step[0]}" for step in steps] + ["."]
+    return [_dataset("depends_on", names[0]),
+            _group("transformations", "NXtransformations", [
+                _transform(name, kind, value, vector, units, names[i + 1])
+                for i, (name, kind, value, vector, units) in enumerate(steps)])]
+
+
+def _bank(bank: Bank, path: str) -> dict[str, Any]:
+    x, y = bank.offsets()
+    return _group(bank.name, "NXdetector", [
+        _dataset("detector_number", bank.ids.tolist(), "int32"),
+        _dataset("x_pixel_offset", x.tolist(), "float64", units="m"),
+        _dataset("y_pixel_offset", y.tolist(), "float64", units="m"),
+        # out along the beam, then turned to the bank's scattering angle
+        *_placed(path, [("distance", "translation", bank.distance_m, [0.0, 0.0, 1.0], "m"),
+                        ("rotation", "rotation", bank.two_theta_deg, [0.0, 1.0, 0.0], "deg")]),
+        # the DAE's one event stream, in the detector group as in ESS files: each bank
+        # takes the events of its own detector numbers
+        {"module": "link", "config": {"name": "events",
+                                      "source": "/raw_data_1/detector_1_events"}},
+    ])
+
+
+def _geometry(geometry: Geometry | None, events_topic: str
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(in the instrument: NXsource and the banks; in the entry: NXsample and the monitors,
+    each monitor with its own event stream, which the DAE sends with its name as source)."""
+    if geometry is None:
+        return [], []
+    inst = "/raw_data_1/instrument"
+    source = _group("source", "NXsource", [
+        _dataset("name", "moderator"), _dataset("probe", "neutron"),
+        _dataset("type", "Spallation Neutron Source"),
+        *_placed(f"{inst}/source", [("position", "translation", geometry.source_distance_m,
+                                     [0.0, 0.0, -1.0], "m")])])
+    sample = _group("sample", "NXsample", [
+        _dataset("name", "powder"),
+        *_placed("/raw_data_1/sample", [("position", "translation", 0.0, [0.0, 0.0, 1.0],
+                                         "m")])])
+    monitors = [_group(m.name, "NXmonitor", [
+        _dataset("detector_number", m.id, "int32"),
+        *_placed(f"/raw_data_1/{m.name}", [("position", "translation", m.z_m,
+                                            [0.0, 0.0, 1.0], "m")]),
+        {"module": "ev44", "config": {"topic": events_topic, "source": m.name}},
+    ]) for m in geometry.monitors]
+    return [source, *[_bank(b, f"{inst}/{b.name}") for b in geometry.banks]], [sample,
+                                                                                 *monitors]
+
+
 def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
-                    logs: list[LogStream], run_log: list[LogStream] = ()) -> dict[str, Any]:
-    """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog."""
+                    logs: list[LogStream], run_log: list[LogStream] = (),
+                    geometry: Geometry | None = None) -> dict[str, Any]:
+    """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog;
+    `geometry` places the source, sample, detector banks and monitors."""
+    in_instrument, in_entry = _geometry(geometry, events_topic)
     users = [
         _group(f"user_{i}", "NXuser", [_dataset("name", name)])
         for i, name in enumerate(meta.users, start=1)
@@ -65,7 +128,9 @@ def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
         _dataset("name", meta.instrument),
         {"module": "mdat", "config": {"name": "start_time"}},
         {"module": "mdat", "config": {"name": "end_time"}},
-        _group("instrument", "NXinstrument", [_dataset("name", meta.instrument)]),
+        _group("instrument", "NXinstrument", [_dataset("name", meta.instrument),
+                                              *in_instrument]),
+        *in_entry,
         _group("detector_1_events", "NXevent_data", [
             {"module": "ev44", "config": {"topic": events_topic, "source": events_source}},
         ]),

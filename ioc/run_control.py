@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
+from datastream.geometry import Geometry
 from datastream.kafka_client import DeliveryError, deliver
 from datastream.logs import set_context
 from datastream.streams import LogStream
@@ -92,13 +93,18 @@ class RunControl:
     # (first pixel, pixels): the DAE's one-to-one detector-spectrum map, sent in each pl72
     # for Mantid's live listener, which builds its workspace's spectra from it
     spectra: tuple[int, int] | None = None
+    # where the source, sample, banks and monitors are: written into each run's file
+    geometry: Geometry | None = None
 
     def _spectrum_map(self) -> DetectorSpectrumMap | None:
-        if self.spectra is None:
+        if self.geometry is not None:
+            ids = self.geometry.pixel_ids()
+        elif self.spectra is not None:
+            first, n = self.spectra
+            ids = np.arange(first, first + n, dtype=np.int32)
+        else:
             return None
-        first, n = self.spectra
-        ids = np.arange(first, first + n, dtype=np.int32)
-        return DetectorSpectrumMap(ids, ids, n)
+        return DetectorSpectrumMap(ids, ids, len(ids))
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -179,7 +185,7 @@ class RunControl:
                       users=users, rb_number=self.settings.rb_number)
         structure = nexus_structure(
             RunMetadata(self.instrument, run_number, run.title, users, run.rb_number),
-            self.topics.events, self.events_source, self.logs, self.run_log)
+            self.topics.events, self.events_source, self.logs, self.run_log, self.geometry)
         message = serialise_pl72(
             job_id=run.job_id, filename=run.filename, start_time=start_ms,
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),

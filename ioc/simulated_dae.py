@@ -22,6 +22,8 @@ from streaming_data_types.fbschemas.isis_event_info_is84.RunState import (
     RunState as IsisRunState,
 )
 
+from datastream.geometry import NS_PER_ANGSTROM_METRE, Geometry, Monitor
+
 log = logging.getLogger(__name__)
 
 # time of flight (microseconds) of a 1 Å neutron over 1 m
@@ -42,10 +44,21 @@ class DaeSettings:
     # "ev44", or "ev42" for Mantid's live listener (which reads ev42 only), with ISIS's
     # period, run state and proton charge per frame as is84 facility data
     event_schema: str = "ev44"
+    # with a geometry (iocBoot/<INST>/geometry.toml): a powder sample with these d-spacings
+    # (Å), `background` of the events flat in time, and monitor events per frame as a
+    # fraction of the detector's
+    d_spacings: tuple[float, ...] = (1.1, 1.6, 2.3)
+    background: float = 0.2
+    monitor_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if self.event_schema not in ("ev44", "ev42"):
             raise ValueError(f"event_schema {self.event_schema!r}: ev44 or ev42")
+        object.__setattr__(self, "d_spacings", tuple(float(d) for d in self.d_spacings))
+        if not self.d_spacings or min(self.d_spacings) <= 0:
+            raise ValueError("d_spacings: at least one, each above 0 Å")
+        if not 0 <= self.background <= 1 or not 0 <= self.monitor_fraction <= 1:
+            raise ValueError("background and monitor_fraction are fractions (0..1)")
 
     @property
     def frame_period_ns(self) -> int:
@@ -74,6 +87,46 @@ class EventGenerator:
         return self.time_of_flight[window], self.pixel_id[window]
 
 
+class PowderGenerator(EventGenerator):
+    """Events of a powder sample in a real geometry: each lands on a random pixel; most in
+    a Bragg peak, λ = 2 d sin θ over the pixel's own flight path (so peaks move in time of
+    flight with angle and make arcs on a panel), widened by a 0.3 % resolution; the
+    `background` fraction flat over the frame."""
+
+    def __init__(self, settings: DaeSettings, geometry: Geometry,
+                 pool_size: int | None = None) -> None:
+        rng = np.random.default_rng(settings.seed)
+        n = pool_size or max(4 * settings.events_per_frame, 1 << 18)
+        ids = geometry.pixel_ids()
+        k = rng.integers(0, len(ids), size=n)
+        d = rng.choice(np.asarray(settings.d_spacings), size=n)
+        wavelength = 2 * d * np.sin(geometry.two_theta()[k] / 2)
+        tof = geometry.flight_path_m()[k] * wavelength * NS_PER_ANGSTROM_METRE
+        tof *= 1 + 0.003 * rng.standard_normal(n)
+        flat = rng.random(n) < settings.background
+        tof[flat] = rng.uniform(0, settings.frame_period_ns, size=int(flat.sum()))
+        self.time_of_flight = (tof % settings.frame_period_ns).astype(np.int32)
+        self.pixel_id = ids[k]
+        self._rng = rng
+        self._n = settings.events_per_frame
+
+
+class MonitorGenerator(EventGenerator):
+    """A beam monitor's events: the moderator's spectrum over the monitor's flight path."""
+
+    def __init__(self, settings: DaeSettings, monitor: Monitor, source_distance_m: float,
+                 pool_size: int = 1 << 16) -> None:
+        rng = np.random.default_rng(None if settings.seed is None else settings.seed + 1)
+        wavelength = rng.gamma(shape=4.0, scale=0.45, size=pool_size) + 0.2
+        path = source_distance_m + monitor.z_m
+        self.time_of_flight = (wavelength * path * NS_PER_ANGSTROM_METRE
+                               % settings.frame_period_ns).astype(np.int32)
+        self.pixel_id = np.full(pool_size, monitor.id, np.int32)
+        self._rng = rng
+        self._n = min(pool_size, max(1, round(settings.events_per_frame
+                                              * settings.monitor_fraction)))
+
+
 @dataclass(frozen=True)
 class DaeCounters:
     total_counts: int = 0
@@ -88,12 +141,18 @@ class SimulatedDae:
     """Owns one thread (started by start(), ended by close()) that emits frames."""
 
     def __init__(self, producer: Producer, topic: str, settings: DaeSettings,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 geometry: Geometry | None = None) -> None:
         self._producer = producer
         self._topic = topic
         self._settings = settings
         self._clock = clock
-        self._generator = EventGenerator(settings)
+        # with a geometry: a powder in it, and each beam monitor's own stream (its name the
+        # source); the monitors' events are not the detector's counts
+        self._generator = (PowderGenerator(settings, geometry) if geometry is not None
+                           else EventGenerator(settings))
+        self._monitors = [(m.name, MonitorGenerator(settings, m, geometry.source_distance_m))
+                          for m in (geometry.monitors if geometry is not None else ())]
         # µAh on target in one frame, the same figure GOODUAH sums
         self._frame_charge_uah = settings.beam_current_ua / settings.frame_rate_hz / 3600.0
         self._cond = threading.Condition()
@@ -201,28 +260,33 @@ class SimulatedDae:
                 self._recent.append((frame_ns, n_events))
 
     def _emit(self, frame_ns: int) -> int:
+        """One frame: the detector's events, then each monitor's. Returns the detector's."""
         tof, pixel = self._generator.frame()
+        self._send(self._settings.source_name, frame_ns, tof, pixel)
+        for name, monitor in self._monitors:
+            self._send(name, frame_ns, *monitor.frame())
+        self._producer.poll(0)
+        return len(tof)
+
+    def _send(self, source: str, frame_ns: int, tof: np.ndarray, pixel: np.ndarray) -> None:
         self._message_id += 1
-        s = self._settings
-        if s.event_schema == "ev42":
-            payload = serialise_ev42(s.source_name, self._message_id, frame_ns, tof, pixel,
+        if self._settings.event_schema == "ev42":
+            payload = serialise_ev42(source, self._message_id, frame_ns, tof, pixel,
                                      isis_specific={"period_number": 0,
                                                     "run_state": IsisRunState.RUNNING,
                                                     "proton_charge": self._frame_charge_uah})
         else:
-            payload = serialise_ev44(s.source_name, self._message_id,
+            payload = serialise_ev44(source, self._message_id,
                                      np.array([frame_ns], dtype=np.int64),
                                      np.array([0], np.int32), tof, pixel)
         while True:
             try:
                 self._producer.produce(self._topic, payload, timestamp=frame_ns // 1_000_000,
                                        on_delivery=self._on_delivery)
-                break
+                return
             except BufferError:
                 # queue full: wait for deliveries rather than drop counted events
                 self._producer.poll(0.05)
-        self._producer.poll(0)
-        return len(tof)
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:

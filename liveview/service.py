@@ -49,6 +49,7 @@ class LiveSettings:
     channels: TimeChannels
     image_width: int | None = None  # the live page's detector image; None: near square
     max_lag_s: float = 30.0  # reading live, past this lag binning is shed (load_shedding)
+    source_name: str = "DAE"  # the detector's events (not the monitors')
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
@@ -63,8 +64,13 @@ class LiveSettings:
                                 int(table.get("channels", 1000)),
                                 bool(table.get("logarithmic", False)))
         width = table.get("image_width")
-        return cls(int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384)), channels,
-                   int(width) if width else None, float(table.get("max_lag_s", 30.0)))
+        first, pixels = int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384))
+        geometry = config.geometry()
+        if geometry is not None:  # the banks' pixels, whatever [dae] says
+            ids = geometry.pixel_ids()
+            first, pixels = int(ids.min()), int(ids.max() - ids.min() + 1)
+        return cls(first, pixels, channels, int(width) if width else None,
+                   float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")))
 
 
 class LiveView:
@@ -166,10 +172,14 @@ class LiveView:
         sid = schema_id(payload)
         if sid == "ev44":
             ev = deserialise_ev44(payload)
+            if ev.source_name != self.settings.source_name:
+                return  # a monitor's, or another source's
             ref, index = ev.reference_time, ev.reference_time_index
             tof, pixel = ev.time_of_flight, ev.pixel_id
         elif sid == "ev42":
             ev = deserialise_ev42(payload)
+            if ev.source_name != self.settings.source_name:
+                return
             ref, index, tof, pixel = [ev.pulse_time], [0], ev.time_of_flight, ev.detector_id
         else:
             return

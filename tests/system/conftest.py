@@ -48,7 +48,8 @@ def _write_config(d: Path) -> Path:
         name=INSTRUMENT, prefix=PREFIX, data_dir=d, end_timeout_s=30,
         dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024},
         sample_env_db=REPO_ROOT / "db" / "sample_env.db",
-        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"),
+        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json",
+        geometry_file=Path(__file__).with_name("SYS_geometry.toml")),
         d / "config.toml")
 
 

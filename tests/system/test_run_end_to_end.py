@@ -127,9 +127,48 @@ def check_file(run: dict, title: str, kafka=None) -> None:
         assert f["raw_data_1"]["selog"]["Spectrum"][...]["value"].ndim == 2
 
 
+def check_geometry(run: dict) -> None:
+    """The check nobody here wrote: scippnexus computes every position from the file alone
+    (depends_on chains, pixel offsets), scippneutron converts time of flight to d-spacing,
+    and the powder's peaks are where the DAE put them."""
+    from scippneutron.conversion import graph
+
+    from ioc.simulated_dae import DaeSettings
+
+    with snx.File(run["path"]) as f:
+        entry = f["raw_data_1"]
+        source = snx.compute_positions(entry["instrument/source"][...])["position"]
+        sample = snx.compute_positions(entry["sample"][...])["position"]
+        banks = {name: snx.compute_positions(entry[f"instrument/{name}"][...])["events"]
+                 for name in ("panel", "backscatter")}
+        monitor = snx.compute_positions(entry["monitor_1"][...])
+    assert source.value.tolist() == [0, 0, -10] and sample.value.tolist() == [0, 0, 0]
+    assert banks["panel"].sizes == {"dim_0": 24, "dim_1": 32}
+    # every event is in one bank's pixels: the banks' events add up to the run's
+    assert sum(int(b.bins.size().sum().value) for b in banks.values()) == run["total"]
+    assert monitor["events"].bins.size().sum().value > 0  # the monitor's own stream
+    assert monitor["position"].value.tolist() == [0, 0, -1]
+    conversion = {**graph.beamline.beamline(scatter=True), **graph.tof.elastic("tof")}
+    d = []
+    for events in banks.values():
+        events = events.assign_coords(source_position=source, sample_position=sample)
+        events = events.bins.assign_coords(
+            tof=events.bins.coords["event_time_offset"].to(dtype="float64", unit="us"))
+        d.append(events.transform_coords("dspacing", graph=conversion).bins.concat()
+                 .bins.constituents["data"].coords["dspacing"].values)
+    d = np.concatenate(d)
+    inside = (d > 0.5) & (d < 3.0)
+    background = inside.sum() / 2.5  # events per Å, peaks included: an upper bound
+    for d0 in DaeSettings().d_spacings:
+        near = np.abs(d - d0) < 0.03 * d0
+        assert near.sum() / (0.06 * d0) > 5 * background, f"no peak at {d0} Å"
+        assert abs(np.median(d[near]) - d0) < 0.005 * d0, (d0, np.median(d[near]))
+
+
 def test_two_runs_every_event_in_the_file(instrument):
     first = do_run(instrument, "first sample", 299.0, 0.5)
     check_file(first, "first sample", instrument.kafka)
+    check_geometry(first)
     second = do_run(instrument, "second sample", 298.5, -0.75)
     check_file(second, "second sample", instrument.kafka)
     assert second["run_number"] == first["run_number"] + 1
