@@ -67,7 +67,9 @@ def main() -> None:
     args = parser.parse_args()
 
     ports = EpicsPorts(run_control_ca=free_port(), sample_env_ca=free_port(),
-                       repeater=free_port(), pva_server=free_port(), pva_broadcast=free_port())
+                       repeater=free_port(), pva_server=free_port(), pva_broadcast=free_port(),
+                       liveview_pva=free_port(), liveview_pva_broadcast=free_port(),
+                       liveview_ca=free_port())
     os.environ.update(ports.client_env())
     import epics  # after the environment: libca reads it once
 

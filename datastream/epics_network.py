@@ -27,9 +27,11 @@ class EpicsPorts:
     # the live view's own PVA server: two PVA servers on one host cannot share a search port
     liveview_pva: int = 5077
     liveview_pva_broadcast: int = 5078
+    # the live view's counters over CA too (the IBEX GUI reads CA); 0: none
+    liveview_ca: int = 5068
 
     def ca_servers(self) -> list[int]:
-        return [self.run_control_ca, self.sample_env_ca]
+        return [p for p in (self.run_control_ca, self.sample_env_ca, self.liveview_ca) if p]
 
     def client_env(self) -> dict[str, str]:
         return {

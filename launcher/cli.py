@@ -206,7 +206,8 @@ def cmd_liveview(args: argparse.Namespace) -> int:
     from liveview.jbi_service import JbiTopics
     from liveview.service import default_jbi_topics
 
-    ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port)
+    ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port,
+                       liveview_ca=args.ca_port)
     jbi = default_jbi_topics(config)
     jbi = JbiTopics(args.command_topic or jbi.commands, args.response_topic or jbi.responses,
                     args.status_topic or jbi.status)
@@ -268,7 +269,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(config, external_broker=args.broker, ports=EpicsPorts(
         run_control_ca=args.ca_port, sample_env_ca=args.se_ca_port, pva_server=args.pva_port,
         pva_broadcast=args.pva_port + 1, repeater=args.ca_port + 1,
-        liveview_pva=args.pva_port + 2, liveview_pva_broadcast=args.pva_port + 3),
+        liveview_pva=args.pva_port + 2, liveview_pva_broadcast=args.pva_port + 3,
+        liveview_ca=args.ca_port + 4),
         broker_port=args.broker_port, config_file=Path(args.config).resolve(),
         metrics_base=args.metrics_port or None, http_port=args.http_port or None)
 
@@ -384,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--pva-search-port", type=int, default=5078,
                       help="its PVA server's UDP search port (clients list 127.0.0.1:PORT "
                       "in EPICS_PVA_ADDR_LIST; `datastream env` does)")
+    live.add_argument("--ca-port", type=int, default=5068,
+                      help="its CA server's port, for the counters (0: no CA)")
     live.add_argument("--command-topic", help="just-bin-it's command topic, where NICOS "
                       "sends its JSON configs (default <INST>_liveCommands)")
     live.add_argument("--response-topic", help="answers to commands with a msg_id "

@@ -63,7 +63,8 @@ def instrument_services(config: InstrumentConfig, bootstrap: str, ports: EpicsPo
             logs / "forwarder.log"),
         ServiceProcess("liveview", datastream_argv(
             "liveview", *common, *kafka, "--pva-port", str(ports.liveview_pva),
-            "--pva-search-port", str(ports.liveview_pva_broadcast), *served("liveview"),
+            "--pva-search-port", str(ports.liveview_pva_broadcast),
+            "--ca-port", str(ports.liveview_ca), *served("liveview"),
             *(["--http", f"127.0.0.1:{http_port}"] if http_port else [])),
             client, logs / "liveview.log"),
     ]
@@ -254,7 +255,8 @@ Instrument {config.name} is up and ready.
   Kafka broker     {bootstrap}   (topics {config.name}_runInfo, _events, _sampleEnv, ...)
   PV prefix        {p}   run control {p}DAE:*, file writer {p}FILEWRITER:*
   Sample env PVs   {p}SE:*  (real EPICS IOC, CA port {ports.sample_env_ca}, PVA {ports.pva_server})
-  Live view PVs    {p}LIVE:*  (PVA port {ports.liveview_pva}, e.g. {p}LIVE:EVENTS)
+  Live view PVs    {p}LIVE:*  (PVA port {ports.liveview_pva}, counters on CA port
+                   {ports.liveview_ca} too; e.g. {p}LIVE:EVENTS)
   Live page        {f"http://127.0.0.1:{http_port}/" if http_port else "(none: --http-port 0)"}
   Live histograms  just-bin-it commands on {config.name}_liveCommands (NICOS)
   NeXus files      {config.files_dir}/{config.name}NNNNNNNN.nxs

@@ -7,8 +7,9 @@
   there is one period. A spectrum PV is made when a client first asks for it and computed
   only while a client is connected: 16k spectra cost nothing until someone looks.
 - `IMAGE`: the detector's counts per pixel as an NTNDArray (height x width), which Phoebus,
-  pvmonitor and areaDetector viewers show; `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs)
-  limit it to a time-of-flight range, to the nearest channel edges.
+  pvmonitor and areaDetector viewers show, and `<BANK>:IMAGE` each bank's in its own shape
+  (rows x columns, from the geometry); `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs) limit
+  them all to a time-of-flight range, to the nearest channel edges.
 
 The time channels in µs: the DAE's TCB PVs are in µs; the events are in ns (ev44)."""
 
@@ -59,7 +60,9 @@ class ArrayPVs:
     and the static image PVs, of a run histogram (liveview.run_histogram.RunHistogram).
     `update()` posts what clients watch; called by the publisher."""
 
-    def __init__(self, prefix: str, histogram: Any, image_shape: tuple[int, int]) -> None:
+    def __init__(self, prefix: str, histogram: Any, image_shape: tuple[int, int],
+                 banks: dict[str, np.ndarray] | None = None) -> None:
+        """`banks`: name -> its pixel ids in the bank's shape (rows, columns)."""
         self.prefix, self.histogram = prefix, histogram
         self.first_pixel, self.n_pixels = histogram.first_pixel, histogram.n_pixels
         self.edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
@@ -70,7 +73,10 @@ class ArrayPVs:
         self._pvs: dict[str, SharedPV] = {}
         self._watched: set[str] = set()
         self.tof_range_us = [float(self.edges_us[0]), float(self.edges_us[-1])]
+        self.banks = dict(banks or {})
         self.image = SharedPV(nt=NTNDArray(), initial=self.image_counts())
+        self.bank_images = {name: SharedPV(nt=NTNDArray(), initial=image)
+                            for name, image in self.bank_counts(self.pixel_counts()).items()}
         self.setpoints = {
             "IMAGE:TOF_MIN:SP": self._setpoint(0), "IMAGE:TOF_MAX:SP": self._setpoint(1)}
 
@@ -84,6 +90,8 @@ class ArrayPVs:
     def static(self) -> dict[str, SharedPV]:
         """The PVs served by name (not made on demand)."""
         return {self.prefix + "IMAGE": self.image} | {
+            f"{self.prefix}{name.upper()}:IMAGE": pv for name, pv in self.bank_images.items()
+        } | {
             self.prefix + n: pv for n, pv in self.setpoints.items()}
 
     # -- p4p DynamicProvider handler --
@@ -104,10 +112,13 @@ class ArrayPVs:
         return self._parse(name) is not None
 
     def makeChannel(self, name: str, peer: str) -> SharedPV:
+        parsed = self._parse(name)
+        if parsed is None:  # p4p asks only for names testChannel claimed; say so if not
+            raise KeyError(f"{name} is not a spectrum PV of this live view")
         with self._lock:
             pv = self._pvs.get(name)
             if pv is None:
-                spectrum, kind = self._parse(name)  # type: ignore[misc]
+                spectrum, kind = parsed
                 unit = {"X": "us", "XE": "us", "Y": "counts/us", "YC": "counts"}[kind]
                 initial = (self.centres_us if kind == "X" else self.edges_us if kind == "XE"
                            else self._spectrum(spectrum, kind))
@@ -138,15 +149,28 @@ class ArrayPVs:
             if parsed is None or parsed[1] in ("X", "XE"):
                 continue  # the time channels do not change during a run
             self._pvs[name].post(self._spectrum(*parsed).astype(np.float32))
-        self.image.post(self.image_counts())
+        per_pixel = self.pixel_counts()
+        self.image.post(self.image_counts(per_pixel))
+        for name, image in self.bank_counts(per_pixel).items():
+            self.bank_images[name].post(image)
 
-    def image_counts(self) -> np.ndarray:
-        """Counts per pixel within the TOF range, laid out (height, width)."""
+    def pixel_counts(self) -> np.ndarray:
+        """Counts per pixel (first pixel first) within the TOF range."""
         low, high = self.tof_range_us
         c0 = int(np.searchsorted(self.edges_us, low, side="left"))
         c1 = int(np.searchsorted(self.edges_us, high, side="right")) - 1
-        per_pixel = self.histogram.pixel_totals(c0, max(c0, c1))
+        return np.minimum(self.histogram.pixel_totals(c0, max(c0, c1)),
+                          np.iinfo(np.uint32).max).astype(np.uint32)
+
+    def bank_counts(self, per_pixel: np.ndarray) -> dict[str, np.ndarray]:
+        """Each bank's counts in its own shape."""
+        return {name: per_pixel[ids - self.first_pixel] for name, ids in self.banks.items()}
+
+    def image_counts(self, per_pixel: np.ndarray | None = None) -> np.ndarray:
+        """Counts per pixel within the TOF range, laid out (height, width)."""
+        if per_pixel is None:
+            per_pixel = self.pixel_counts()
         height, width = self.image_shape
         flat = np.zeros(height * width, np.uint32)
-        flat[:len(per_pixel)] = np.minimum(per_pixel, np.iinfo(np.uint32).max)
+        flat[:len(per_pixel)] = per_pixel
         return flat.reshape(height, width)

@@ -11,6 +11,7 @@ from p4p.server import DynamicProvider, Server
 from p4p.server.thread import SharedPV
 
 from liveview.array_pvs import ArrayPVs
+from liveview.ca_pvs import CaCounters
 
 # name -> (NTScalar type code, unit)
 COUNTERS: dict[str, tuple[str, str]] = {
@@ -37,12 +38,14 @@ def _iso(ns: int | None) -> str:
 
 
 class LivePVs:
-    """Owns the PVA server (start()/close())."""
+    """Owns the PVA server, and the CA server of the counters if given a port
+    (start()/close())."""
 
     def __init__(self, prefix: str, server_conf: dict[str, str],
-                 arrays: ArrayPVs | None = None) -> None:
+                 arrays: ArrayPVs | None = None, ca_port: int | None = None) -> None:
         self.prefix = f"{prefix}LIVE:"
         self.arrays = arrays
+        self.ca = CaCounters(self.prefix, COUNTERS, ca_port) if ca_port else None
         self._conf = server_conf
         self._pvs = {name: SharedPV(nt=NTScalar(code, display=True),
                                     initial={"value": "" if code == "s" else 0,
@@ -61,11 +64,15 @@ class LivePVs:
             self._dynamic = DynamicProvider(f"{self.prefix}spectra", self.arrays)
             providers.append(self._dynamic)
         self._server = Server(providers=providers, conf=self._conf, useenv=False)
+        if self.ca is not None:
+            self.ca.start()
 
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.ca is not None:
+            self.ca.close()
 
     def values(self) -> dict[str, object]:
         """The counters as last posted."""
@@ -73,10 +80,12 @@ class LivePVs:
 
     def post(self, values: dict[str, object]) -> None:
         now = time.time()
-        for name, value in values.items():
-            if self._values.get(name) != value:
-                self._values[name] = value
-                self._pvs[name].post(value, timestamp=now)
+        changed = {n: v for n, v in values.items() if self._values.get(n) != v}
+        for name, value in changed.items():
+            self._values[name] = value
+            self._pvs[name].post(value, timestamp=now)
+        if self.ca is not None and changed:
+            self.ca.post(changed)
 
     def show(self, snapshot: dict[str, object], run_name: str, n_spectra: int,
              n_channels: int, rate: float) -> None:

@@ -10,8 +10,9 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
@@ -29,6 +30,7 @@ from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import RunHistogram
+from liveview.se_logs import SampleEnvLogs
 from liveview.time_channels import TimeChannels
 from liveview.web import WebServer, image_shape, live_state, make_app
 
@@ -50,6 +52,8 @@ class LiveSettings:
     image_width: int | None = None  # the live page's detector image; None: near square
     max_lag_s: float = 30.0  # reading live, past this lag binning is shed (load_shedding)
     source_name: str = "DAE"  # the detector's events (not the monitors')
+    # bank name -> its pixel ids in its shape (rows, columns), from the geometry
+    banks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
@@ -66,11 +70,14 @@ class LiveSettings:
         width = table.get("image_width")
         first, pixels = int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384))
         geometry = config.geometry()
+        banks = {}
         if geometry is not None:  # the banks' pixels, whatever [dae] says
             ids = geometry.pixel_ids()
             first, pixels = int(ids.min()), int(ids.max() - ids.min() + 1)
+            banks = {b.name: b.ids for b in geometry.banks}
         return cls(first, pixels, channels, int(width) if width else None,
-                   float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")))
+                   float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")),
+                   banks)
 
 
 class LiveView:
@@ -79,8 +86,10 @@ class LiveView:
         self.config, self.kafka, self.settings = config, kafka, settings
         self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
-                               image_shape(settings.pixels, settings.image_width))
-        self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays)
+                               image_shape(settings.pixels, settings.image_width),
+                               settings.banks)
+        self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
+                           ports.liveview_ca or None)
         self.job_id = ""
         self.run_name = ""
         self.title = ""
@@ -262,9 +271,14 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     jbi = JbiService(kafka, jbi_topics or default_jbi_topics(config), f"liveview-{config.name}")
     jbi_thread = threading.Thread(target=jbi.run, args=(stop,), name="live-jbi")
     jbi_thread.start()
-    web = None
+    web, se_thread = None, None
     if http is not None:
-        web = WebServer(make_app(lambda pixel: live_state(view, pixel)), *http)
+        # the page's sample-environment logs: read only when there is a page to show them
+        se_logs = SampleEnvLogs(kafka, config.topics.sample_env)
+        se_thread = threading.Thread(target=se_logs.run, args=(stop,), name="live-se-logs",
+                                     daemon=True)
+        se_thread.start()
+        web = WebServer(make_app(lambda pixel: live_state(view, pixel, se_logs)), *http)
         web.start()
         log.info("live page at %s", web.url)
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
@@ -283,6 +297,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
         jbi_thread.join(10)
         if web is not None:
             web.close()
+        if se_thread is not None:
+            se_thread.join(5)
         if metrics is not None:
             metrics.close()
         view.pvs.close()

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,25 +33,30 @@ def image_shape(pixels: int, width: int | None) -> tuple[int, int]:
     return math.ceil(pixels / w), w
 
 
-def live_state(view: Any, pixel: int | None) -> dict[str, object]:
-    """What the page shows, from the live view (liveview.service.LiveView)."""
+def live_state(view: Any, pixel: int | None, logs: Any = None) -> dict[str, object]:
+    """What the page shows, from the live view (liveview.service.LiveView) and the
+    sample-environment logs (liveview.se_logs.SampleEnvLogs)."""
     hist = view.histogram
     snapshot = hist.snapshot()
     now = time.time_ns()
     stop = snapshot["stop_ns"]
     state = ("" if not view.run_name else
              "ENDED" if stop is not None and now >= stop else "RUNNING")
-    per_pixel = hist.pixel_totals()
-    height, width = image_shape(hist.n_pixels, view.settings.image_width)
-    image = np.zeros(height * width, np.uint64)
-    image[:len(per_pixel)] = per_pixel
+    arrays = view.arrays  # the images the PVs show, in the same time-of-flight range
+    per_pixel = arrays.pixel_counts()
+    whole = arrays.image_counts(per_pixel)
+    images = [{"name": name, "height": int(c.shape[0]), "width": int(c.shape[1]),
+               "counts": c.ravel().tolist()}
+              for name, c in arrays.bank_counts(per_pixel).items()] or [
+        {"name": "detector", "height": int(whole.shape[0]), "width": int(whole.shape[1]),
+         "counts": whole.ravel().tolist()}]
     out: dict[str, object] = {
         "instrument": view.config.name,
         "run": {"number": view.run_name, "title": view.title, "state": state},
         "counters": view.pvs.values(),
         "tof": {"edges": hist.channels.edges().tolist(), "counts": hist.spectrum().tolist()},
-        "image": {"first_pixel": hist.first_pixel, "width": width, "height": height,
-                  "counts": image.tolist()},
+        "images": images,
+        "logs": logs.snapshot() if logs is not None else {},
     }
     if pixel is not None and hist.first_pixel <= pixel < hist.first_pixel + hist.n_pixels:
         out["pixel"] = {"id": pixel, "counts": hist.spectrum(pixel).tolist()}

@@ -49,7 +49,7 @@ EPICS_PORTS = EpicsPorts(
     run_control_ca=free_port(), sample_env_ca=free_port(),
     repeater=free_port(), pva_server=free_port(),
     pva_broadcast=free_port(), liveview_pva=free_port(),
-    liveview_pva_broadcast=free_port())
+    liveview_pva_broadcast=free_port(), liveview_ca=free_port())
 os.environ.update(EPICS_PORTS.client_env())
 
 

@@ -100,6 +100,7 @@ def site(tmp_path_factory):
              "instrument_pva_port": free_port(), "instrument_pva_broadcast_port": free_port(),
              "instrument_liveview_pva_port": free_port(),
              "instrument_liveview_pva_search_port": free_port(),
+             "instrument_liveview_ca_port": free_port(),
              "instrument_procserv_runcontrol_port": free_port(),
              "instrument_procserv_sampleenv_port": free_port()}
     variables = {

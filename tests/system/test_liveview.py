@@ -13,7 +13,10 @@ import pytest
 from p4p.client.thread import Context
 
 from tests.conftest import wait_until
-from tests.system.conftest import instrument  # noqa: F401 (the whole instrument, a fixture)
+from tests.system.conftest import (
+    caget,
+    instrument,  # noqa: F401 (the whole instrument, a fixture)
+)
 from tests.system.genie import Genie
 
 pytestmark = pytest.mark.system
@@ -52,6 +55,9 @@ def test_live_counts_equal_the_dae_and_the_file(instrument, pva):  # noqa: F811
     wait_until(lambda: live(pva, instrument, "EVENTS") == total, 20,
                f"LIVE:EVENTS to reach TOTALCOUNTS {total}")
     assert live(pva, instrument, "GOODFRAMES") == g.get("DAE:GOODFRAMES")
+    # the counters over CA too, as the IBEX GUI and genie read them
+    wait_until(lambda: caget(instrument.pv("LIVE:EVENTS")) == total, 10, "LIVE:EVENTS over CA")
+    assert caget(instrument.pv("LIVE:RUNNUMBER"), as_string=True) == f"{number:08d}"
     assert live(pva, instrument, "STOP_TIME")
     with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs", "r") as f:
         assert len(f["raw_data_1/detector_1_events/event_id"]) == total
@@ -93,7 +99,8 @@ def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
         "cmd": "config", "msg_id": hist_id, "data_brokers": [instrument.kafka.bootstrap],
         "data_topics": ["SYS_events"], "start": start_ms, "stop": stop_ms,
         "histograms": [{"type": "hist1d", "tof_range": [0, 1_000_000_000], "num_bins": 100,
-                        "topic": "SYS_liveHistograms", "id": hist_id}]}).encode())
+                        "topic": "SYS_liveHistograms", "id": hist_id,
+                        "source": "DAE"}]}).encode())  # the detector, not the monitor
 
     def final():
         for m in reversed(read_all(instrument.kafka, "SYS_liveHistograms", timeout=2)):
@@ -118,7 +125,13 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
                 "--window-size=1400,900"):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(require("chromedriver")))
-    shown = lambda element_id: driver.find_element(By.ID, element_id).text  # noqa: E731
+    def shown(element_id: str) -> str:
+        # read in the page itself: an element found first and read after may have been
+        # redrawn in between (the counters are redrawn twice a second)
+        return driver.execute_script(
+            "const e = document.getElementById(arguments[0]);"
+            "return e ? e.textContent : '';", element_id)
+
     try:
         driver.get(f"http://127.0.0.1:{instrument.http_port}/")
         wait_until(lambda: int(shown("updates") or 0) > 0, 20, "the page's first update")
@@ -134,6 +147,12 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
         updates = int(shown("updates"))
         time.sleep(2.0)
         assert int(shown("updates")) >= updates + 3  # twice a second
+        # the sample environment's logs, as the forwarder sends them
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#logs canvas"), 20,
+                   "sample-environment logs on the page")
+        names = driver.execute_script(
+            "return [...document.querySelectorAll('#logs .name')].map(e => e.textContent);")
+        assert any("SE:TEMP" in name for name in names), names
         pixel = driver.find_element(By.ID, "pixel")
         pixel.send_keys("1")
         wait_until(lambda: int(shown("pixel-sum")) > 0, 10, "the chosen pixel's spectrum")
@@ -181,6 +200,10 @@ def test_spectrum_and_image_pvs(instrument, pva):  # noqa: F811
         watch.close()
     image = pva.get(instrument.pv("LIVE:IMAGE"), timeout=5)
     assert image.shape == (32, 32) and int(image.sum()) == total  # 1,024 pixels
+    panel = pva.get(instrument.pv("LIVE:PANEL:IMAGE"), timeout=5)  # each bank in its shape
+    back = pva.get(instrument.pv("LIVE:BACKSCATTER:IMAGE"), timeout=5)
+    assert panel.shape == (24, 32) and back.shape == (8, 32)
+    assert int(panel.sum()) + int(back.sum()) == total
     # up to the end of the first channel pixel 5 counted in: some counts in, some out
     first = int(np.flatnonzero(counts[-1])[0])
     pva.put(instrument.pv("LIVE:IMAGE:TOF_MAX:SP"), float(xe[first + 1]))

@@ -92,8 +92,12 @@ def test_the_image_counts_a_tof_range():
     hist = RunHistogram(1, 16, TimeChannels(0, 1000, 4))
     hist.reset(Window(0, None))
     frame(hist, 1, 1, [1, 1, 2, 16], [100, 900, 300, 600])
-    arrays = ArrayPVs("P:", hist, (4, 4))
+    arrays = ArrayPVs("P:", hist, (4, 4), {"a": np.arange(1, 9).reshape(2, 4),
+                                          "b": np.arange(9, 17).reshape(2, 4)})
     np.testing.assert_array_equal(arrays.image_counts().ravel(), [2, 1] + [0] * 13 + [1])
+    banks = arrays.bank_counts(arrays.pixel_counts())
+    assert banks["a"].tolist() == [[2, 1, 0, 0], [0, 0, 0, 0]]
+    assert banks["b"].tolist() == [[0, 0, 0, 0], [0, 0, 0, 1]]
     arrays.tof_range_us = [0.25, 0.75]  # the middle two channels
     np.testing.assert_array_equal(arrays.image_counts().ravel(), [0, 1] + [0] * 13 + [1])
 

@@ -180,7 +180,10 @@ def test_endrun_with_the_broker_down_stays_ending_and_delivers_the_stop_later(co
         import time
 
         deadline = time.monotonic() + 5
-        while control.record_store.load().pending is not None and time.monotonic() < deadline:
+        # the retry thread records the delivery, then says so: wait for both
+        while (control.record_store.load().pending is not None
+               or "delivered after" not in control.error_message()) \
+                and time.monotonic() < deadline:
             time.sleep(0.02)
         stops = [deserialise_6s4t(m.value) for m in control.producer.topics("TST_runInfo")
                  if m.value[4:8] == b"6s4t"]

@@ -1,0 +1,90 @@
+"""The live view's scalar counters over Channel Access too, for the IBEX GUI, genie and
+caget, which speak CA: the same names and values as the PVA counters (liveview.pvs), served
+by a caproto server in a thread of its own, on its own CA port on loopback (two CA servers on
+one host cannot share a search port; clients list it, as `datastream env` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+
+from caproto import ChannelDouble, ChannelInteger, ChannelString
+from caproto.asyncio.server import Context
+
+from datastream.epics_network import LOOPBACK
+
+log = logging.getLogger(__name__)
+
+_CHANNELS = {"l": ChannelInteger, "d": ChannelDouble, "s": ChannelString}
+
+
+class CaCounters:
+    """Owns one thread and its event loop (start()/close()); post() from any thread."""
+
+    def __init__(self, prefix: str, counters: dict[str, tuple[str, str]], port: int) -> None:
+        self.port = port
+        self._channels = {}
+        for name, (code, unit) in counters.items():
+            kind = _CHANNELS[code]
+            extra = {} if code == "s" else {"units": unit}
+            self._channels[name] = kind(value="" if code == "s" else 0, **extra)
+        self.pvdb = {prefix + name: channel for name, channel in self._channels.items()}
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task | None = None
+        self._thread = threading.Thread(target=self._run, name="live-ca", daemon=True)
+        self._started = threading.Event()
+        self._error: Exception | None = None
+
+    def start(self) -> None:
+        # caproto reads its ports and beacon addresses from the environment when a server
+        # context is made: this process serves CA only here
+        os.environ.update({"EPICS_CA_SERVER_PORT": str(self.port),
+                           "EPICS_CAS_SERVER_PORT": str(self.port),
+                           "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+                           "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO"})
+        self._thread.start()
+        if not self._started.wait(10) or self._error is not None:
+            raise RuntimeError(f"the live view's CA server did not start on port "
+                               f"{self.port}: {self._error or 'no answer in 10 s'}")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def serve() -> None:
+            # caproto's queues belong to the loop they are made in: make it in this one
+            context = Context(self.pvdb, interfaces=[LOOPBACK])
+            self._started.set()
+            await context.run(log_pv_names=False)
+
+        self._task = self._loop.create_task(serve())
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a port taken, an interface gone: said, not silent
+            self._error = exc
+            log.exception("the live view's CA server stopped")
+        finally:
+            self._started.set()
+            # the server's own tasks (circuits, subscriptions) end with it
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.close()
+
+    def post(self, values: dict[str, object]) -> None:
+        """New values (changed ones only, as the caller sends them)."""
+        if self._task is None or self._task.done():
+            return
+        for name, value in values.items():
+            channel = self._channels.get(name)
+            if channel is not None:
+                asyncio.run_coroutine_threadsafe(channel.write(value), self._loop)
+
+    def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(5)
