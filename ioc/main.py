@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from datastream.ca_beacons import quiet_beacon_refusals
 from datastream.geometry import GeometryError
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
@@ -59,6 +60,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     from caproto.server import run as run_server
 
     logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
+    quiet_beacon_refusals()
 
     from ioc.pvgroups import RunControlIOC
 

@@ -11,10 +11,16 @@
   (rows x columns, from the geometry); `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs) limit
   them all to a time-of-flight range, to the nearest channel edges.
 
+- `TCB:TOF_MIN:SP`, `TCB:TOF_MAX:SP` (µs), `TCB:CHANNELS:SP`, `TCB:LOG:SP` (0 linear, 1
+  logarithmic): the time-channel boundaries, as the DAE's TCB settings give them. A put is
+  checked with the other three (a logarithmic binning needs a minimum above 0) and refused
+  with the reason, or taken: the live view then bins the current run again from its start.
+
 The time channels in µs: the DAE's TCB PVs are in µs; the events are in ns (ev44)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from typing import Any
@@ -41,17 +47,19 @@ class _Watched:
 
 
 class _Setpoint:
+    """A put handler: `apply(value)` may refuse with ValueError, whose message the put gets."""
+
     def __init__(self, apply: Any) -> None:
         self.apply = apply
 
     def put(self, pv: SharedPV, op: Any) -> None:
         try:
             value = float(op.value())
+            self.apply(value)
         except (TypeError, ValueError) as exc:
-            op.done(error=f"not a number: {exc}")
+            op.done(error=str(exc))
             return
         pv.post(value)
-        self.apply(value)
         op.done()
 
 
@@ -61,15 +69,16 @@ class ArrayPVs:
     `update()` posts what clients watch; called by the publisher."""
 
     def __init__(self, prefix: str, histogram: Any, image_shape: tuple[int, int],
-                 banks: dict[str, np.ndarray] | None = None) -> None:
-        """`banks`: name -> its pixel ids in the bank's shape (rows, columns)."""
-        self.prefix, self.histogram = prefix, histogram
+                 banks: dict[str, np.ndarray] | None = None,
+                 on_tcb: Any = None) -> None:
+        """`banks`: name -> its pixel ids in the bank's shape (rows, columns); `on_tcb`:
+        called with new TimeChannels from the TCB setpoints."""
+        self.prefix = prefix
         self.first_pixel, self.n_pixels = histogram.first_pixel, histogram.n_pixels
-        self.edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
-        self.centres_us = (self.edges_us[:-1] + self.edges_us[1:]) / 2
-        self.widths_us = np.diff(self.edges_us)
         self.image_shape = image_shape
-        self._lock = threading.Lock()
+        # re-entrant: makeChannel computes a first value (which takes it) while holding it
+        self._lock = threading.RLock()
+        self._set_channels(histogram)
         self._pvs: dict[str, SharedPV] = {}
         self._watched: set[str] = set()
         self.tof_range_us = [float(self.edges_us[0]), float(self.edges_us[-1])]
@@ -79,6 +88,29 @@ class ArrayPVs:
                             for name, image in self.bank_counts(self.pixel_counts()).items()}
         self.setpoints = {
             "IMAGE:TOF_MIN:SP": self._setpoint(0), "IMAGE:TOF_MAX:SP": self._setpoint(1)}
+        self._on_tcb = on_tcb
+        tc = histogram.channels
+        self.setpoints |= {
+            "TCB:TOF_MIN:SP": self._tcb("tof_min_ns", tc.tof_min_ns / 1000, "d", "us", 1000),
+            "TCB:TOF_MAX:SP": self._tcb("tof_max_ns", tc.tof_max_ns / 1000, "d", "us", 1000),
+            "TCB:CHANNELS:SP": self._tcb("channels", tc.channels, "i", "", None),
+            "TCB:LOG:SP": self._tcb("logarithmic", int(tc.logarithmic), "i", "", None)}
+
+    def _set_channels(self, histogram: Any) -> None:
+        with self._lock:
+            self.histogram = histogram
+            self.edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
+            self.centres_us = (self.edges_us[:-1] + self.edges_us[1:]) / 2
+            self.widths_us = np.diff(self.edges_us)
+
+    def set_histogram(self, histogram: Any) -> None:
+        """The live view binned anew with other time channels: the X and XE PVs follow."""
+        self._set_channels(histogram)
+        for name in self.watched:
+            parsed = self._parse(name)
+            if parsed is not None and parsed[1] in ("X", "XE"):
+                value = self.centres_us if parsed[1] == "X" else self.edges_us
+                self._pvs[name].post(value.astype(np.float32))
 
     def _setpoint(self, index: int) -> SharedPV:
         def apply(value: float) -> None:
@@ -86,6 +118,23 @@ class ArrayPVs:
 
         return SharedPV(nt=NTScalar("d", display=True), handler=_Setpoint(apply),
                         initial={"value": self.tof_range_us[index], "display.units": "us"})
+
+    def _tcb(self, field: str, initial: float, code: str, unit: str,
+             scale: float | None) -> SharedPV:
+        """A TCB setpoint: the new TimeChannels checked whole, then handed to on_tcb."""
+        def apply(value: float) -> None:
+            if self._on_tcb is None:
+                raise ValueError("the time channels are fixed here")
+            current = self.histogram.channels
+            if field == "channels" and value != int(value):
+                raise ValueError("channels must be a whole number")
+            new = dataclasses.replace(current, **{field: (
+                value * scale if scale else bool(value) if field == "logarithmic"
+                else int(value))})
+            self._on_tcb(new)  # TimeChannels checks itself: a ValueError says why
+
+        return SharedPV(nt=NTScalar(code, display=True), handler=_Setpoint(apply),
+                        initial={"value": initial, "display.units": unit})
 
     def static(self) -> dict[str, SharedPV]:
         """The PVs served by name (not made on demand)."""
@@ -139,15 +188,17 @@ class ArrayPVs:
 
     # -- posting --
     def _spectrum(self, spectrum: int, kind: str) -> np.ndarray:
-        counts = self.histogram.spectrum(spectrum).astype(np.float64)
-        return counts / self.widths_us if kind == "Y" else counts
+        with self._lock:  # the histogram and its channel widths of one binning
+            histogram, widths = self.histogram, self.widths_us
+        counts = histogram.spectrum(spectrum).astype(np.float64)
+        return counts / widths if kind == "Y" else counts
 
     def update(self) -> None:
         """Post the watched spectra and the image."""
         for name in self.watched:
             parsed = self._parse(name)
             if parsed is None or parsed[1] in ("X", "XE"):
-                continue  # the time channels do not change during a run
+                continue  # posted when the time channels change (set_histogram)
             self._pvs[name].post(self._spectrum(*parsed).astype(np.float32))
         per_pixel = self.pixel_counts()
         self.image.post(self.image_counts(per_pixel))
@@ -156,10 +207,12 @@ class ArrayPVs:
 
     def pixel_counts(self) -> np.ndarray:
         """Counts per pixel (first pixel first) within the TOF range."""
+        with self._lock:
+            histogram, edges = self.histogram, self.edges_us
         low, high = self.tof_range_us
-        c0 = int(np.searchsorted(self.edges_us, low, side="left"))
-        c1 = int(np.searchsorted(self.edges_us, high, side="right")) - 1
-        return np.minimum(self.histogram.pixel_totals(c0, max(c0, c1)),
+        c0 = int(np.searchsorted(edges, low, side="left"))
+        c1 = int(np.searchsorted(edges, high, side="right")) - 1
+        return np.minimum(histogram.pixel_totals(c0, max(c0, c1)),
                           np.iinfo(np.uint32).max).astype(np.uint32)
 
     def bank_counts(self, per_pixel: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import threading
 from caproto import ChannelDouble, ChannelInteger, ChannelString
 from caproto.asyncio.server import Context
 
+from datastream.ca_beacons import quiet_beacon_refusals
 from datastream.epics_network import LOOPBACK
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class CaCounters:
                            "EPICS_CAS_SERVER_PORT": str(self.port),
                            "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
                            "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO"})
+        quiet_beacon_refusals()
         self._thread.start()
         if not self._started.wait(10) or self._error is not None:
             raise RuntimeError(f"the live view's CA server did not start on port "

@@ -87,7 +87,9 @@ class LiveView:
         self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
                                image_shape(settings.pixels, settings.image_width),
-                               settings.banks)
+                               settings.banks, on_tcb=self.request_channels)
+        self._run: RunStarted | None = None
+        self._new_channels: TimeChannels | None = None  # asked for, not yet binned with
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
                            ports.liveview_ca or None)
         self.job_id = ""
@@ -160,7 +162,22 @@ class LiveView:
         consumer.assign([TopicPartition(run_info, p, o)
                          for p, o in self._run_info_next.items()] + offsets)
 
+    def request_channels(self, channels: TimeChannels) -> None:
+        """New time channels (the TCB setpoints): the consumer bins the current run again
+        with them, from its start (the events are all in Kafka)."""
+        self._new_channels = channels
+
+    def _rebin(self, consumer: Consumer) -> None:
+        channels, self._new_channels = self._new_channels, None
+        histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels)
+        self.histogram = histogram
+        self.arrays.set_histogram(histogram)
+        log.info("time channels now %s", channels)
+        if self._run is not None:
+            self._begin(consumer, self._run)
+
     def _begin(self, consumer: Consumer, run: RunStarted) -> None:
+        self._run = run
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
         self.histogram.reset(Window(run.start_ns, run.stop_ns))
         self.shedder.restart()
@@ -175,6 +192,9 @@ class LiveView:
             self._begin(consumer, decision)
         elif isinstance(decision, RunStopped):
             self.histogram.set_stop(decision.stop_ns or kafka_ms * NS_PER_MS)
+            if self._run is not None:  # a rebinning reads the run to its stop
+                self._run = RunStarted(self._run.job_id, self._run.run_name,
+                                       self._run.start_ns, decision.stop_ns, self._run.title)
             log.info("run %s stops at %d ms", self.run_name, decision.stop_ns // NS_PER_MS)
 
     def _on_event(self, payload: bytes) -> None:
@@ -219,6 +239,8 @@ class LiveView:
             self._start_reading(consumer, stop)
             run_info = self.config.topics.run_info
             while not stop.is_set():
+                if self._new_channels is not None:
+                    self._rebin(consumer)
                 for msg in consumer.consume(num_messages=500, timeout=0.1):
                     if msg.error():
                         continue
@@ -245,7 +267,7 @@ class LiveView:
         (t0, e0), (t1, e1) = self._rate[0], self._rate[-1]
         rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
         self.pvs.show(snapshot, self.run_name, self.settings.pixels,
-                      self.settings.channels.channels, rate)
+                      self.histogram.channels.channels, rate)
         self.arrays.update()
 
 

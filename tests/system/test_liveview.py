@@ -212,3 +212,18 @@ def test_spectrum_and_image_pvs(instrument, pva):  # noqa: F811
                    < total, 10, "the image limited to a time-of-flight range")
     finally:
         pva.put(instrument.pv("LIVE:IMAGE:TOF_MAX:SP"), float(xe[-1]))
+    # the time channels from the TCB setpoints: the run binned again from its start
+    from p4p.client.thread import RemoteError
+
+    with pytest.raises(RemoteError, match="logarithmic"):
+        pva.put(instrument.pv("LIVE:TCB:LOG:SP"), 1)  # from 0 µs: refused, with the reason
+    pva.put(instrument.pv("LIVE:TCB:CHANNELS:SP"), 500)
+    try:
+        wait_until(lambda: live(pva, instrument, "NUMTIMECHANNELS") == 500
+                   and len(pva.get(spectrum + "XE", timeout=5)) == 501
+                   and live(pva, instrument, "EVENTS") == total, 20,
+                   "the run binned again in 500 channels")
+        yc = pva.get(spectrum + "YC", timeout=5)
+        assert len(yc) == 500 and yc.sum() == in_file
+    finally:
+        pva.put(instrument.pv("LIVE:TCB:CHANNELS:SP"), 1000)

@@ -27,3 +27,23 @@ def test_a_json_line_has_the_context_and_the_traceback():
     set_context(job_id=None)
     assert "job_id" not in json.loads(JsonFormatter().format(logging.LogRecord(
         "x", logging.INFO, __file__, 1, "m", (), None)))
+
+
+def test_refused_ca_beacons_are_said_once_without_a_traceback():
+    import logging
+
+    from datastream.ca_beacons import BeaconRefusals
+
+    f = BeaconRefusals()
+
+    def record(msg):
+        try:
+            raise ConnectionRefusedError(111)
+        except ConnectionRefusedError:
+            import sys
+            return logging.LogRecord("caproto.ctx", logging.ERROR, "x", 1, msg, (), sys.exc_info())
+
+    first = record("Failed to send beacon to ('127.0.0.1', 5065). Try setting ...")
+    assert f.filter(first) and first.levelno == logging.WARNING and first.exc_info is None
+    assert not f.filter(record("Failed to send beacon to ('127.0.0.1', 5065)."))
+    assert f.filter(record("something else"))  # other errors pass untouched
