@@ -3,7 +3,8 @@ liveview` as its own process, its PVs read over PVA and its page over HTTP.
 
   1. Event to PV and to page: frames of --events-per-frame events at --rate-hz (1 M events/s
      by default), each stamped with its send time; for every frame, the time until
-     LIVE:EVENTS (a PVA monitor) and the page's /api/live first include it. p50 / p99,
+     LIVE:EVENTS (a PVA monitor) and the page's /api/live (polled as the page polls, every
+     250 ms) first include it. p50 / p99,
      beside what the tools it replaces publish at: just-bin-it every 500 ms, ESS livedata
      about every 1 s (a mean wait of 250 ms and 500 ms before any processing).
   2. Catch-up: the live view restarted mid-run reads the run from its start; the seconds of
@@ -158,7 +159,7 @@ def main() -> None:
             rate = args.events_per_frame * args.rate_hz
             print(f"\n1. event to PV / page at {rate / 1e6:.1f} M events/s "
                   f"({args.events_per_frame} events x {args.rate_hz:g} Hz, {len(frames.sent_at)}"
-                  " frames), the live view publishing every 0.5 s")
+                  " frames); counters published every 0.1 s, the page polling every 0.25 s")
             print(f"   {'':26} {'p50 ms':>8} {'p99 ms':>8}")
             for name, values in (("LIVE:EVENTS (PVA monitor)", to_pv),
                                  ("page /api/live (polled)", to_page)):
@@ -174,12 +175,19 @@ def main() -> None:
             run_s = frames.sent_at[-1] - start_ms / 1000
             t0 = time.monotonic()
             view = start_liveview(config, kafka.bootstrap, pva, search, http, work / "lv.log")
+            wait_for("the restarted view's first counts", lambda: (_get(ctx, pv) or 0) > 0, 120)
+            t1 = time.monotonic()
+            first = _get(ctx, pv) or 0
             wait_for("the restarted view to catch up",
                      lambda: (_get(ctx, pv) or 0) >= sent, 300)
-            took = time.monotonic() - t0
-            print(f"\n2. catch-up: {run_s:.1f} s of run ({sent / 1e6:.1f} M events) reread in "
-                  f"{took:.1f} s, process start included = {run_s / took:.1f}x real time "
-                  f"({sent / took / 1e6:.1f} M events/s); target >= 10x")
+            t2 = time.monotonic()
+            reading = t2 - t1
+            rate = (sent - first) / reading
+            print(f"\n2. catch-up: {run_s:.1f} s of run ({sent / 1e6:.1f} M events) reread")
+            print(f"   from its first count: {reading:.1f} s = {rate / (sent / run_s):.1f}x real "
+                  f"time ({rate / 1e6:.1f} M events/s); target >= 10x")
+            print(f"   with the process start ({t1 - t0:.1f} s): {t2 - t0:.1f} s = "
+                  f"{run_s / (t2 - t0):.1f}x real time")
         finally:
             ctx.close()
             view.terminate()
@@ -195,7 +203,7 @@ def _get(ctx: Context, pv: str):
 
 
 def _poll_page(port: int, seen: list[tuple[float, int]], stop: threading.Event) -> None:
-    """As the page does, but as fast as it answers: when it first shows each total."""
+    """As the page does (every 250 ms): when it first shows each total."""
     while not stop.is_set():
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/live", timeout=2) as r:
@@ -203,7 +211,7 @@ def _poll_page(port: int, seen: list[tuple[float, int]], stop: threading.Event) 
             seen.append((time.time(), int(state["counters"].get("EVENTS", 0))))
         except OSError:
             pass
-        stop.wait(0.05)
+        stop.wait(0.25)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,15 @@ class ArrayPVs:
     def _connected(self, name: str, connected: bool) -> None:
         with self._lock:
             (self._watched.add if connected else self._watched.discard)(name)
+            pv = self._pvs.get(name)
+        parsed = self._parse(name)
+        if connected and pv is not None and parsed is not None:
+            # a PV made earlier and left unwatched since holds an old value: the new
+            # client gets the current one, not the next publish's
+            spectrum, kind = parsed
+            value = (self.centres_us if kind == "X" else self.edges_us if kind == "XE"
+                     else self._spectrum(spectrum, kind))
+            pv.post(value.astype(np.float32))
 
     @property
     def watched(self) -> set[str]:
@@ -193,17 +202,21 @@ class ArrayPVs:
         counts = histogram.spectrum(spectrum).astype(np.float64)
         return counts / widths if kind == "Y" else counts
 
-    def update(self) -> None:
-        """Post the watched spectra and the image."""
+    def update(self) -> dict[str, np.ndarray]:
+        """Post the watched spectra and the images; returns the images, each bank's in its
+        shape (the whole detector's when there are no banks)."""
         for name in self.watched:
             parsed = self._parse(name)
             if parsed is None or parsed[1] in ("X", "XE"):
                 continue  # posted when the time channels change (set_histogram)
             self._pvs[name].post(self._spectrum(*parsed).astype(np.float32))
         per_pixel = self.pixel_counts()
-        self.image.post(self.image_counts(per_pixel))
-        for name, image in self.bank_counts(per_pixel).items():
+        whole = self.image_counts(per_pixel)
+        self.image.post(whole)
+        banks = self.bank_counts(per_pixel)
+        for name, image in banks.items():
             self.bank_images[name].post(image)
+        return banks or {"detector": whole}
 
     def pixel_counts(self) -> np.ndarray:
         """Counts per pixel (first pixel first) within the TOF range."""

@@ -37,6 +37,10 @@ from liveview.web import WebServer, image_shape, live_state, make_app
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
+# the counters (cheap: a snapshot) every COUNTER_INTERVAL_S, so a PV shows an event within
+# about that; the arrays (spectra, images, the page's histograms: sums over the whole
+# histogram, under its lock) every PUBLISH_INTERVAL_S, as just-bin-it publishes
+COUNTER_INTERVAL_S = 0.1
 PUBLISH_INTERVAL_S = 0.5
 # at start-up, a run begun up to this long ago may still be counting: look for it
 JOIN_LOOKBACK_S = 24 * 3600
@@ -89,6 +93,8 @@ class LiveView:
                                image_shape(settings.pixels, settings.image_width),
                                settings.banks, on_tcb=self.request_channels)
         self._run: RunStarted | None = None
+        # what the live page draws of the arrays, as of the last publish_arrays()
+        self.page: dict[str, object] = {"tof": {"edges": [], "counts": []}, "images": []}
         self._new_channels: TimeChannels | None = None  # asked for, not yet binned with
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
                            ports.liveview_ca or None)
@@ -259,6 +265,20 @@ class LiveView:
 
     # -- publishing --
     def publish(self) -> None:
+        self.publish_counters()
+        self.publish_arrays()
+
+    def publish_arrays(self) -> None:
+        """The array PVs, and what the page draws, computed once for every reader."""
+        images = self.arrays.update()
+        histogram = self.histogram
+        self.page = {
+            "tof": {"edges": histogram.channels.edges().tolist(),
+                    "counts": histogram.spectrum().tolist()},
+            "images": [{"name": name, "height": int(c.shape[0]), "width": int(c.shape[1]),
+                        "counts": c.ravel().tolist()} for name, c in images.items()]}
+
+    def publish_counters(self) -> None:
         snapshot = self.histogram.snapshot()
         now = time.monotonic()
         self._rate.append((now, int(snapshot["events"])))
@@ -268,7 +288,6 @@ class LiveView:
         rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
         self.pvs.show(snapshot, self.run_name, self.settings.pixels,
                       self.histogram.channels.channels, rate)
-        self.arrays.update()
 
 
 def default_jbi_topics(config: InstrumentConfig) -> JbiTopics:
@@ -306,9 +325,14 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,
              ports.liveview_pva)
     try:
-        while not stop.wait(PUBLISH_INTERVAL_S):
-            health.tick()
-            view.publish()
+        ticks_per_publish = round(PUBLISH_INTERVAL_S / COUNTER_INTERVAL_S)
+        tick = 0
+        while not stop.wait(COUNTER_INTERVAL_S):
+            view.publish_counters()
+            tick += 1
+            if tick % ticks_per_publish == 0:
+                health.tick()
+                view.publish_arrays()
             if not consumer.is_alive() or not jbi_thread.is_alive():
                 raise SystemExit("the live view's consumer stopped")
     except KeyboardInterrupt:

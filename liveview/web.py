@@ -42,20 +42,11 @@ def live_state(view: Any, pixel: int | None, logs: Any = None) -> dict[str, obje
     stop = snapshot["stop_ns"]
     state = ("" if not view.run_name else
              "ENDED" if stop is not None and now >= stop else "RUNNING")
-    arrays = view.arrays  # the images the PVs show, in the same time-of-flight range
-    per_pixel = arrays.pixel_counts()
-    whole = arrays.image_counts(per_pixel)
-    images = [{"name": name, "height": int(c.shape[0]), "width": int(c.shape[1]),
-               "counts": c.ravel().tolist()}
-              for name, c in arrays.bank_counts(per_pixel).items()] or [
-        {"name": "detector", "height": int(whole.shape[0]), "width": int(whole.shape[1]),
-         "counts": whole.ravel().tolist()}]
     out: dict[str, object] = {
         "instrument": view.config.name,
         "run": {"number": view.run_name, "title": view.title, "state": state},
         "counters": view.pvs.values(),
-        "tof": {"edges": hist.channels.edges().tolist(), "counts": hist.spectrum().tolist()},
-        "images": images,
+        **view.page,  # the spectrum and the images the PVs show, as last published
         "logs": logs.snapshot() if logs is not None else {},
     }
     if pixel is not None and hist.first_pixel <= pixel < hist.first_pixel + hist.n_pixels:

@@ -23,7 +23,7 @@ def test_the_image_is_near_square_unless_configured():
 
 def test_the_page_needs_nothing_from_the_network():
     page = PAGE.read_text()
-    assert "/api/live" in page and "setInterval(update, 500)" in page
+    assert "/api/live" in page and "setInterval(update, 250)" in page
     assert "http://" not in page and "https://" not in page
 
 
