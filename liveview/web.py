@@ -1,5 +1,5 @@
 """The live page: `datastream liveview --http HOST:PORT` serves one small page (Starlette,
-uvicorn) that polls /api/live twice a second and draws the run, the counters, the total
+uvicorn) that polls /api/live every 250 ms and draws the run, the counters, the total
 time-of-flight spectrum, a chosen pixel's spectrum and the detector image on canvases.
 
 The counters are the very values the live view posts as LIVE:* PVs, so the page and
