@@ -105,6 +105,13 @@ def _count(table: dict, key: str, where: str) -> int:
     return value
 
 
+def _name(table: dict, where: str) -> str:
+    name = table.get("name")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise GeometryError(f"{where}: name must be a plain identifier (it names a group)")
+    return name
+
+
 def load_geometry(path: Path) -> Geometry:
     try:
         with open(path, "rb") as f:
@@ -114,9 +121,7 @@ def load_geometry(path: Path) -> Geometry:
     banks = []
     for i, b in enumerate(doc.get("banks", [])):
         where = f"{path.name}: bank {i + 1}"
-        name = b.get("name")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise GeometryError(f"{where}: name must be a plain identifier (it names a group)")
+        name = _name(b, where)
         two_theta = b.get("two_theta_deg", 0.0)
         if not isinstance(two_theta, int | float) or not 0 <= two_theta <= 180:
             raise GeometryError(f"{where}: two_theta_deg must be within 0..180")
@@ -131,9 +136,7 @@ def load_geometry(path: Path) -> Geometry:
     monitors = []
     for i, m in enumerate(doc.get("monitors", [])):
         where = f"{path.name}: monitor {i + 1}"
-        name = m.get("name")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise GeometryError(f"{where}: name must be a plain identifier")
+        name = _name(m, where)
         z = m.get("z_m")
         if not isinstance(z, int | float) or isinstance(z, bool):
             raise GeometryError(f"{where}: z_m must be a number")
