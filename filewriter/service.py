@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 2.0
 KNOWN_JOBS = 10_000  # job ids remembered (this writer's and those other writers took)
-# a topic's leader may take a few seconds to be elected after it is made: ask that long
-POOL_LOOKBACK_ATTEMPTS = 20
+# a topic's leader may take a moment to be elected after it is made: the look-back is asked
+# again for this long (not longer: the writer is not ready until it is done)
+POOL_LOOKBACK_RETRY_S = 5.0
 # a pool group with no committed offset yet (its first writer ever) starts this far back, so
 # a run started just before the writer joined is still taken
 POOL_LOOKBACK_S = 300
@@ -362,29 +363,32 @@ class FileWriterService:
         """A group that never committed starts POOL_LOOKBACK_S back, not at the end: a run
         start sent before its first writer joined is then still taken. A topic made a moment
         ago may have no leader yet: asked again for a while before giving up."""
-        for attempt in range(POOL_LOOKBACK_ATTEMPTS):
+        deadline = time.monotonic() + POOL_LOOKBACK_RETRY_S
+        while True:
             try:
                 self._look_back(consumer, partitions)
                 break
             except Exception as exc:
-                if attempt + 1 < POOL_LOOKBACK_ATTEMPTS:
+                if time.monotonic() < deadline:
+                    log.debug("job pool look-back (asking again): %s", exc)
                     time.sleep(0.5)
                     continue
                 # the pool still works, from librdkafka's reset point (the newest offset)
                 log.warning("job pool: could not look back for earlier run starts: %s", exc)
+                break
         self._ready.set()
 
     def _look_back(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=10)
+        committed = consumer.committed(partitions, timeout=5)
         fresh = [tp for tp in committed if tp.offset < 0]
         if not fresh:
             return
         since = time.time_ns() // 1_000_000 - POOL_LOOKBACK_S * 1000
         found = consumer.offsets_for_times(
-            [TopicPartition(tp.topic, tp.partition, since) for tp in fresh], timeout=10)
+            [TopicPartition(tp.topic, tp.partition, since) for tp in fresh], timeout=5)
         for tp in found:
             if tp.offset < 0:  # nothing since: the end, as it is now
-                tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                tp.offset = consumer.get_watermark_offsets(tp, timeout=5)[1]
         starts = {(tp.topic, tp.partition): tp.offset for tp in found}
         for tp in partitions:
             tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
