@@ -26,3 +26,14 @@ def pulses_in_window(reference_time: np.ndarray, window: Window) -> np.ndarray:
     if window.stop_ns is not None:
         mask &= reference_time < window.stop_ns
     return mask
+
+
+def events_of_pulses(index: np.ndarray, n_events: int,
+                     mask: np.ndarray) -> slice | np.ndarray:
+    """Which events belong to the pulses `mask` keeps (`index`: each pulse's first event): a
+    slice when it keeps them all (no copy), else the events' positions."""
+    if mask.all():
+        return slice(int(index[0]) if len(index) else 0, n_events)
+    ends = np.append(index[1:], n_events)
+    return np.concatenate([np.arange(s, e) for s, e in zip(index[mask], ends[mask],
+                                                           strict=True)])

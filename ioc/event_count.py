@@ -8,11 +8,9 @@ import logging
 
 import numpy as np
 from confluent_kafka import TopicPartition
-from streaming_data_types.eventdata_ev42 import deserialise_ev42
-from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
+from datastream.event_messages import read_events
 from datastream.kafka_client import KafkaSettings, make_consumer
-from datastream.schemas import schema_id
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
@@ -55,18 +53,9 @@ def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: in
 def _events_and_frames(value: bytes | None, source: str, start_ns: int) -> tuple[int, int]:
     """(events, frames) of one event message (ev44, or ev42 from a DAE set to Mantid's
     schema) in pulses at or after start_ns."""
-    kind = schema_id(value) if value else ""
-    if kind == "ev42":
-        ev42 = deserialise_ev42(value)
-        if ev42.source_name != source or ev42.pulse_time < start_ns:
-            return 0, 0
-        return len(ev42.time_of_flight), 1
-    if kind != "ev44":
+    ev = read_events(value) if value else None
+    if ev is None or ev.source_name != source:
         return 0, 0
-    ev = deserialise_ev44(value)
-    if ev.source_name != source:
-        return 0, 0
-    ref = np.asarray(ev.reference_time, np.int64)
-    idx = np.append(np.asarray(ev.reference_time_index, np.int64), len(ev.time_of_flight))
-    keep = ref >= start_ns
+    idx = np.append(ev.reference_time_index, len(ev.time_of_flight))
+    keep = ev.reference_time >= start_ns
     return int((idx[1:] - idx[:-1])[keep].sum()), int(keep.sum())

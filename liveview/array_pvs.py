@@ -109,8 +109,7 @@ class ArrayPVs:
         for name in self.watched:
             parsed = self._parse(name)
             if parsed is not None and parsed[1] in ("X", "XE"):
-                value = self.centres_us if parsed[1] == "X" else self.edges_us
-                self._pvs[name].post(value.astype(np.float32))
+                self._pvs[name].post(self._value(*parsed))
 
     def _setpoint(self, index: int) -> SharedPV:
         def apply(value: float) -> None:
@@ -169,10 +168,8 @@ class ArrayPVs:
             if pv is None:
                 spectrum, kind = parsed
                 unit = {"X": "us", "XE": "us", "Y": "counts/us", "YC": "counts"}[kind]
-                initial = (self.centres_us if kind == "X" else self.edges_us if kind == "XE"
-                           else self._spectrum(spectrum, kind))
                 pv = SharedPV(nt=NTScalar("af", display=True), handler=_Watched(self, name),
-                              initial={"value": initial.astype(np.float32),
+                              initial={"value": self._value(spectrum, kind),
                                        "display.units": unit})
                 self._pvs[name] = pv
             return pv
@@ -185,10 +182,7 @@ class ArrayPVs:
         if connected and pv is not None and parsed is not None:
             # a PV made earlier and left unwatched since holds an old value: the new
             # client gets the current one, not the next publish's
-            spectrum, kind = parsed
-            value = (self.centres_us if kind == "X" else self.edges_us if kind == "XE"
-                     else self._spectrum(spectrum, kind))
-            pv.post(value.astype(np.float32))
+            pv.post(self._value(*parsed))
 
     @property
     def watched(self) -> set[str]:
@@ -196,6 +190,14 @@ class ArrayPVs:
             return set(self._watched)
 
     # -- posting --
+    def _value(self, spectrum: int, kind: str) -> np.ndarray:
+        """What a spectrum PV shows now, as the PV's float32."""
+        if kind in ("X", "XE"):
+            value = self.centres_us if kind == "X" else self.edges_us
+        else:
+            value = self._spectrum(spectrum, kind)
+        return value.astype(np.float32)
+
     def _spectrum(self, spectrum: int, kind: str) -> np.ndarray:
         with self._lock:  # the histogram and its channel widths of one binning
             histogram, widths = self.histogram, self.widths_us
@@ -209,7 +211,7 @@ class ArrayPVs:
             parsed = self._parse(name)
             if parsed is None or parsed[1] in ("X", "XE"):
                 continue  # posted when the time channels change (set_histogram)
-            self._pvs[name].post(self._spectrum(*parsed).astype(np.float32))
+            self._pvs[name].post(self._value(*parsed))
         per_pixel = self.pixel_counts()
         whole = self.image_counts(per_pixel)
         self.image.post(whole)

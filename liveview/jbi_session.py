@@ -15,13 +15,11 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from streaming_data_types.eventdata_ev42 import deserialise_ev42
-from streaming_data_types.eventdata_ev44 import deserialise_ev44
 from streaming_data_types.histogram_hs00 import serialise_hs00
 from streaming_data_types.histogram_hs01 import serialise_hs01
 
-from datastream.run_window import Window, pulses_in_window
-from datastream.schemas import schema_id
+from datastream.event_messages import read_events
+from datastream.run_window import Window, events_of_pulses, pulses_in_window
 from liveview.jbi_commands import Command
 from liveview.jbi_histograms import JbiHistogram, make_histogram
 
@@ -67,19 +65,11 @@ class JbiSession:
         out (another partition may deliver them a little later)."""
         if self.state == ERROR or self.done:
             return
-        sid = schema_id(payload)
-        if sid == "ev44":
-            ev = deserialise_ev44(payload)
-            ref = np.asarray(ev.reference_time, np.int64)
-            idx = np.asarray(ev.reference_time_index, np.int64)
-            tof, det, source = ev.time_of_flight, ev.pixel_id, ev.source_name
-        elif sid == "ev42":
-            ev = deserialise_ev42(payload)
-            ref, idx = np.array([ev.pulse_time], np.int64), np.array([0], np.int64)
-            tof, det, source = ev.time_of_flight, ev.detector_id, ev.source_name
-        else:
+        ev = read_events(payload)
+        if ev is None:
             self.skipped += 1
             return
+        ref = ev.reference_time
         if len(ref) == 0:
             return
         if self.window.stop_ns is not None and np.any(ref >= self.window.stop_ns):
@@ -87,14 +77,9 @@ class JbiSession:
         mask = pulses_in_window(ref, self.window)
         if not mask.any():
             return
-        tof, det = np.asarray(tof), np.asarray(det)
-        if not mask.all():
-            ends = np.append(idx[1:], len(tof))
-            keep = np.concatenate([np.arange(s, e) for s, e in zip(idx[mask], ends[mask],
-                                                                     strict=True)])
-            tof, det = tof[keep], det[keep]
-        elif len(idx) and idx[0] > 0:
-            tof, det = tof[idx[0]:], det[idx[0]:]
+        tof, det = np.asarray(ev.time_of_flight), np.asarray(ev.pixel_id)
+        taken = events_of_pulses(ev.reference_time_index, len(tof), mask)
+        tof, det, source = tof[taken], det[taken], ev.source_name
         pulse = int(ref[mask].max())
         for hist in self.histograms:
             hist.add(pulse, tof, det, source)

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from datastream.repeats import RecentMessages
-from datastream.run_window import Window, pulses_in_window
+from datastream.run_window import Window, events_of_pulses, pulses_in_window
 from liveview.binning import BLOCKED_ABOVE, bin_edges, bin_linear, bin_linear_blocked
 from liveview.time_channels import TimeChannels
 
@@ -65,13 +65,8 @@ class RunHistogram:
                 n = int((ends - idx)[mask].sum())
                 self.skipped += n
                 return self._counted(n, int(mask.sum()), ref[mask], 0)
-            if mask.all():
-                pixel_id, tof = pixel_id[idx[0]:], tof[idx[0]:]
-            else:
-                pixel_id = np.concatenate([pixel_id[s:e] for s, e in zip(idx[mask], ends[mask],
-                                                                         strict=True)])
-                tof = np.concatenate([tof[s:e] for s, e in zip(idx[mask], ends[mask],
-                                                               strict=True)])
+            taken = events_of_pulses(idx, len(tof), mask)
+            pixel_id, tof = pixel_id[taken], tof[taken]
             c = self.channels
             if c.logarithmic:
                 skipped = bin_edges(self.counts, pixel_id, tof, self.first_pixel, self._edges)

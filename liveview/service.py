@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
-from streaming_data_types.eventdata_ev42 import deserialise_ev42
-from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
 from datastream.epics_network import EpicsPorts
+from datastream.event_messages import read_events
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
-from datastream.schemas import schema_id
 from liveview.array_pvs import ArrayPVs
 from liveview.jbi_service import JbiService, JbiTopics
 from liveview.load_shedding import LoadShedder
@@ -204,23 +202,13 @@ class LiveView:
             log.info("run %s stops at %d ms", self.run_name, decision.stop_ns // NS_PER_MS)
 
     def _on_event(self, payload: bytes) -> None:
-        sid = schema_id(payload)
-        if sid == "ev44":
-            ev = deserialise_ev44(payload)
-            if ev.source_name != self.settings.source_name:
-                return  # a monitor's, or another source's
-            ref, index = ev.reference_time, ev.reference_time_index
-            tof, pixel = ev.time_of_flight, ev.pixel_id
-        elif sid == "ev42":
-            ev = deserialise_ev42(payload)
-            if ev.source_name != self.settings.source_name:
-                return
-            ref, index, tof, pixel = [ev.pulse_time], [0], ev.time_of_flight, ev.detector_id
-        else:
-            return
+        ev = read_events(payload)
+        if ev is None or ev.source_name != self.settings.source_name:
+            return  # not events, or a monitor's (another source's)
+        ref = ev.reference_time
         lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0
-        self.histogram.add(ev.message_id, ref, index, tof, pixel,
-                           bin_events=self.shedder.bin_next(lag_s))
+        self.histogram.add(ev.message_id, ref, ev.reference_time_index, ev.time_of_flight,
+                           ev.pixel_id, bin_events=self.shedder.bin_next(lag_s))
 
     def _start_reading(self, consumer: Consumer, stop: threading.Event) -> None:
         """Join the run in progress, or wait at the end; retried until the broker answers."""
@@ -264,10 +252,6 @@ class LiveView:
             consumer.close()
 
     # -- publishing --
-    def publish(self) -> None:
-        self.publish_counters()
-        self.publish_arrays()
-
     def publish_arrays(self) -> None:
         """The array PVs, and what the page draws, computed once for every reader."""
         images = self.arrays.update()

@@ -14,7 +14,7 @@ from filewriter.modules.arrays import (
     decode_hs01,
 )
 from filewriter.modules.base import Decoded, WriterModule
-from filewriter.modules.ev44 import EventWriter, decode_ev42, decode_ev44
+from filewriter.modules.ev44 import EventWriter, decode_events
 from filewriter.modules.log import LogWriter, decode_al00, decode_ep01, decode_f142, decode_f144
 from filewriter.modules.samples import SampleWriter, TimestampWriter, decode_se00, decode_tdct
 
@@ -31,8 +31,8 @@ WRITERS: dict[str, type[WriterModule]] = {
 }
 
 DECODERS = {
-    "ev44": decode_ev44,
-    "ev42": decode_ev42,
+    "ev44": decode_events,
+    "ev42": decode_events,
     "f142": decode_f142,
     "f144": decode_f144,
     "al00": decode_al00,

@@ -3,15 +3,14 @@ cue_index / cue_timestamp_zero)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import h5py
 import numpy as np
-from streaming_data_types.eventdata_ev42 import deserialise_ev42
-from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
+from datastream.event_messages import read_events
 from datastream.repeats import RecentMessages
-from datastream.schemas import MalformedMessage, deserialised
+from datastream.schemas import MalformedMessage, schema_id
 from filewriter.modules.base import (
     NS_EPOCH_OFFSET,
     Cues,
@@ -27,27 +26,12 @@ FLUSH_EVENTS = 8 * 1024 * 1024
 CUE_INTERVAL = 100_000_000  # events; kafka-to-nexus's default
 
 
-class Pulses(NamedTuple):
-    """What both event schemas carry (ev44's field names)."""
-
-    message_id: int
-    reference_time: Any
-    reference_time_index: Any
-    time_of_flight: Any
-    pixel_id: Any
-
-
-def decode_ev44(payload: bytes) -> Decoded:
-    ev = deserialised("ev44", deserialise_ev44, payload)
-    return Decoded("ev44", ev.source_name, ev)
-
-
-def decode_ev42(payload: bytes) -> Decoded:
-    """ev42: one pulse per message, its time in ns."""
-    ev = deserialised("ev42", deserialise_ev42, payload)
-    return Decoded("ev42", ev.source_name, Pulses(
-        ev.message_id, np.array([ev.pulse_time], np.int64), np.zeros(1, np.int32),
-        ev.time_of_flight, ev.detector_id))
+def decode_events(payload: bytes) -> Decoded:
+    """ev44, or ev42 as one pulse (datastream.event_messages)."""
+    ev = read_events(payload)
+    if ev is None:  # DECODERS sends only ev44 and ev42 here
+        raise MalformedMessage(f"not an event message: {schema_id(payload)}")
+    return Decoded(schema_id(payload), ev.source_name, ev)
 
 
 class EventWriter(WriterModule):

@@ -3,13 +3,13 @@ import pytest
 from streaming_data_types.eventdata_ev44 import serialise_ev44
 
 from datastream.schemas import MalformedMessage
-from filewriter.modules.ev44 import EventWriter, decode_ev44
+from filewriter.modules.ev44 import EventWriter, decode_events
 from filewriter.timing import Window
 
 
 def ev44(times, index, n_events, first=0):
     tof = np.arange(first, first + n_events, dtype=np.int32)
-    return decode_ev44(serialise_ev44("DAE", 1, np.array(times, np.int64),
+    return decode_events(serialise_ev44("DAE", 1, np.array(times, np.int64),
                                       np.array(index, np.int32), tof, tof + 1000))
 
 
@@ -46,7 +46,7 @@ def test_inconsistent_message_is_malformed(h5file):
     with pytest.raises(MalformedMessage):
         writer.write(ev44([1, 2], [3, 1], 4), Window(0, None))
     with pytest.raises(MalformedMessage):
-        decode_ev44(b"\x00\x00\x00\x00ev44garbage")
+        decode_events(b"\x00\x00\x00\x00ev44garbage")
 
 
 def test_a_message_sent_twice_is_written_once_and_counted(h5file):
