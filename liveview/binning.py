@@ -16,23 +16,43 @@ DENSE_LIMIT = 512 * 1024 * 1024  # bins (2 GiB of uint32)
 _EMPTY = np.int64(-1)
 
 
+# Events are binned in chunks of this many: first every event's flat bin index (pure
+# arithmetic, several hundred M events/s), then a tight loop of increments. For histograms far
+# larger than the caches every increment is a cache miss, and the short second loop lets the
+# CPU keep many of them in flight at once: measured 2-3x the events/s of one fused loop, and
+# faster than sorting the events by block of pixels first (benchmarks/liveview_binning.py).
+CHUNK = 4096
+
+
+@numba.njit(cache=True, nogil=True)
+def _add(flat, index, n):
+    for j in range(n):
+        flat[index[j]] += 1
+
+
 @numba.njit(cache=True, nogil=True)
 def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
     """Add events to hist (pixels, channels) over [tof_min, tof_max) in equal channels.
     Returns how many events fell outside (pixel or time); they are skipped, not clipped."""
     n_pixels = hist.shape[0]
+    flat = hist.reshape(-1)
     scale = n_channels / (tof_max - tof_min)
+    index = np.empty(CHUNK, np.int64)
     skipped = 0
-    for i in range(len(tof)):
-        p = pixel_id[i] - first_pixel
-        t = tof[i]
-        if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
-            skipped += 1
-            continue
-        c = int((t - tof_min) * scale)
-        if c >= n_channels:  # rounding at the top edge
-            c = n_channels - 1
-        hist[p, c] += 1
+    for start in range(0, len(tof), CHUNK):
+        n = 0
+        for i in range(start, min(start + CHUNK, len(tof))):
+            p = pixel_id[i] - first_pixel
+            t = tof[i]
+            if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+                skipped += 1
+                continue
+            c = int((t - tof_min) * scale)
+            if c >= n_channels:  # rounding at the top edge
+                c = n_channels - 1
+            index[n] = np.int64(p) * n_channels + c
+            n += 1
+        _add(flat, index, n)
     return skipped
 
 
@@ -40,16 +60,23 @@ def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
 def bin_edges(hist, pixel_id, tof, first_pixel, edges):
     """Add events to hist (pixels, len(edges) - 1) by ascending boundaries (log binning)."""
     n_pixels = hist.shape[0]
+    n_channels = hist.shape[1]
+    flat = hist.reshape(-1)
     last = len(edges) - 1
+    index = np.empty(CHUNK, np.int64)
     skipped = 0
-    for i in range(len(tof)):
-        p = pixel_id[i] - first_pixel
-        t = tof[i]
-        if p < 0 or p >= n_pixels or t < edges[0] or t >= edges[last]:
-            skipped += 1
-            continue
-        c = np.searchsorted(edges, t, side="right") - 1
-        hist[p, c] += 1
+    for start in range(0, len(tof), CHUNK):
+        n = 0
+        for i in range(start, min(start + CHUNK, len(tof))):
+            p = pixel_id[i] - first_pixel
+            t = tof[i]
+            if p < 0 or p >= n_pixels or t < edges[0] or t >= edges[last]:
+                skipped += 1
+                continue
+            c = np.searchsorted(edges, t, side="right") - 1
+            index[n] = np.int64(p) * n_channels + c
+            n += 1
+        _add(flat, index, n)
     return skipped
 
 
@@ -156,52 +183,3 @@ class SparseHistogram:
         mine = rows == pixel - self.first_pixel
         out[self.keys[hit][mine] % self.n_channels] = self.counts[hit][mine]
         return out
-
-
-# pixels per block of the blocked kernel: 64 pixels x 8000 channels x 4 B = 2 MB, a slab
-# that stays in cache while its events are added
-BLOCK_PIXELS_SHIFT = 6
-# above this many bins a histogram is far larger than the caches: the blocked kernel
-BLOCKED_ABOVE = 8 * 1024 * 1024
-
-
-@numba.njit(cache=True, nogil=True)
-def bin_linear_blocked(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels,
-                       scratch):
-    """As bin_linear, for histograms much larger than the caches: the events' bins are
-    first sorted by block of pixels (a counting sort, sequential memory traffic), then added
-    block by block, so the random increments fall within a cache-sized slab. `scratch` is an
-    int64 array of at least 2 * len(tof) (reused between calls)."""
-    if len(scratch) < 2 * len(tof):  # numba does not check bounds: never write past it
-        raise ValueError("scratch must hold 2 * len(tof)")
-    n_pixels = hist.shape[0]
-    flat = hist.reshape(-1)
-    scale = n_channels / (tof_max - tof_min)
-    n_blocks = (n_pixels >> BLOCK_PIXELS_SHIFT) + 1
-    starts = np.zeros(n_blocks + 1, np.int64)
-    index = scratch[:len(tof)]
-    ordered = scratch[len(tof):2 * len(tof)]
-    skipped = 0
-    for i in range(len(tof)):
-        p = pixel_id[i] - first_pixel
-        t = tof[i]
-        if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
-            index[i] = -1
-            skipped += 1
-            continue
-        c = int((t - tof_min) * scale)
-        if c >= n_channels:
-            c = n_channels - 1
-        index[i] = np.int64(p) * n_channels + c
-        starts[(p >> BLOCK_PIXELS_SHIFT) + 1] += 1
-    for b in range(n_blocks):
-        starts[b + 1] += starts[b]
-    for i in range(len(tof)):
-        k = index[i]
-        if k >= 0:
-            b = (k // n_channels) >> BLOCK_PIXELS_SHIFT
-            ordered[starts[b]] = k
-            starts[b] += 1
-    for j in range(len(tof) - skipped):
-        flat[ordered[j]] += 1
-    return skipped

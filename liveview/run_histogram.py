@@ -10,7 +10,7 @@ import numpy as np
 
 from datastream.repeats import RecentMessages
 from datastream.run_window import Window, events_of_pulses, pulses_in_window
-from liveview.binning import BLOCKED_ABOVE, bin_edges, bin_linear, bin_linear_blocked
+from liveview.binning import bin_edges, bin_linear
 from liveview.time_channels import TimeChannels
 
 
@@ -24,8 +24,6 @@ class RunHistogram:
         self.counts = np.zeros((n_pixels, channels.channels), np.uint32)
         self._edges = channels.edges()
         # far larger than the caches: the kernel that sorts events by pixel block first
-        self._blocked = n_pixels * channels.channels > BLOCKED_ABOVE
-        self._scratch = np.empty(0, np.int64)
         self.events_ever = 0  # over every run this process binned, for the metrics
         self.reset(self.window)
 
@@ -70,12 +68,6 @@ class RunHistogram:
             c = self.channels
             if c.logarithmic:
                 skipped = bin_edges(self.counts, pixel_id, tof, self.first_pixel, self._edges)
-            elif self._blocked:
-                if len(self._scratch) < 2 * len(tof):
-                    self._scratch = np.empty(2 * len(tof), np.int64)
-                skipped = bin_linear_blocked(self.counts, pixel_id, tof, self.first_pixel,
-                                             c.tof_min_ns, c.tof_max_ns, c.channels,
-                                             self._scratch)
             else:
                 skipped = bin_linear(self.counts, pixel_id, tof, self.first_pixel,
                                      c.tof_min_ns, c.tof_max_ns, c.channels)

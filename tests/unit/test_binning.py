@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveview.binning import SparseHistogram, bin_edges, bin_linear, bin_linear_blocked
+from liveview.binning import CHUNK, SparseHistogram, bin_edges, bin_linear
 
 
 def _events(n, pixels, first, tof_max, seed=1):
@@ -56,21 +56,19 @@ def test_sparse_counts_equal_dense_and_the_table_grows():
         np.testing.assert_array_equal(sparse.spectrum(p), dense[p - first])
 
 
-def test_the_blocked_kernel_equals_the_plain_one():
-    pixels, first, channels, tof_max = 1000, 5, 300, 50_000.0
-    pixel, tof = _events(400_000, pixels, first, tof_max, seed=4)
-    plain = np.zeros((pixels, channels), np.uint32)
-    blocked = np.zeros((pixels, channels), np.uint32)
-    s1 = bin_linear(plain, pixel, tof, first, 0.0, tof_max, channels)
-    s2 = bin_linear_blocked(blocked, pixel, tof, first, 0.0, tof_max, channels,
-                            np.empty(2 * len(tof), np.int64))
-    np.testing.assert_array_equal(blocked, plain)
-    assert s1 == s2
-
-
-def test_the_blocked_kernel_refuses_a_short_scratch():
-    import pytest
-
-    with pytest.raises(ValueError, match="scratch"):
-        bin_linear_blocked(np.zeros((4, 4), np.uint32), np.ones(10, np.int32),
-                           np.ones(10, np.int32), 1, 0.0, 10.0, 4, np.empty(5, np.int64))
+def test_every_chunk_boundary_is_exact():
+    """The kernels work in chunks of CHUNK events: none is lost or counted twice at the
+    edges, including chunks where every event is skipped."""
+    pixels, first, channels, tof_max = 300, 5, 50, 10_000.0
+    edges = np.linspace(0.0, tof_max, channels + 1)
+    for n in (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7):
+        pixel, tof = _events(n, pixels, first, tof_max, seed=n)
+        pixel[: min(n, CHUNK + 1)] = first - 1  # the whole first chunk outside
+        hist = np.zeros((pixels, channels), np.uint32)
+        skipped = bin_linear(hist, pixel, tof, first, 0.0, tof_max, channels)
+        ref = _reference(pixel, tof, first, pixels, edges)
+        np.testing.assert_array_equal(hist, ref)
+        assert skipped == n - ref.sum()
+        hist[:] = 0
+        assert bin_edges(hist, pixel, tof, first, edges) == skipped
+        np.testing.assert_array_equal(hist, ref)

@@ -62,9 +62,8 @@ def test_the_run_window_the_repeats_and_what_falls_outside_are_counted_as_the_wr
     assert taken == 1 and hist.snapshot()["frames"] == 1
 
 
-def test_a_large_histogram_takes_the_blocked_kernel_with_the_same_counts():
-    small = RunHistogram(1, 5000, TimeChannels(0, 1000, 2000))  # 10M bins: blocked
-    assert small._blocked
+def test_a_histogram_larger_than_the_caches_counts_every_event():
+    small = RunHistogram(1, 5000, TimeChannels(0, 1000, 2000))  # 10M bins, 40 MB
     rng = np.random.default_rng(5)
     pixels = rng.integers(1, 5001, 10_000, dtype=np.int32)
     tofs = rng.integers(0, 1000, 10_000, dtype=np.int32)
