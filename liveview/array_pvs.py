@@ -234,6 +234,28 @@ class ArrayPVs:
         """Each bank's counts in its own shape."""
         return {name: per_pixel[ids - self.first_pixel] for name, ids in self.banks.items()}
 
+    def image_ids(self, name: str) -> np.ndarray:
+        """The pixel ids of an image as the page draws it, (height, width); 0 where the
+        whole detector's near-square layout has a cell past the last pixel: -1 there."""
+        if name in self.banks:
+            return self.banks[name]
+        if name == "detector" and not self.banks:
+            height, width = self.image_shape
+            ids = np.full(height * width, -1, np.int64)
+            ids[:self.n_pixels] = np.arange(self.first_pixel, self.first_pixel + self.n_pixels)
+            return ids.reshape(height, width)
+        raise ValueError(f"no image {name!r}")
+
+    def roi_ids(self, name: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """The pixel ids in rows and columns (each first..last, inclusive) of an image."""
+        ids = self.image_ids(name)
+        (r0, r1), (c0, c1) = sorted(rows), sorted(cols)
+        if r0 < 0 or c0 < 0 or r1 >= ids.shape[0] or c1 >= ids.shape[1]:
+            raise ValueError(f"rows {r0}..{r1}, columns {c0}..{c1} are outside {name!r} "
+                             f"({ids.shape[0]} x {ids.shape[1]})")
+        chosen = ids[r0:r1 + 1, c0:c1 + 1].ravel()
+        return chosen[chosen >= 0]
+
     def image_counts(self, per_pixel: np.ndarray | None = None) -> np.ndarray:
         """Counts per pixel within the TOF range, laid out (height, width)."""
         if per_pixel is None:

@@ -101,3 +101,8 @@ class RunHistogram:
             if pixel is None:
                 return self.counts.sum(axis=0, dtype=np.uint64)
             return self.counts[pixel - self.first_pixel].copy()
+
+    def spectrum_of(self, pixels: np.ndarray) -> np.ndarray:
+        """Counts per time channel summed over some pixels (by id): a region of interest."""
+        with self._lock:
+            return self.counts[pixels - self.first_pixel].sum(axis=0, dtype=np.uint64)

@@ -303,7 +303,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
         se_thread = threading.Thread(target=se_logs.run, args=(stop,), name="live-se-logs",
                                      daemon=True)
         se_thread.start()
-        web = WebServer(make_app(lambda pixel: live_state(view, pixel, se_logs)), *http)
+        web = WebServer(make_app(lambda pixel, roi: live_state(view, pixel, se_logs, roi)), *http)
         web.start()
         log.info("live page at %s", web.url)
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,

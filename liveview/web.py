@@ -1,6 +1,7 @@
 """The live page: `datastream liveview --http HOST:PORT` serves one small page (Starlette,
 uvicorn) that polls /api/live every 250 ms and draws the run, the counters, the total
-time-of-flight spectrum, a chosen pixel's spectrum and the detector image on canvases.
+time-of-flight spectrum, a chosen pixel's spectrum, the detector images, and the spectrum of
+a region of interest dragged out on an image (?roi=IMAGE:ROW0:COL0:ROW1:COL1).
 
 The counters are the very values the live view posts as LIVE:* PVs, so the page and
 `pvget` never disagree. The page has no dependency to fetch: beamline networks are often
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvicorn
 from starlette.applications import Starlette
@@ -33,9 +34,28 @@ def image_shape(pixels: int, width: int | None) -> tuple[int, int]:
     return math.ceil(pixels / w), w
 
 
-def live_state(view: Any, pixel: int | None, logs: Any = None) -> dict[str, object]:
+class Roi(NamedTuple):
+    """A region of interest: rows and columns (first..last, inclusive) of one image, as
+    the page draws it (a bank in its own shape, or the whole detector)."""
+    image: str
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+
+    @classmethod
+    def parse(cls, text: str) -> Roi:
+        """IMAGE:ROW0:COL0:ROW1:COL1"""
+        parts = text.rsplit(":", 4)
+        try:
+            r0, c0, r1, c1 = (int(v) for v in parts[1:])
+        except ValueError:
+            raise ValueError(f"roi {text!r}: expected IMAGE:ROW0:COL0:ROW1:COL1") from None
+        return cls(parts[0], (r0, r1), (c0, c1))
+
+
+def live_state(view: Any, pixel: int | None, logs: Any = None,
+               roi: Roi | None = None) -> dict[str, object]:
     """What the page shows, from the live view (liveview.service.LiveView) and the
-    sample-environment logs (liveview.se_logs.SampleEnvLogs)."""
+    sample-environment logs (liveview.se_logs.SampleEnvLogs). A bad ROI raises ValueError."""
     hist = view.histogram
     snapshot = hist.snapshot()
     now = time.time_ns()
@@ -51,10 +71,14 @@ def live_state(view: Any, pixel: int | None, logs: Any = None) -> dict[str, obje
     }
     if pixel is not None and hist.first_pixel <= pixel < hist.first_pixel + hist.n_pixels:
         out["pixel"] = {"id": pixel, "counts": hist.spectrum(pixel).tolist()}
+    if roi is not None:
+        ids = view.arrays.roi_ids(roi.image, roi.rows, roi.cols)
+        out["roi"] = {"image": roi.image, "rows": sorted(roi.rows), "cols": sorted(roi.cols),
+                      "pixels": len(ids), "counts": hist.spectrum_of(ids).tolist()}
     return out
 
 
-def make_app(state: Callable[[int | None], dict[str, object]]) -> Starlette:
+def make_app(state: Callable[[int | None, Roi | None], dict[str, object]]) -> Starlette:
     page = PAGE.read_text()
 
     async def index(_: Request) -> HTMLResponse:
@@ -66,7 +90,11 @@ def make_app(state: Callable[[int | None], dict[str, object]]) -> Starlette:
             pixel = int(raw) if raw else None
         except ValueError:
             return JSONResponse({"error": f"pixel {raw!r} is not a number"}, status_code=400)
-        return JSONResponse(state(pixel))
+        try:
+            raw = request.query_params.get("roi", "")
+            return JSONResponse(state(pixel, Roi.parse(raw) if raw else None))
+        except ValueError as exc:  # a bad ROI is the asker's: the page shows why
+            return JSONResponse({"error": str(exc)}, status_code=400)
 
     return Starlette(routes=[Route("/", index), Route("/api/live", api)])
 

@@ -2,11 +2,15 @@
 equal DAE:TOTALCOUNTS and the file's event count exactly, also when the live view was
 restarted mid-run (it catches up from the run's start); just-bin-it's histogram of the run,
 asked afterwards, counts the same; the live page, in a real headless chromium, follows a
-run and ends showing LIVE:EVENTS."""
+run and ends showing LIVE:EVENTS, and a region dragged out over a bank's image holds that
+bank's counts."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
+import urllib.request
 
 import h5py
 import pytest
@@ -86,7 +90,6 @@ def run_window(instrument, run_name: str) -> tuple[int, int]:  # noqa: F811
 
 def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
     """A 1-D time-of-flight histogram over [start, stop) asked as NICOS asks; its final sum."""
-    import json
     import uuid
 
     from streaming_data_types.histogram_hs00 import deserialise_hs00
@@ -115,6 +118,7 @@ def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
 def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F811
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     from tests.system_tools import require
@@ -156,12 +160,36 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
         pixel = driver.find_element(By.ID, "pixel")
         pixel.send_keys("1")
         wait_until(lambda: int(shown("pixel-sum")) > 0, 10, "the chosen pixel's spectrum")
+        # a region dragged out over the whole of the first bank's image, corner to corner
+        bank = driver.find_element(By.CSS_SELECTOR, "#images canvas")
+        name = driver.execute_script("return arguments[0].parentElement.id.slice(5)", bank)
+        half_w, half_h = bank.size["width"] / 2 - 1, bank.size["height"] / 2 - 1
+        ActionChains(driver).move_to_element_with_offset(bank, -half_w, -half_h) \
+            .click_and_hold().move_to_element_with_offset(bank, half_w, half_h) \
+            .release().perform()
+        roi = wait_until(lambda: driver.find_element(By.ID, "roi").get_attribute("value"), 10,
+                         "the dragged region")
+        rows, cols = (int(v) + 1 for v in roi.split(":")[3:])  # first..last, from 0
+        assert roi == f"{name}:0:0:{rows - 1}:{cols - 1}"
+        wait_until(lambda: int(shown("roi-sum")) > 0, 10, "the region's spectrum")
+        assert int(shown("roi-pixels")) == rows * cols
         g.end()
         total = g.get("DAE:TOTALCOUNTS")
         wait_until(lambda: live(pva, instrument, "EVENTS") == total
                    and shown("c-EVENTS") == str(total), 20,
                    f"the page and LIVE:EVENTS to show TOTALCOUNTS {total}")
         assert int(shown("tof-sum")) == total  # every event in the frame's time channels
+
+        def bank_total() -> int | None:  # the region's sum is that bank's image's
+            with urllib.request.urlopen(f"http://127.0.0.1:{instrument.http_port}/api/live?"
+                                        + urllib.parse.urlencode({"roi": roi})) as answer:
+                state = json.load(answer)
+            image = next(i for i in state["images"] if i["name"] == name)
+            in_roi = sum(state["roi"]["counts"])
+            return in_roi if in_roi == sum(image["counts"]) > 0 else None
+
+        in_bank = wait_until(bank_total, 10, f"the region over {name} to hold its image's counts")
+        wait_until(lambda: int(shown("roi-sum")) == in_bank, 5, "the page's region sum")
     finally:
         # one screenshot a run, for a person to look at
         driver.save_screenshot(str(tmp_path / "live_page.png"))

@@ -45,3 +45,52 @@ def test_sample_environment_logs_keep_numeric_scalars():
     assert set(shown) == {"T", "B"}
     assert len(shown["T"]) == MAX_POINTS_SHOWN and shown["T"][0] == [1_700_000_000.0, 280.0]
     assert shown["B"] == [[1_700_000_000.0, 300.0]]
+
+
+def _arrays(banks):
+    from liveview.array_pvs import ArrayPVs
+    from liveview.run_histogram import RunHistogram
+    from liveview.time_channels import TimeChannels
+
+    return ArrayPVs("IN:X:LIVE:", RunHistogram(1, 10, TimeChannels(0, 1000, 4)), (3, 4), banks)
+
+
+def test_a_region_is_the_pixels_under_it_in_the_image_drawn():
+    import numpy as np
+
+    panel = np.arange(1, 7).reshape(2, 3)  # ids 1..6, two rows of three
+    arrays = _arrays({"panel": panel, "tube": np.array([[7, 8, 9, 10]])})
+    assert arrays.roi_ids("panel", (0, 1), (1, 2)).tolist() == [2, 3, 5, 6]
+    assert arrays.roi_ids("panel", (1, 0), (2, 1)).tolist() == [2, 3, 5, 6]  # dragged back
+    assert arrays.roi_ids("tube", (0, 0), (3, 3)).tolist() == [10]
+    for name, rows, cols in (("panel", (0, 2), (0, 0)), ("panel", (0, 0), (-1, 0)),
+                             ("nobank", (0, 0), (0, 0)), ("detector", (0, 0), (0, 0))):
+        with pytest.raises(ValueError):
+            arrays.roi_ids(name, rows, cols)
+    # no banks: the whole detector, near square, its cells past the last pixel empty
+    whole = _arrays({})
+    assert whole.roi_ids("detector", (2, 2), (0, 3)).tolist() == [9, 10]
+
+
+def test_the_api_answers_a_bad_region_with_its_reason():
+    import json
+    import urllib.error
+    import urllib.request
+
+    from liveview.web import Roi, WebServer, make_app
+    from tests.conftest import free_port
+
+    asked = []
+    server = WebServer(make_app(lambda pixel, roi: asked.append((pixel, roi)) or {"ok": 1}),
+                       "127.0.0.1", free_port())
+    server.start()
+    try:
+        with urllib.request.urlopen(server.url + "api/live?pixel=3&roi=a:b:0:1:2:3") as answer:
+            assert json.load(answer) == {"ok": 1}
+        assert asked == [(3, Roi("a:b", (0, 2), (1, 3)))]  # a name may hold a colon
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + "api/live?roi=panel:1:2")
+        assert refused.value.code == 400
+        assert "IMAGE:ROW0:COL0:ROW1:COL1" in json.load(refused.value)["error"]
+    finally:
+        server.close()
