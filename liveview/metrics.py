@@ -28,3 +28,5 @@ def collect(view: LiveView) -> Iterable[Metric]:
     yield gauge("liveview_skipped_events", "events of the run counted but not binned: load "
                 "shed while the lag was past max_lag_s", int(snapshot["skipped"]))
     yield gauge("liveview_shedding", "1 while binning is shed", int(view.shedder.shedding))
+    yield gauge("liveview_consumer_lag_messages", "event messages still to read: behind the "
+                "end of the events topic", view.consumer_lag)

@@ -26,8 +26,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "START_TIME": ("s", ""),
     "STOP_TIME": ("s", ""),
     "RUNNUMBER": ("s", ""),
-    # events counted but not binned while the view was overloaded (not a KDAEDIAG name)
+    # not KDAEDIAG names: events counted but not binned while the view was overloaded,
+    # and event messages still to read (behind the end of the events topic)
     "SKIPPEDEVENTS": ("l", "events"),
+    "CONSUMERLAG": ("l", "messages"),
 }
 
 
@@ -88,7 +90,7 @@ class LivePVs:
             self.ca.post(changed)
 
     def show(self, snapshot: dict[str, object], run_name: str, n_spectra: int,
-             n_channels: int, rate: float) -> None:
+             n_channels: int, rate: float, consumer_lag: int = 0) -> None:
         events = int(snapshot["events"])
         last = int(snapshot["last_pulse_ns"])
         self.post({"EVENTS": events, "MEVENTS": round(events / 1e6, 6),
@@ -98,4 +100,4 @@ class LivePVs:
                    "NUMSPECTRA": n_spectra, "NUMTIMECHANNELS": n_channels,
                    "START_TIME": _iso(snapshot["start_ns"]),
                    "STOP_TIME": _iso(snapshot["stop_ns"]), "RUNNUMBER": run_name,
-                   "SKIPPEDEVENTS": int(snapshot["skipped"])})
+                   "SKIPPEDEVENTS": int(snapshot["skipped"]), "CONSUMERLAG": consumer_lag})

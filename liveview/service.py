@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from datastream.epics_network import EpicsPorts
 from datastream.event_messages import read_events
@@ -44,6 +44,8 @@ PUBLISH_INTERVAL_S = 0.5
 JOIN_LOOKBACK_S = 24 * 3600
 # events are read from a little before the run's start: producers' clocks and Kafka time
 SEEK_MARGIN_MS = 1000
+# how often the consumer lag is measured (from cached offsets: no request to the broker)
+LAG_CHECK_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class LiveView:
         self.run_name = ""
         self.title = ""
         self.malformed = 0
+        self.consumer_lag = 0  # event messages behind the end of the events topic
         self.shedder = LoadShedder(settings.max_lag_s)
         self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
@@ -232,9 +235,13 @@ class LiveView:
         try:
             self._start_reading(consumer, stop)
             run_info = self.config.topics.run_info
+            next_lag_check = 0.0
             while not stop.is_set():
                 if self._new_channels is not None:
                     self._rebin(consumer)
+                if time.monotonic() >= next_lag_check:
+                    self.consumer_lag = events_behind(consumer, self.config.topics.events)
+                    next_lag_check = time.monotonic() + LAG_CHECK_INTERVAL_S
                 for msg in consumer.consume(num_messages=500, timeout=0.1):
                     if msg.error():
                         continue
@@ -271,7 +278,23 @@ class LiveView:
         (t0, e0), (t1, e1) = self._rate[0], self._rate[-1]
         rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
         self.pvs.show(snapshot, self.run_name, self.settings.pixels,
-                      self.histogram.channels.channels, rate)
+                      self.histogram.channels.channels, rate, self.consumer_lag)
+
+
+def events_behind(consumer: Consumer, topic: str) -> int:
+    """Messages of `topic` the consumer has still to read: each assigned partition's end, as
+    its last fetch saw it (no request to the broker), less the consumer's position."""
+    behind = 0
+    try:
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        for tp in consumer.position(assigned):
+            if tp.offset >= 0:
+                high = consumer.get_watermark_offsets(tp, cached=True)
+                if high is not None and high[1] >= 0:
+                    behind += max(0, high[1] - tp.offset)
+    except KafkaException:  # between assignments: said next time
+        pass
+    return behind
 
 
 def default_jbi_topics(config: InstrumentConfig) -> JbiTopics:
