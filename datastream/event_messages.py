@@ -22,6 +22,9 @@ class Events(NamedTuple):
     reference_time_index: np.ndarray  # each pulse's first event
     time_of_flight: np.ndarray
     pixel_id: np.ndarray
+    # ISIS's period (from 0): an ev42's is84 period_number; ev44 has none (ISIS sends it in
+    # pu00, which ess-streaming-data-types does not provide), so 0
+    period: int = 0
 
 
 def read_events(payload: bytes) -> Events | None:
@@ -34,6 +37,8 @@ def read_events(payload: bytes) -> Events | None:
                       ev.pixel_id)
     if sid == "ev42":
         ev = deserialised("ev42", deserialise_ev42, payload)
+        isis = ev.specific_data or {}
         return Events(ev.source_name, ev.message_id, np.array([ev.pulse_time], np.int64),
-                      np.zeros(1, np.int64), ev.time_of_flight, ev.detector_id)
+                      np.zeros(1, np.int64), ev.time_of_flight, ev.detector_id,
+                      int(isis.get("period_number", 0)))
     return None

@@ -103,6 +103,8 @@ class DaePVs(PVGroup):
                          doc="Proton charge in good frames")
     countrate = pvproperty(name="COUNTRATE", value=0.0, read_only=True, precision=1,
                            units="events/s")
+    numperiods = pvproperty(name="NUMPERIODS", value=1, read_only=True,
+                            doc="Periods: frame k of a run counts into period k % NUMPERIODS")
     errmsgs = _text("Last error message of run control", length=1024, name="ERRMSGS",
                     read_only=True)
 
@@ -209,6 +211,7 @@ class DaePVs(PVGroup):
         await self._set(self.rawframes, counters.raw_frames)
         await self._set(self.countrate, counters.count_rate)
         await self._set(self.gooduah, round(counters.good_uah, 3))
+        await self._set(self.numperiods, control.dae.periods)
         await self._set(self.runstate, state.name)
         await self._set(self.runstate_str, state.name)
         await self._set(self.runnumber, f"{run.run_number:08d}")

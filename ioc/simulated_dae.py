@@ -50,10 +50,20 @@ class DaeSettings:
     d_spacings: tuple[float, ...] = (1.1, 1.6, 2.3)
     background: float = 0.2
     monitor_fraction: float = 0.05
+    # hardware periods: frame k of a run counts into period k % periods (is84 period_number,
+    # from 0; period 1 to IBEX). ev44 has no period field: ISIS sends periods in pu00
+    # messages, which ess-streaming-data-types does not provide, so more than one period
+    # needs ev42
+    periods: int = 1
 
     def __post_init__(self) -> None:
         if self.event_schema not in ("ev44", "ev42"):
             raise ValueError(f"event_schema {self.event_schema!r}: ev44 or ev42")
+        if not isinstance(self.periods, int) or self.periods < 1:
+            raise ValueError(f"periods {self.periods!r}: a whole number, at least 1")
+        if self.periods > 1 and self.event_schema != "ev42":
+            raise ValueError(f"periods = {self.periods} needs event_schema = \"ev42\": ev44 "
+                             "carries no period")
         object.__setattr__(self, "d_spacings", tuple(float(d) for d in self.d_spacings))
         if not self.d_spacings or min(self.d_spacings) <= 0:
             raise ValueError("d_spacings: at least one, each above 0 Å")
@@ -209,6 +219,10 @@ class SimulatedDae:
             if not self._cond.wait_for(lambda: self._next_ns is None, timeout):
                 raise TimeoutError(f"the DAE did not catch up to the stop time within {timeout}s")
 
+    @property
+    def periods(self) -> int:
+        return self._settings.periods
+
     def counters(self) -> DaeCounters:
         with self._cond:
             now = self._clock()
@@ -251,7 +265,8 @@ class SimulatedDae:
                 if wait_ns > 0:
                     self._cond.wait(min(wait_ns / 1e9, 0.5))
                     continue
-            n_events = self._emit(frame_ns)
+                in_period = self._frames % self._settings.periods
+            n_events = self._emit(frame_ns, in_period)
             with self._cond:
                 if self._next_ns == frame_ns:
                     self._next_ns = frame_ns + period
@@ -259,20 +274,21 @@ class SimulatedDae:
                 self._frames += 1
                 self._recent.append((frame_ns, n_events))
 
-    def _emit(self, frame_ns: int) -> int:
+    def _emit(self, frame_ns: int, period: int) -> int:
         """One frame: the detector's events, then each monitor's. Returns the detector's."""
         tof, pixel = self._generator.frame()
-        self._send(self._settings.source_name, frame_ns, tof, pixel)
+        self._send(self._settings.source_name, frame_ns, period, tof, pixel)
         for name, monitor in self._monitors:
-            self._send(name, frame_ns, *monitor.frame())
+            self._send(name, frame_ns, period, *monitor.frame())
         self._producer.poll(0)
         return len(tof)
 
-    def _send(self, source: str, frame_ns: int, tof: np.ndarray, pixel: np.ndarray) -> None:
+    def _send(self, source: str, frame_ns: int, period: int, tof: np.ndarray,
+              pixel: np.ndarray) -> None:
         self._message_id += 1
         if self._settings.event_schema == "ev42":
             payload = serialise_ev42(source, self._message_id, frame_ns, tof, pixel,
-                                     isis_specific={"period_number": 0,
+                                     isis_specific={"period_number": period,
                                                     "run_state": IsisRunState.RUNNING,
                                                     "proton_charge": self._frame_charge_uah})
         else:

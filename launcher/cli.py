@@ -200,9 +200,13 @@ def cmd_filewriter(args: argparse.Namespace) -> int:
 
 
 def cmd_liveview(args: argparse.Namespace) -> int:
-    from liveview.service import run
+    from liveview.service import LiveSettings, run
 
     config, kafka = _config_and_kafka(args)
+    try:  # a bad [liveview] or geometry: said in one line, before anything starts
+        LiveSettings.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"bad live view settings: {exc}") from None
     from liveview.jbi_service import JbiTopics
     from liveview.service import default_jbi_topics
 

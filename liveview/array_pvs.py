@@ -30,7 +30,6 @@ from p4p.nt import NTNDArray, NTScalar
 from p4p.server.thread import SharedPV
 
 SPEC = re.compile(r"SPEC:(\d+):(\d+):(X|XE|Y|YC)$")
-PERIODS = 1
 
 
 class _Watched:
@@ -108,7 +107,7 @@ class ArrayPVs:
         self._set_channels(histogram)
         for name in self.watched:
             parsed = self._parse(name)
-            if parsed is not None and parsed[1] in ("X", "XE"):
+            if parsed is not None and parsed[2] in ("X", "XE"):
                 self._pvs[name].post(self._value(*parsed))
 
     def _setpoint(self, index: int) -> SharedPV:
@@ -143,18 +142,21 @@ class ArrayPVs:
             self.prefix + n: pv for n, pv in self.setpoints.items()}
 
     # -- p4p DynamicProvider handler --
-    def _parse(self, name: str) -> tuple[int, str] | None:
+    def _parse(self, name: str) -> tuple[int, int, str] | None:
+        """(period from 0, spectrum, kind) of a spectrum PV's name; periods from 1 in the
+        name, as the DAE names them, up to the most the live view bins (a period not seen
+        yet reads as zeros)."""
         if not name.startswith(self.prefix):
             return None
         m = SPEC.match(name[len(self.prefix):])
         if m is None:
             return None
         period, spectrum, kind = int(m[1]), int(m[2]), m[3]
-        if not 1 <= period <= PERIODS:
+        if not 1 <= period <= self.histogram.max_periods:
             return None
         if not self.first_pixel <= spectrum < self.first_pixel + self.n_pixels:
             return None
-        return spectrum, kind
+        return period - 1, spectrum, kind
 
     def testChannel(self, name: str) -> bool:
         return self._parse(name) is not None
@@ -166,10 +168,10 @@ class ArrayPVs:
         with self._lock:
             pv = self._pvs.get(name)
             if pv is None:
-                spectrum, kind = parsed
+                kind = parsed[2]
                 unit = {"X": "us", "XE": "us", "Y": "counts/us", "YC": "counts"}[kind]
                 pv = SharedPV(nt=NTScalar("af", display=True), handler=_Watched(self, name),
-                              initial={"value": self._value(spectrum, kind),
+                              initial={"value": self._value(*parsed),
                                        "display.units": unit})
                 self._pvs[name] = pv
             return pv
@@ -190,18 +192,18 @@ class ArrayPVs:
             return set(self._watched)
 
     # -- posting --
-    def _value(self, spectrum: int, kind: str) -> np.ndarray:
+    def _value(self, period: int, spectrum: int, kind: str) -> np.ndarray:
         """What a spectrum PV shows now, as the PV's float32."""
         if kind in ("X", "XE"):
             value = self.centres_us if kind == "X" else self.edges_us
         else:
-            value = self._spectrum(spectrum, kind)
+            value = self._spectrum(period, spectrum, kind)
         return value.astype(np.float32)
 
-    def _spectrum(self, spectrum: int, kind: str) -> np.ndarray:
+    def _spectrum(self, period: int, spectrum: int, kind: str) -> np.ndarray:
         with self._lock:  # the histogram and its channel widths of one binning
             histogram, widths = self.histogram, self.widths_us
-        counts = histogram.spectrum(spectrum).astype(np.float64)
+        counts = histogram.spectrum(spectrum, period).astype(np.float64)
         return counts / widths if kind == "Y" else counts
 
     def update(self) -> dict[str, np.ndarray]:
@@ -209,7 +211,7 @@ class ArrayPVs:
         shape (the whole detector's when there are no banks)."""
         for name in self.watched:
             parsed = self._parse(name)
-            if parsed is None or parsed[1] in ("X", "XE"):
+            if parsed is None or parsed[2] in ("X", "XE"):
                 continue  # posted when the time channels change (set_histogram)
             self._pvs[name].post(self._value(*parsed))
         per_pixel = self.pixel_counts()

@@ -22,6 +22,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "RAWFRAMES": ("l", "frames"),
     "PROCESSINGLAG": ("d", "s"),
     "NUMSPECTRA": ("l", ""),
+    "NUMPERIODS": ("l", ""),
     "NUMTIMECHANNELS": ("l", ""),
     "START_TIME": ("s", ""),
     "STOP_TIME": ("s", ""),
@@ -30,6 +31,15 @@ COUNTERS: dict[str, tuple[str, str]] = {
     # and event messages still to read (behind the end of the events topic)
     "SKIPPEDEVENTS": ("l", "events"),
     "CONSUMERLAG": ("l", "messages"),
+}
+
+
+# per period (period 1 first), over PVA only: name -> (NTScalar array type code, unit,
+# the snapshot's list)
+PER_PERIOD: dict[str, tuple[str, str, str]] = {
+    "GOODFRAMES_PD": ("al", "frames", "period_frames"),
+    "RAWFRAMES_PD": ("al", "frames", "period_frames"),
+    "EVENTS_PD": ("al", "events", "period_events"),
 }
 
 
@@ -53,6 +63,9 @@ class LivePVs:
                                     initial={"value": "" if code == "s" else 0,
                                              "display.units": unit})
                      for name, (code, unit) in COUNTERS.items()}
+        self._pvs |= {name: SharedPV(nt=NTScalar(code, display=True),
+                                     initial={"value": [0], "display.units": unit})
+                      for name, (code, unit, _) in PER_PERIOD.items()}
         self._values: dict[str, object] = {}
         self._server: Server | None = None
 
@@ -87,7 +100,7 @@ class LivePVs:
             self._values[name] = value
             self._pvs[name].post(value, timestamp=now)
         if self.ca is not None and changed:
-            self.ca.post(changed)
+            self.ca.post({n: v for n, v in changed.items() if n in COUNTERS})
 
     def show(self, snapshot: dict[str, object], run_name: str, n_spectra: int,
              n_channels: int, rate: float, consumer_lag: int = 0) -> None:
@@ -100,4 +113,6 @@ class LivePVs:
                    "NUMSPECTRA": n_spectra, "NUMTIMECHANNELS": n_channels,
                    "START_TIME": _iso(snapshot["start_ns"]),
                    "STOP_TIME": _iso(snapshot["stop_ns"]), "RUNNUMBER": run_name,
-                   "SKIPPEDEVENTS": int(snapshot["skipped"]), "CONSUMERLAG": consumer_lag})
+                   "SKIPPEDEVENTS": int(snapshot["skipped"]), "CONSUMERLAG": consumer_lag,
+                   "NUMPERIODS": int(snapshot["periods"])}
+                  | {name: list(snapshot[key]) for name, (_, _, key) in PER_PERIOD.items()})

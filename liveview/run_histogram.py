@@ -1,6 +1,10 @@
 """One run's live counts: events and frames in the run window (the same rule and the same
-repeat filter as the file writer, so the totals equal the file's), and a pixels x time
-channels histogram of them. Pure: decoded messages in, numbers out."""
+repeat filter as the file writer, so the totals equal the file's), and a periods x pixels x
+time channels histogram of them. Pure: decoded messages in, numbers out.
+
+Periods are ISIS's: each frame counts into one (is84's period_number, from 0; ev44 frames
+into period 0). The histogram holds the periods seen so far, up to max_periods: a run's
+events in a period past it are counted (EVENTS stays exact) but not binned."""
 
 from __future__ import annotations
 
@@ -13,27 +17,45 @@ from datastream.run_window import Window, events_of_pulses, pulses_in_window
 from liveview.binning import bin_edges, bin_linear
 from liveview.time_channels import TimeChannels
 
+# periods binned at most, unless [liveview] max_periods says otherwise: each is a whole
+# pixels x channels histogram (16 MB for 4096 pixels x 1000 channels)
+MAX_PERIODS = 8
+
 
 class RunHistogram:
     """Thread-safe: the consumer adds, the PV and web publishers read copies."""
 
-    def __init__(self, first_pixel: int, n_pixels: int, channels: TimeChannels) -> None:
+    def __init__(self, first_pixel: int, n_pixels: int, channels: TimeChannels,
+                 max_periods: int = MAX_PERIODS) -> None:
+        if max_periods < 1:
+            raise ValueError("max_periods: at least 1")
         self.first_pixel, self.n_pixels, self.channels = first_pixel, n_pixels, channels
+        self.max_periods = max_periods
         self._lock = threading.Lock()
         self.window = Window(0, 0)  # no run: nothing belongs
-        self.counts = np.zeros((n_pixels, channels.channels), np.uint32)
+        self.counts = np.zeros((1, n_pixels, channels.channels), np.uint32)
         self._edges = channels.edges()
-        # far larger than the caches: the kernel that sorts events by pixel block first
         self.events_ever = 0  # over every run this process binned, for the metrics
         self.reset(self.window)
+
+    @property
+    def periods(self) -> int:
+        """Periods held: one more than the highest seen in this run, at least one."""
+        return self.counts.shape[0]
 
     def reset(self, window: Window) -> None:
         with self._lock:
             self.window = window
-            self.counts[:] = 0
+            if self.periods > 1:  # the memory of a run of many periods goes with it
+                self.counts = np.zeros((1, self.n_pixels, self.channels.channels), np.uint32)
+            else:
+                self.counts[:] = 0
+            self.period_events = [0]
+            self.period_frames = [0]
             self.events = 0  # every event of the run's pulses, binned or not
             self.frames = 0
-            self.outside = 0  # events of the run outside the pixels or time channels
+            # events of the run outside the pixels, time channels or periods binned
+            self.outside = 0
             self.repeated = 0
             self.skipped = 0  # events counted but not binned (load shed)
             self.last_pulse_ns = 0
@@ -44,9 +66,10 @@ class RunHistogram:
             self.window = Window(self.window.start_ns, stop_ns)
 
     def add(self, message_id: int, reference_time: np.ndarray, reference_index: np.ndarray,
-            tof: np.ndarray, pixel_id: np.ndarray, bin_events: bool = True) -> int:
-        """One ev44's events of the run's pulses; returns how many were taken.
-        bin_events=False: counted, not binned (liveview.load_shedding)."""
+            tof: np.ndarray, pixel_id: np.ndarray, bin_events: bool = True,
+            period: int = 0) -> int:
+        """One message's events of the run's pulses, all in one period; returns how many
+        were taken. bin_events=False: counted, not binned (liveview.load_shedding)."""
         ref = np.asarray(reference_time, np.int64)
         if len(ref) == 0:
             return 0
@@ -59,26 +82,46 @@ class RunHistogram:
                 return 0
             idx = np.asarray(reference_index, np.int64)
             ends = np.append(idx[1:], len(tof))
+            frames = int(mask.sum())
+            if not 0 <= period < self.max_periods:  # counted, and said in `outside`
+                n = int((ends - idx)[mask].sum())
+                return self._counted(n, frames, ref[mask], n, None)
             if not bin_events:  # count only: no copy, no kernel
                 n = int((ends - idx)[mask].sum())
                 self.skipped += n
-                return self._counted(n, int(mask.sum()), ref[mask], 0)
+                return self._counted(n, frames, ref[mask], 0, period)
             taken = events_of_pulses(idx, len(tof), mask)
             pixel_id, tof = pixel_id[taken], tof[taken]
+            hist = self._period(period)
             c = self.channels
             if c.logarithmic:
-                skipped = bin_edges(self.counts, pixel_id, tof, self.first_pixel, self._edges)
+                skipped = bin_edges(hist, pixel_id, tof, self.first_pixel, self._edges)
             else:
-                skipped = bin_linear(self.counts, pixel_id, tof, self.first_pixel,
+                skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
                                      c.tof_min_ns, c.tof_max_ns, c.channels)
-            return self._counted(len(tof), int(mask.sum()), ref[mask], int(skipped))
+            return self._counted(len(tof), frames, ref[mask], int(skipped), period)
 
-    def _counted(self, events: int, frames: int, pulses: np.ndarray, outside: int) -> int:
+    def _period(self, period: int) -> np.ndarray:
+        """Under the lock: one period's (pixels, channels), the histogram grown to hold it."""
+        if period >= self.periods:
+            grown = np.zeros((period + 1, *self.counts.shape[1:]), np.uint32)
+            grown[:self.periods] = self.counts
+            self.counts = grown
+        return self.counts[period]
+
+    def _counted(self, events: int, frames: int, pulses: np.ndarray, outside: int,
+                 period: int | None) -> int:
         """Under the lock: the totals of what add() took."""
         self.events += events
         self.events_ever += events
         self.outside += outside
         self.frames += frames
+        if period is not None:
+            while len(self.period_events) <= period:
+                self.period_events.append(0)
+                self.period_frames.append(0)
+            self.period_events[period] += events
+            self.period_frames[period] += frames
         self.last_pulse_ns = max(self.last_pulse_ns, int(pulses.max()))
         return events
 
@@ -87,22 +130,38 @@ class RunHistogram:
             return {"events": self.events, "frames": self.frames, "outside": self.outside,
                     "repeated": self.repeated, "skipped": self.skipped,
                     "last_pulse_ns": self.last_pulse_ns,
+                    "periods": len(self.period_events),
+                    "period_events": list(self.period_events),
+                    "period_frames": list(self.period_frames),
                     "start_ns": self.window.start_ns, "stop_ns": self.window.stop_ns}
 
-    def pixel_totals(self, first_channel: int = 0,
-                     stop_channel: int | None = None) -> np.ndarray:
+    # Readers: of one period (from 0), or with period=None of all of them summed. A period
+    # not seen yet reads as zeros.
+    def _of(self, period: int | None) -> np.ndarray:
+        """Under the lock: (periods, pixels, channels) of one period or all."""
+        if period is None:
+            return self.counts
+        if 0 <= period < self.periods:
+            return self.counts[period:period + 1]
+        return np.zeros((1, *self.counts.shape[1:]), np.uint32)
+
+    def pixel_totals(self, first_channel: int = 0, stop_channel: int | None = None,
+                     period: int | None = None) -> np.ndarray:
         """Counts per pixel over time channels [first, stop) (the detector image)."""
         with self._lock:
-            return self.counts[:, first_channel:stop_channel].sum(axis=1, dtype=np.uint64)
+            return self._of(period)[:, :, first_channel:stop_channel].sum(
+                axis=(0, 2), dtype=np.uint64)
 
-    def spectrum(self, pixel: int | None = None) -> np.ndarray:
+    def spectrum(self, pixel: int | None = None, period: int | None = None) -> np.ndarray:
         """Counts per time channel of one pixel (by id), or of all pixels."""
         with self._lock:
+            counts = self._of(period)
             if pixel is None:
-                return self.counts.sum(axis=0, dtype=np.uint64)
-            return self.counts[pixel - self.first_pixel].copy()
+                return counts.sum(axis=(0, 1), dtype=np.uint64)
+            return counts[:, pixel - self.first_pixel].sum(axis=0, dtype=np.uint64)
 
-    def spectrum_of(self, pixels: np.ndarray) -> np.ndarray:
+    def spectrum_of(self, pixels: np.ndarray, period: int | None = None) -> np.ndarray:
         """Counts per time channel summed over some pixels (by id): a region of interest."""
         with self._lock:
-            return self.counts[pixels - self.first_pixel].sum(axis=0, dtype=np.uint64)
+            return self._of(period)[:, pixels - self.first_pixel].sum(axis=(0, 1),
+                                                                       dtype=np.uint64)

@@ -27,7 +27,7 @@ from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
-from liveview.run_histogram import RunHistogram
+from liveview.run_histogram import MAX_PERIODS, RunHistogram
 from liveview.se_logs import SampleEnvLogs
 from liveview.time_channels import TimeChannels
 from liveview.web import WebServer, image_shape, live_state, make_app
@@ -58,12 +58,14 @@ class LiveSettings:
     source_name: str = "DAE"  # the detector's events (not the monitors')
     # bank name -> its pixel ids in its shape (rows, columns), from the geometry
     banks: dict[str, np.ndarray] = field(default_factory=dict)
+    max_periods: int = MAX_PERIODS  # ISIS periods binned at most (each a whole histogram)
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
         """Pixels from the DAE's settings, time channels over one frame unless [liveview]
         says otherwise (tof_min_ns, tof_max_ns, channels, logarithmic); image_width lays
-        out the live page's detector image; max_lag_s is the lag past which binning is shed."""
+        out the live page's detector image; max_lag_s is the lag past which binning is shed;
+        max_periods the most periods binned."""
         dae = config.dae
         table = dict(config.liveview)
         frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))
@@ -79,16 +81,20 @@ class LiveSettings:
             ids = geometry.pixel_ids()
             first, pixels = int(ids.min()), int(ids.max() - ids.min() + 1)
             banks = {b.name: b.ids for b in geometry.banks}
+        max_periods = table.get("max_periods", MAX_PERIODS)
+        if not isinstance(max_periods, int) or max_periods < 1:
+            raise ValueError(f"[liveview] max_periods {max_periods!r}: a whole number, >= 1")
         return cls(first, pixels, channels, int(width) if width else None,
                    float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")),
-                   banks)
+                   banks, max_periods)
 
 
 class LiveView:
     def __init__(self, config: InstrumentConfig, kafka: KafkaSettings,
                  settings: LiveSettings, ports: EpicsPorts) -> None:
         self.config, self.kafka, self.settings = config, kafka, settings
-        self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels)
+        self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels,
+                                      settings.max_periods)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
                                image_shape(settings.pixels, settings.image_width),
                                settings.banks, on_tcb=self.request_channels)
@@ -103,6 +109,7 @@ class LiveView:
         self.title = ""
         self.malformed = 0
         self.consumer_lag = 0  # event messages behind the end of the events topic
+        self._warned_period = False  # of a period past max_periods, once a run
         self.shedder = LoadShedder(settings.max_lag_s)
         self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
@@ -176,7 +183,8 @@ class LiveView:
 
     def _rebin(self, consumer: Consumer) -> None:
         channels, self._new_channels = self._new_channels, None
-        histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels)
+        histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels,
+                                 self.settings.max_periods)
         self.histogram = histogram
         self.arrays.set_histogram(histogram)
         log.info("time channels now %s", channels)
@@ -187,6 +195,7 @@ class LiveView:
         self._run = run
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
         self.histogram.reset(Window(run.start_ns, run.stop_ns))
+        self._warned_period = False
         self.shedder.restart()
         self._rate.clear()
         self._assign(consumer, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS)
@@ -210,8 +219,14 @@ class LiveView:
             return  # not events, or a monitor's (another source's)
         ref = ev.reference_time
         lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0
+        if ev.period >= self.settings.max_periods and not self._warned_period:
+            self._warned_period = True
+            log.warning("period %d is past [liveview] max_periods %d: its events are counted, "
+                        "not binned (said once a run)", ev.period + 1,
+                        self.settings.max_periods)
         self.histogram.add(ev.message_id, ref, ev.reference_time_index, ev.time_of_flight,
-                           ev.pixel_id, bin_events=self.shedder.bin_next(lag_s))
+                           ev.pixel_id, bin_events=self.shedder.bin_next(lag_s),
+                           period=ev.period)
 
     def _start_reading(self, consumer: Consumer, stop: threading.Event) -> None:
         """Join the run in progress, or wait at the end; retried until the broker answers."""
@@ -326,7 +341,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
         se_thread = threading.Thread(target=se_logs.run, args=(stop,), name="live-se-logs",
                                      daemon=True)
         se_thread.start()
-        web = WebServer(make_app(lambda pixel, roi: live_state(view, pixel, se_logs, roi)), *http)
+        web = WebServer(make_app(
+            lambda pixel, roi, period: live_state(view, pixel, se_logs, roi, period)), *http)
         web.start()
         log.info("live page at %s", web.url)
     log.info("live view of %s: PVs %s* on PVA port %d", config.name, view.pvs.prefix,

@@ -1,7 +1,8 @@
 """The live page: `datastream liveview --http HOST:PORT` serves one small page (Starlette,
 uvicorn) that polls /api/live every 250 ms and draws the run, the counters, the total
 time-of-flight spectrum, a chosen pixel's spectrum, the detector images, and the spectrum of
-a region of interest dragged out on an image (?roi=IMAGE:ROW0:COL0:ROW1:COL1).
+a region of interest dragged out on an image (?roi=IMAGE:ROW0:COL0:ROW1:COL1); those two of
+one period (?period=N, from 1) or of all.
 
 The counters are the very values the live view posts as LIVE:* PVs, so the page and
 `pvget` never disagree. The page has no dependency to fetch: beamline networks are often
@@ -52,10 +53,12 @@ class Roi(NamedTuple):
         return cls(parts[0], (r0, r1), (c0, c1))
 
 
-def live_state(view: Any, pixel: int | None, logs: Any = None,
-               roi: Roi | None = None) -> dict[str, object]:
+def live_state(view: Any, pixel: int | None, logs: Any = None, roi: Roi | None = None,
+               period: int | None = None) -> dict[str, object]:
     """What the page shows, from the live view (liveview.service.LiveView) and the
-    sample-environment logs (liveview.se_logs.SampleEnvLogs). A bad ROI raises ValueError."""
+    sample-environment logs (liveview.se_logs.SampleEnvLogs). The pixel's and the ROI's
+    spectra are of one period (from 1, as the DAE numbers them) or, with None, of all.
+    A bad ROI or period raises ValueError."""
     hist = view.histogram
     snapshot = hist.snapshot()
     now = time.time_ns()
@@ -69,31 +72,39 @@ def live_state(view: Any, pixel: int | None, logs: Any = None,
         **view.page,  # the spectrum and the images the PVs show, as last published
         "logs": logs.snapshot() if logs is not None else {},
     }
+    if period is not None and not 1 <= period <= hist.max_periods:
+        raise ValueError(f"period {period}: from 1 to {hist.max_periods}")
+    index = None if period is None else period - 1
     if pixel is not None and hist.first_pixel <= pixel < hist.first_pixel + hist.n_pixels:
-        out["pixel"] = {"id": pixel, "counts": hist.spectrum(pixel).tolist()}
+        out["pixel"] = {"id": pixel, "counts": hist.spectrum(pixel, index).tolist()}
     if roi is not None:
         ids = view.arrays.roi_ids(roi.image, roi.rows, roi.cols)
         out["roi"] = {"image": roi.image, "rows": sorted(roi.rows), "cols": sorted(roi.cols),
-                      "pixels": len(ids), "counts": hist.spectrum_of(ids).tolist()}
+                      "pixels": len(ids), "counts": hist.spectrum_of(ids, index).tolist()}
     return out
 
 
-def make_app(state: Callable[[int | None, Roi | None], dict[str, object]]) -> Starlette:
+def make_app(state: Callable[[int | None, Roi | None, int | None], dict[str, object]]
+             ) -> Starlette:
     page = PAGE.read_text()
 
     async def index(_: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
     async def api(request: Request) -> JSONResponse:
-        raw = request.query_params.get("pixel", "")
-        try:
-            pixel = int(raw) if raw else None
-        except ValueError:
-            return JSONResponse({"error": f"pixel {raw!r} is not a number"}, status_code=400)
+        numbers: dict[str, int | None] = {}
+        for name in ("pixel", "period"):
+            raw = request.query_params.get(name, "")
+            try:
+                numbers[name] = int(raw) if raw else None
+            except ValueError:
+                return JSONResponse({"error": f"{name} {raw!r} is not a number"},
+                                    status_code=400)
         try:
             raw = request.query_params.get("roi", "")
-            return JSONResponse(state(pixel, Roi.parse(raw) if raw else None))
-        except ValueError as exc:  # a bad ROI is the asker's: the page shows why
+            return JSONResponse(state(numbers["pixel"], Roi.parse(raw) if raw else None,
+                                      numbers["period"]))
+        except ValueError as exc:  # a bad ROI or period is the asker's: the page says why
             return JSONResponse({"error": str(exc)}, status_code=400)
 
     return Starlette(routes=[Route("/", index), Route("/api/live", api)])

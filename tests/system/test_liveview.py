@@ -206,7 +206,7 @@ def test_spectrum_and_image_pvs(instrument, pva):  # noqa: F811
     assert len(xe) == len(x) + 1 == 1001  # centres and edges of the 1,000 channels, in µs
     assert xe.raw.display.units == "us" and np.all(np.diff(xe) > 0)
     with pytest.raises(TimeoutError):
-        pva.get(instrument.pv("LIVE:SPEC:2:5:X"), timeout=1)  # one period only
+        pva.get(instrument.pv("LIVE:SPEC:9:5:X"), timeout=1)  # periods 1 to max_periods
     counts: list = []
     watch = pva.monitor(spectrum + "YC", counts.append)  # computed only while watched
     try:

@@ -81,16 +81,22 @@ def test_the_api_answers_a_bad_region_with_its_reason():
     from tests.conftest import free_port
 
     asked = []
-    server = WebServer(make_app(lambda pixel, roi: asked.append((pixel, roi)) or {"ok": 1}),
+    server = WebServer(make_app(lambda *query: asked.append(query) or {"ok": 1}),
                        "127.0.0.1", free_port())
     server.start()
     try:
         with urllib.request.urlopen(server.url + "api/live?pixel=3&roi=a:b:0:1:2:3") as answer:
             assert json.load(answer) == {"ok": 1}
-        assert asked == [(3, Roi("a:b", (0, 2), (1, 3)))]  # a name may hold a colon
+        with urllib.request.urlopen(server.url + "api/live?period=2") as answer:
+            assert json.load(answer) == {"ok": 1}
+        assert asked == [(3, Roi("a:b", (0, 2), (1, 3)), None),  # a name may hold a colon
+                         (None, None, 2)]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(server.url + "api/live?roi=panel:1:2")
         assert refused.value.code == 400
         assert "IMAGE:ROW0:COL0:ROW1:COL1" in json.load(refused.value)["error"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + "api/live?period=one")
+        assert "period 'one' is not a number" in json.load(refused.value)["error"]
     finally:
         server.close()

@@ -62,6 +62,35 @@ def test_the_run_window_the_repeats_and_what_falls_outside_are_counted_as_the_wr
     assert taken == 1 and hist.snapshot()["frames"] == 1
 
 
+def test_each_period_has_its_own_histogram_and_the_readers_sum_them():
+    hist = RunHistogram(first_pixel=1, n_pixels=4, channels=TimeChannels(0, 100, 10),
+                        max_periods=3)
+    hist.reset(Window(0, None))
+    assert hist.periods == 1
+    one = {"reference_time": np.array([10]), "reference_index": np.array([0])}
+    assert hist.add(1, **one, tof=np.array([5, 5], np.int32),
+                    pixel_id=np.array([1, 2], np.int32), period=0) == 2
+    assert hist.add(2, np.array([20]), np.array([0]), np.array([15], np.int32),
+                    np.array([2], np.int32), period=2) == 1  # period 1 skipped: grown to 3
+    assert hist.periods == 3
+    assert hist.spectrum(2, period=0).tolist()[0] == 1
+    assert hist.spectrum(2, period=2).tolist()[1] == 1 and hist.spectrum(2, 1).sum() == 0
+    assert hist.spectrum(2).tolist()[:2] == [1, 1]  # all periods
+    assert hist.pixel_totals(period=2).tolist() == [0, 1, 0, 0]
+    assert hist.pixel_totals().tolist() == [1, 2, 0, 0]
+    assert hist.spectrum_of(np.array([1, 2]), period=0).sum() == 2
+    assert hist.spectrum(1, period=7).sum() == 0  # not seen: zeros
+    # past max_periods: counted, not binned
+    assert hist.add(3, np.array([30]), np.array([0]), np.array([5], np.int32),
+                    np.array([1], np.int32), period=3) == 1
+    snap = hist.snapshot()
+    assert (snap["events"], snap["frames"], snap["outside"]) == (4, 3, 1)
+    assert snap["period_events"] == [2, 0, 1] and snap["period_frames"] == [1, 0, 1]
+    assert snap["periods"] == 3 and hist.spectrum().sum() == 3
+    hist.reset(Window(0, None))  # a new run: one period again
+    assert hist.periods == 1 and hist.snapshot()["period_events"] == [0]
+
+
 def test_a_histogram_larger_than_the_caches_counts_every_event():
     small = RunHistogram(1, 5000, TimeChannels(0, 1000, 2000))  # 10M bins, 40 MB
     rng = np.random.default_rng(5)
@@ -70,7 +99,7 @@ def test_a_histogram_larger_than_the_caches_counts_every_event():
     small.reset(Window(0, None))
     assert frame(small, 1, 10, pixels, tofs) == 10_000
     assert small.counts.sum() == 10_000
-    assert small.counts[pixels[0] - 1, tofs[0] * 2] >= 1
+    assert small.counts[0, pixels[0] - 1, tofs[0] * 2] >= 1
 
 
 def test_spectrum_pvs_are_named_as_the_dae_names_them():
@@ -78,7 +107,9 @@ def test_spectrum_pvs_are_named_as_the_dae_names_them():
 
     arrays = ArrayPVs("IN:X:LIVE:", RunHistogram(1, 16, TimeChannels(0, 1000, 4)), (4, 4))
     assert arrays.testChannel("IN:X:LIVE:SPEC:1:16:YC")
-    for name in ("IN:X:LIVE:SPEC:1:17:YC", "IN:X:LIVE:SPEC:1:0:Y", "IN:X:LIVE:SPEC:2:1:X",
+    assert arrays.testChannel("IN:X:LIVE:SPEC:8:1:YC")  # periods 1 to max_periods (8)
+    for name in ("IN:X:LIVE:SPEC:1:17:YC", "IN:X:LIVE:SPEC:1:0:Y", "IN:X:LIVE:SPEC:9:1:X",
+                 "IN:X:LIVE:SPEC:0:1:X",
                  "IN:X:LIVE:SPEC:1:1:Z", "IN:Y:LIVE:SPEC:1:1:X", "IN:X:LIVE:EVENTS"):
         assert not arrays.testChannel(name), name
     np.testing.assert_allclose(arrays.edges_us, [0, 0.25, 0.5, 0.75, 1.0])
@@ -126,3 +157,15 @@ def test_shed_events_are_counted_not_binned():
     snap = hist.snapshot()
     assert (snap["events"], snap["frames"], snap["skipped"]) == (5, 3, 3)
     assert int(hist.counts.sum()) == 2 and snap["last_pulse_ns"] == 30
+
+
+def test_max_periods_comes_from_the_liveview_table_and_is_checked():
+    from datastream.instrument import InstrumentConfig
+    from liveview.service import LiveSettings
+
+    assert LiveSettings.from_config(InstrumentConfig(name="X")).max_periods == 8
+    assert LiveSettings.from_config(
+        InstrumentConfig(name="X", liveview={"max_periods": 2})).max_periods == 2
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(ValueError, match="max_periods"):
+            LiveSettings.from_config(InstrumentConfig(name="X", liveview={"max_periods": bad}))

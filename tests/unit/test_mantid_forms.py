@@ -73,3 +73,29 @@ def test_the_dae_can_send_ev42_with_isis_data():
 def test_an_unknown_event_schema_is_refused():
     with pytest.raises(ValueError, match="ev44 or ev42"):
         DaeSettings(event_schema="ev43")
+
+
+def test_hardware_periods_go_round_frame_by_frame():
+    producer = FakeProducer()
+    settings = DaeSettings(frame_rate_hz=100, events_per_frame=5, seed=2, event_schema="ev42",
+                           periods=3)
+    dae = SimulatedDae(producer, "X_events", settings)
+    assert dae.periods == 3
+    dae.start()
+    try:
+        dae.begin(time.time_ns() - 100_000_000)  # ten frames at once, then one in 10 ms
+        time.sleep(0.1)
+        dae.end(time.time_ns())
+    finally:
+        dae.close()
+    periods = [deserialise_ev42(s.value).specific_data["period_number"] for s in producer.sent]
+    assert len(periods) >= 6
+    assert periods == [k % 3 for k in range(len(periods))]  # from 0 at the run's first frame
+
+
+def test_periods_need_ev42_and_a_whole_number():
+    with pytest.raises(ValueError, match="ev42"):
+        DaeSettings(periods=2)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="at least 1"):
+            DaeSettings(periods=bad, event_schema="ev42")

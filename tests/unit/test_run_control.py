@@ -16,6 +16,8 @@ T0_NS = 1_700_000_000_123_456_789
 
 
 class FakeDae:
+    periods = 1
+
     def __init__(self):
         self.calls = []
 
