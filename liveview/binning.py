@@ -99,27 +99,37 @@ def _sparse_add(keys, counts, key):
 @numba.njit(cache=True, nogil=True)
 def bin_sparse(keys, counts, pixel_id, tof, first_pixel, n_pixels, tof_min, tof_max,
                n_channels, max_new):
-    """As bin_linear into the table (keys, counts). Stops early once max_new new bins were
-    taken (the caller grows the table and calls again from the returned position).
+    """As bin_linear into the table (keys, counts), in chunks as bin_linear is (the keys
+    first, then the table's probes). Stops early once max_new new bins were taken (the
+    caller grows the table and calls again from the returned position).
     Returns (events done, new bins, skipped)."""
     scale = n_channels / (tof_max - tof_min)
+    chunk = np.empty(CHUNK, np.int64)
     new = 0
     skipped = 0
-    i = 0
-    while i < len(tof):
-        if new >= max_new:
-            break
-        p = pixel_id[i] - first_pixel
-        t = tof[i]
-        if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
-            skipped += 1
-        else:
+    start = 0
+    while start < len(tof):
+        stop = min(start + CHUNK, len(tof))
+        for i in range(start, stop):
+            p = pixel_id[i] - first_pixel
+            t = tof[i]
+            if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+                chunk[i - start] = -1
+                continue
             c = int((t - tof_min) * scale)
             if c >= n_channels:
                 c = n_channels - 1
-            new += _sparse_add(keys, counts, np.int64(p) * n_channels + c)
-        i += 1
-    return i, new, skipped
+            chunk[i - start] = np.int64(p) * n_channels + c
+        for i in range(start, stop):
+            if new >= max_new:
+                return i, new, skipped
+            key = chunk[i - start]
+            if key < 0:
+                skipped += 1
+            else:
+                new += _sparse_add(keys, counts, key)
+        start = stop
+    return start, new, skipped
 
 
 @numba.njit(cache=True)
