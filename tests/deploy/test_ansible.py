@@ -101,6 +101,7 @@ def site(tmp_path_factory):
              "instrument_liveview_pva_port": free_port(),
              "instrument_liveview_pva_search_port": free_port(),
              "instrument_liveview_ca_port": free_port(),
+             "instrument_liveview_http_port": free_port(),
              "instrument_procserv_runcontrol_port": free_port(),
              "instrument_procserv_sampleenv_port": free_port()}
     variables = {
@@ -185,7 +186,16 @@ def test_the_playbook_deploys_an_instrument_that_writes_a_run(site, monkeypatch)
     wait_until(lambda: ca_text("TE:ANS:DAE:RUNSTATE") == "SETUP", 60, "the run to end")
     [nexus] = sorted(data.glob("ANS*.nxs"))
     with h5py.File(nexus, "r") as f:
-        assert len(f["raw_data_1/detector_1_events/event_id"]) > 0
+        in_file = len(f["raw_data_1/detector_1_events/event_id"])
+    assert in_file > 0
+    # the deployed live view's page counted the same run
+    page = f"http://127.0.0.1:{variables['instrument_liveview_http_port']}/api/live"
+
+    def live_events() -> int | None:
+        status, body = http_get(page)
+        return json.loads(body)["counters"].get("EVENTS") if status == 200 else None
+
+    wait_until(lambda: live_events() == in_file, 30, f"the live page to show {in_file} events")
     procserv = next(u for u in units if u.name.endswith("runcontrol"))
     assert procserv.argv[0].endswith("procServ")
     assert (prefix / "etc" / "prometheus" / "prometheus.yml").exists()
