@@ -1,11 +1,13 @@
 """`datastream up` as a user runs it, with its own embedded broker: a run begun the moment it
 says it is ready gets its file; the broker killed mid-run is restarted by `up`; ENDRUN during
 the outage leaves the run ENDING and the stop is delivered when the broker is back, with the
-end time of when counting stopped; Ctrl-C stops everything."""
+end time of when counting stopped; the live view reads on through the outage and counts
+every event of the run; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +23,7 @@ from caproto.sync.client import write as ca_write
 
 from datastream.instrument import InstrumentConfig, write_config
 from datastream.paths import REPO_ROOT
-from tests.conftest import EPICS_PORTS, free_port, wait_until
+from tests.conftest import EPICS_PORTS, free_port, http_get, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -40,6 +42,7 @@ def waveform_text(pv: str) -> str:
 
 
 METRICS_BASE = free_port(block=6)
+LIVE_PAGE_PORT = free_port()
 
 
 @pytest.fixture
@@ -56,7 +59,8 @@ def up(tmp_path):
         [sys.executable, "-m", "launcher", "up", "--config", str(config),
          "--broker-port", str(free_port()), "--ca-port", str(EPICS_PORTS.run_control_ca),
          "--se-ca-port", str(EPICS_PORTS.sample_env_ca),
-         "--pva-port", str(free_port(block=4)), "--metrics-port", str(METRICS_BASE)],
+         "--pva-port", str(free_port(block=4)), "--metrics-port", str(METRICS_BASE),
+         "--http-port", str(LIVE_PAGE_PORT)],
         stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     output = tmp_path / "up.out"
     try:
@@ -75,6 +79,11 @@ def up(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
         out.close()
+
+
+def live_events() -> int | None:
+    status, body = http_get(f"http://127.0.0.1:{LIVE_PAGE_PORT}/api/live")
+    return json.loads(body)["counters"].get("EVENTS") if status == 200 else None
 
 
 def broker_pid(data) -> int:
@@ -119,6 +128,8 @@ def test_up_ready_means_ready_and_survives_a_broker_kill(up):
         assert len(f["raw_data_1/detector_1_events/event_id"]) == counts
         end = dt.datetime.fromisoformat(f["raw_data_1/end_time"][()].decode()).timestamp()
     assert abs(end - ended_at) < 3  # when counting stopped, not when the stop got through
+    # the live view read on through the outage: its page counts every event of the run
+    wait_until(lambda: live_events() == counts, 60, f"the live page to show {counts} events")
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(90) == 0

@@ -214,7 +214,10 @@ def test_spectrum_and_image_pvs(instrument, pva):  # noqa: F811
         number = g.get("DAE:IRUNNUMBER")
         wait_until(lambda: live(pva, instrument, "RUNNUMBER") == f"{number:08d}", 15,
                    "the live view to follow the run")
-        wait_until(lambda: counts and counts[-1].sum() > 0, 20, "counts in spectrum 5")
+        # counts of this run: the spectrum posted before may still hold the last run's
+        seen = len(counts)
+        wait_until(lambda: len(counts) > seen + 1 and counts[-1].sum() > 0, 20,
+                   "counts in spectrum 5")
         g.end()
         total = g.get("DAE:TOTALCOUNTS")
         wait_until(lambda: live(pva, instrument, "EVENTS") == total, 20, "the run's end")
