@@ -19,7 +19,7 @@ from datastream.kafka_client import make_consumer
 from datastream.schemas import schema_id
 from datastream.streams import RUNLOG_PVS
 from forwarder.update import EPICS_EPOCH_OFFSET_S
-from tests.conftest import wait_until
+from tests.conftest import http_get, wait_until
 from tests.system.genie import Genie
 
 pytestmark = pytest.mark.system
@@ -233,9 +233,17 @@ def test_malformed_messages_on_every_topic_are_skipped(instrument):
     time.sleep(1.0)
     number = g.get("DAE:IRUNNUMBER")
     g.end()
+    total = g.get("DAE:TOTALCOUNTS")
     with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs") as f:
-        assert len(f["raw_data_1/detector_1_events/event_id"]) == g.get("DAE:TOTALCOUNTS")
+        assert len(f["raw_data_1/detector_1_events/event_id"]) == total
     assert g.text("FILEWRITER:STATE") in ("FINISHED", "IDLE")
+    # the live view skipped the junk too, and counted the run exactly (its page)
+
+    def live_events() -> int | None:
+        status, body = http_get(f"http://127.0.0.1:{instrument.http_port}/api/live")
+        return json.loads(body)["counters"].get("EVENTS") if status == 200 else None
+
+    wait_until(lambda: live_events() == total, 20, f"the live view to count {total} events")
     assert all(s.alive() for s in instrument.services.values())
 
 
