@@ -3,8 +3,9 @@ repeat filter as the file writer, so the totals equal the file's), and a periods
 time channels histogram of them. Pure: decoded messages in, numbers out.
 
 Periods are ISIS's: each frame counts into one (is84's period_number, from 0; ev44 frames
-into period 0). The histogram holds the periods seen so far, up to max_periods: a run's
-events in a period past it are counted (EVENTS stays exact) but not binned."""
+into period 0). The histogram holds the periods seen so far, up to max_periods and within
+max_mb of memory: a run's events in a period past those are counted (EVENTS stays exact) but
+not binned."""
 
 from __future__ import annotations
 
@@ -20,17 +21,35 @@ from liveview.time_channels import TimeChannels
 # periods binned at most, unless [liveview] max_periods says otherwise: each is a whole
 # pixels x channels histogram (16 MB for 4096 pixels x 1000 channels)
 MAX_PERIODS = 8
+# the memory all periods' histograms may take, unless [liveview] max_histogram_mb says
+# otherwise: the issue's bound for 1M pixels x 8000 channels
+MAX_HISTOGRAM_MB = 4096
+
+
+def check_size(n_pixels: int, channels: TimeChannels, max_mb: int) -> int:
+    """The bytes of one period's histogram; ValueError if even one would pass max_mb (a
+    dense uint32 histogram is allocated as it is touched, so too large a one would not fail
+    at once: the host would run out of memory mid-run)."""
+    size = n_pixels * channels.channels * np.dtype(np.uint32).itemsize
+    if size > max_mb * 2**20:
+        raise ValueError(
+            f"a live histogram of {n_pixels:,} pixels x {channels.channels:,} time channels "
+            f"takes {size / 2**20:,.0f} MB, over the {max_mb:,} MB allowed ([liveview] "
+            "max_histogram_mb): bin fewer channels")
+    return size
 
 
 class RunHistogram:
     """Thread-safe: the consumer adds, the PV and web publishers read copies."""
 
     def __init__(self, first_pixel: int, n_pixels: int, channels: TimeChannels,
-                 max_periods: int = MAX_PERIODS) -> None:
+                 max_periods: int = MAX_PERIODS, max_mb: int = MAX_HISTOGRAM_MB) -> None:
         if max_periods < 1:
             raise ValueError("max_periods: at least 1")
+        size = check_size(n_pixels, channels, max_mb)
         self.first_pixel, self.n_pixels, self.channels = first_pixel, n_pixels, channels
-        self.max_periods = max_periods
+        # the periods binned: as many as asked for that fit in max_mb
+        self.max_periods = min(max_periods, max_mb * 2**20 // size)
         self._lock = threading.Lock()
         self.window = Window(0, 0)  # no run: nothing belongs
         self.counts = np.zeros((1, n_pixels, channels.channels), np.uint32)

@@ -27,7 +27,7 @@ from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
-from liveview.run_histogram import MAX_PERIODS, RunHistogram
+from liveview.run_histogram import MAX_HISTOGRAM_MB, MAX_PERIODS, RunHistogram, check_size
 from liveview.se_logs import SampleEnvLogs
 from liveview.time_channels import TimeChannels
 from liveview.web import WebServer, image_shape, live_state, make_app
@@ -59,6 +59,7 @@ class LiveSettings:
     # bank name -> its pixel ids in its shape (rows, columns), from the geometry
     banks: dict[str, np.ndarray] = field(default_factory=dict)
     max_periods: int = MAX_PERIODS  # ISIS periods binned at most (each a whole histogram)
+    max_histogram_mb: int = MAX_HISTOGRAM_MB  # the memory all periods' histograms may take
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
@@ -81,12 +82,17 @@ class LiveSettings:
             ids = geometry.pixel_ids()
             first, pixels = int(ids.min()), int(ids.max() - ids.min() + 1)
             banks = {b.name: b.ids for b in geometry.banks}
-        max_periods = table.get("max_periods", MAX_PERIODS)
-        if not isinstance(max_periods, int) or max_periods < 1:
-            raise ValueError(f"[liveview] max_periods {max_periods!r}: a whole number, >= 1")
+        limits = {}
+        for key, default in (("max_periods", MAX_PERIODS),
+                             ("max_histogram_mb", MAX_HISTOGRAM_MB)):
+            value = table.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"[liveview] {key} {value!r}: a whole number, >= 1")
+            limits[key] = value
+        check_size(pixels, channels, limits["max_histogram_mb"])
         return cls(first, pixels, channels, int(width) if width else None,
                    float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")),
-                   banks, max_periods)
+                   banks, **limits)
 
 
 class LiveView:
@@ -94,7 +100,7 @@ class LiveView:
                  settings: LiveSettings, ports: EpicsPorts) -> None:
         self.config, self.kafka, self.settings = config, kafka, settings
         self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels,
-                                      settings.max_periods)
+                                      settings.max_periods, settings.max_histogram_mb)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
                                image_shape(settings.pixels, settings.image_width),
                                settings.banks, on_tcb=self.request_channels)
@@ -178,13 +184,15 @@ class LiveView:
 
     def request_channels(self, channels: TimeChannels) -> None:
         """New time channels (the TCB setpoints): the consumer bins the current run again
-        with them, from its start (the events are all in Kafka)."""
+        with them, from its start (the events are all in Kafka). Too many channels for the
+        memory allowed: ValueError, and the put that asked fails with the reason."""
+        check_size(self.settings.pixels, channels, self.settings.max_histogram_mb)
         self._new_channels = channels
 
     def _rebin(self, consumer: Consumer) -> None:
         channels, self._new_channels = self._new_channels, None
         histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels,
-                                 self.settings.max_periods)
+                                 self.settings.max_periods, self.settings.max_histogram_mb)
         self.histogram = histogram
         self.arrays.set_histogram(histogram)
         log.info("time channels now %s", channels)
@@ -219,11 +227,11 @@ class LiveView:
             return  # not events, or a monitor's (another source's)
         ref = ev.reference_time
         lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0
-        if ev.period >= self.settings.max_periods and not self._warned_period:
+        if ev.period >= self.histogram.max_periods and not self._warned_period:
             self._warned_period = True
-            log.warning("period %d is past [liveview] max_periods %d: its events are counted, "
-                        "not binned (said once a run)", ev.period + 1,
-                        self.settings.max_periods)
+            log.warning("period %d is past the %d periods binned ([liveview] max_periods, "
+                        "max_histogram_mb): its events are counted, not binned (said once a "
+                        "run)", ev.period + 1, self.histogram.max_periods)
         self.histogram.add(ev.message_id, ref, ev.reference_time_index, ev.time_of_flight,
                            ev.pixel_id, bin_events=self.shedder.bin_next(lag_s),
                            period=ev.period)

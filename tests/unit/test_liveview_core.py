@@ -169,3 +169,24 @@ def test_max_periods_comes_from_the_liveview_table_and_is_checked():
     for bad in (0, 1.5, "2"):
         with pytest.raises(ValueError, match="max_periods"):
             LiveSettings.from_config(InstrumentConfig(name="X", liveview={"max_periods": bad}))
+
+
+def test_a_histogram_too_large_for_the_memory_allowed_is_refused_and_periods_fit_in_it():
+    from datastream.instrument import InstrumentConfig
+    from liveview.run_histogram import check_size
+    from liveview.service import LiveSettings
+
+    huge = TimeChannels(0, 100_000_000, 8000)
+    with pytest.raises(ValueError, match="32,000 MB, over the 4,096 MB allowed"):
+        RunHistogram(1, 1 << 20, huge)  # 1M pixels x 8000 channels: refused, not allocated
+    with pytest.raises(ValueError, match="max_histogram_mb"):
+        LiveSettings.from_config(InstrumentConfig(
+            name="X", dae={"pixels": 1 << 20}, liveview={"channels": 8000}))
+    assert check_size(1 << 20, TimeChannels(0, 100_000_000, 1000), 4096) == 4_194_304_000
+    # 4 MB a period in 10 MB: two periods binned, however many are asked for
+    hist = RunHistogram(1, 1000, TimeChannels(0, 1000, 1000), max_periods=8, max_mb=10)
+    assert hist.max_periods == 2
+    hist.reset(Window(0, None))
+    assert hist.add(1, np.array([5]), np.array([0]), np.array([5], np.int32),
+                    np.array([1], np.int32), period=2) == 1
+    assert hist.periods == 1 and hist.snapshot()["outside"] == 1  # counted, not binned
