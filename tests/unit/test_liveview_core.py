@@ -190,3 +190,18 @@ def test_a_histogram_too_large_for_the_memory_allowed_is_refused_and_periods_fit
     assert hist.add(1, np.array([5]), np.array([0]), np.array([5], np.int32),
                     np.array([1], np.int32), period=2) == 1
     assert hist.periods == 1 and hist.snapshot()["outside"] == 1  # counted, not binned
+
+
+def test_a_region_is_summed_in_chunks_to_the_same_spectrum():
+    from liveview.run_histogram import ROI_CHUNK
+
+    hist = RunHistogram(1, 3 * ROI_CHUNK, TimeChannels(0, 100, 5))
+    hist.reset(Window(0, None))
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(1, 3 * ROI_CHUNK + 1, 20_000, dtype=np.int32)
+    tofs = rng.integers(0, 100, 20_000, dtype=np.int32)
+    frame(hist, 1, 10, pixels, tofs)
+    region = np.arange(2, 2 * ROI_CHUNK + 7)  # three chunks, the last short
+    expected = hist.counts[0, region - 1].sum(axis=0)
+    np.testing.assert_array_equal(hist.spectrum_of(region), expected)
+    assert hist.spectrum_of(np.arange(1, 3 * ROI_CHUNK + 1)).sum() == 20_000
