@@ -27,6 +27,7 @@ from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 
 from datastream.broker import embedded
+from datastream.epics_network import EpicsPorts
 from datastream.paths import REPO_ROOT
 from tests.conftest import free_port, http_get, wait_until
 from tests.system_tools import require
@@ -171,6 +172,18 @@ def test_the_playbook_deploys_an_instrument_that_writes_a_run(site, monkeypatch)
         unit = Unit(unit_dir / f"datastream-ans-{name}.service")
         units.append(unit)
         unit.start(work)
+    # the units' EPICS environment (templated) is the one the launcher gives its services
+    ports = EpicsPorts(
+        run_control_ca=variables["instrument_ca_port"],
+        sample_env_ca=variables["instrument_se_ca_port"],
+        repeater=variables["instrument_repeater_port"],
+        pva_server=variables["instrument_pva_port"],
+        pva_broadcast=variables["instrument_pva_broadcast_port"],
+        liveview_pva=variables["instrument_liveview_pva_port"],
+        liveview_pva_broadcast=variables["instrument_liveview_pva_search_port"],
+        liveview_ca=variables["instrument_liveview_ca_port"])
+    templated = units[-1].env
+    assert {k: templated.get(k) for k in ports.client_env()} == ports.client_env()
     # the file writer's readiness, then a run from the PVs
     ready = f"http://127.0.0.1:{variables['instrument_metrics_base'] + 3}/readyz"
     wait_until(lambda: http_get(ready)[0] == 200, 90, "the deployed file writer to be ready")
