@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +28,26 @@ from starlette.routing import Route
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("page.html")
+
+
+# the most cells of one image the page is sent: a bank larger is summed in f x f blocks (its
+# PV keeps every pixel). 256k cells is ~2 MB of JSON a poll; a million-pixel bank whole
+# would be 7 MB four times a second.
+PAGE_IMAGE_CELLS = 256 * 1024
+
+
+def page_image(counts: np.ndarray, max_cells: int = PAGE_IMAGE_CELLS) -> tuple[np.ndarray, int]:
+    """An image for the page: itself, or summed in f x f blocks (the last ones partial) so
+    that it has at most max_cells; and f."""
+    height, width = counts.shape
+    f = 1
+    while math.ceil(height / f) * math.ceil(width / f) > max_cells:
+        f += 1
+    if f == 1:
+        return counts, 1
+    padded = np.zeros((math.ceil(height / f) * f, math.ceil(width / f) * f), np.uint64)
+    padded[:height, :width] = counts
+    return padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).sum(axis=(1, 3)), f
 
 
 def image_shape(pixels: int, width: int | None) -> tuple[int, int]:

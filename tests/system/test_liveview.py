@@ -116,19 +116,12 @@ def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
 
 
 def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F811
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from tests.system_tools import require
+    from tests.system_tools import headless_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = require("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(require("chromedriver")))
+    driver = headless_chromium()
     def shown(element_id: str) -> str:
         # read in the page itself: an element found first and read after may have been
         # redrawn in between (the counters are redrawn twice a second)

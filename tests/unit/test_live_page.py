@@ -100,3 +100,19 @@ def test_the_api_answers_a_bad_region_with_its_reason():
         assert "period 'one' is not a number" in json.load(refused.value)["error"]
     finally:
         server.close()
+
+
+def test_a_bank_too_large_for_the_page_is_summed_in_blocks():
+    import numpy as np
+
+    from liveview.web import page_image
+
+    small = np.arange(12, dtype=np.uint32).reshape(3, 4)
+    same, block = page_image(small, max_cells=12)
+    assert block == 1 and same is small
+    shown, block = page_image(small, max_cells=4)  # 2 x 2 blocks, the last column's partial
+    assert block == 2 and shown.shape == (2, 2)
+    assert shown.tolist() == [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9, 10 + 11]]
+    big = np.ones((1000, 1000), np.uint32)  # a million pixels: at most 256k cells
+    shown, block = page_image(big)
+    assert shown.size <= 256 * 1024 and int(shown.sum()) == 1_000_000 and block == 2
