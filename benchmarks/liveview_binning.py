@@ -67,17 +67,23 @@ def _touched(pixels, channels):
     return hist
 
 
+def bin_indices(frames, channels) -> list[np.ndarray]:
+    """Each message's events as flat bin indices (pixel - 1) * channels + channel."""
+    scale = channels / TOF_MAX_NS
+    out = []
+    for payload in frames:
+        ev = deserialise_ev44(payload)
+        out.append((ev.pixel_id.astype(np.int64) - 1) * channels
+                   + (ev.time_of_flight * scale).astype(np.int64))
+    return out
+
+
 def run_ceiling(frames, pixels, channels):
     """This machine's bound, not a method: only the increments, of bin indices computed
     beforehand (no decoding, no arithmetic), into the same histogram. For a histogram far
     larger than the caches this is one random memory read and write per event."""
     hist = _touched(pixels, channels)
-    scale = channels / TOF_MAX_NS
-    index = []
-    for payload in frames:
-        ev = deserialise_ev44(payload)
-        index.append((ev.pixel_id.astype(np.int64) - 1) * channels
-                     + (ev.time_of_flight * scale).astype(np.int64))
+    index = bin_indices(frames, channels)
     flat = hist.reshape(-1)
     t0 = time.perf_counter()
     for chunk in index:
@@ -88,13 +94,8 @@ def run_ceiling(frames, pixels, channels):
 def run_bincount(frames, pixels, channels):
     """numpy's best case: every event's bin index first, then one bincount of them all (a
     live view cannot wait for all; per message, bincount allocates the whole histogram)."""
-    scale = channels / TOF_MAX_NS
     t0 = time.perf_counter()
-    index = []
-    for payload in frames:
-        ev = deserialise_ev44(payload)
-        index.append((ev.pixel_id.astype(np.int64) - 1) * channels
-                     + (ev.time_of_flight * scale).astype(np.int64))
+    index = bin_indices(frames, channels)
     hist = np.bincount(np.concatenate(index), minlength=pixels * channels)
     return time.perf_counter() - t0, int(hist.sum()), hist.nbytes
 

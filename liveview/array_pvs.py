@@ -4,8 +4,9 @@
   kafka_dae_diagnostics' (ibex_bluesky_core reads them so): X the time-channel centres and XE
   their edges (one more), in µs as the DAE gives time of flight; YC the counts per channel,
   Y the counts per µs of channel width. Spectrum n is pixel n (the DAE's one-to-one map);
-  there is one period. A spectrum PV is made when a client first asks for it and computed
-  only while a client is connected: 16k spectra cost nothing until someone looks.
+  periods from 1 up to the most the live view bins. A spectrum PV is made when a client
+  first asks for it and computed only while a client is connected: 16k spectra cost nothing
+  until someone looks.
 - `IMAGE`: the detector's counts per pixel as an NTNDArray (height x width), which Phoebus,
   pvmonitor and areaDetector viewers show, and `<BANK>:IMAGE` each bank's in its own shape
   (rows x columns, from the geometry); `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs) limit
@@ -237,8 +238,8 @@ class ArrayPVs:
         return {name: per_pixel[ids - self.first_pixel] for name, ids in self.banks.items()}
 
     def image_ids(self, name: str) -> np.ndarray:
-        """The pixel ids of an image as the page draws it, (height, width); 0 where the
-        whole detector's near-square layout has a cell past the last pixel: -1 there."""
+        """The pixel ids of an image as the page draws it, (height, width); -1 where the
+        whole detector's near-square layout has a cell past the last pixel."""
         if name in self.banks:
             return self.banks[name]
         if name == "detector" and not self.banks:

@@ -61,7 +61,8 @@ class RunHistogram:
 
     @property
     def periods(self) -> int:
-        """Periods held: one more than the highest seen in this run, at least one."""
+        """Periods held: one more than the highest binned in this run, at least one (the
+        snapshot's `periods` also counts those seen but not binned)."""
         return self.counts.shape[0]
 
     def reset(self, window: Window) -> None:

@@ -30,7 +30,7 @@ from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import MAX_HISTOGRAM_MB, MAX_PERIODS, RunHistogram, check_size
 from liveview.se_logs import SampleEnvLogs
 from liveview.time_channels import TimeChannels
-from liveview.web import WebServer, image_shape, live_state, make_app, page_image
+from liveview.web import WebServer, image_shape, live_state, make_app, page_entry
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +289,7 @@ class LiveView:
         self.page = {
             "tof": {"edges": histogram.channels.edges().tolist(),
                     "counts": histogram.spectrum().tolist()},
-            "images": [self._page_image(name, c) for name, c in images.items()]}
-
-    @staticmethod
-    def _page_image(name: str, counts: np.ndarray) -> dict[str, object]:
-        """One image as the page draws it: `block` pixels a side a cell (1 unless the bank
-        is too large to send whole), in the bank's own rows and columns (`rows`, `cols`)."""
-        shown, block = page_image(counts)
-        return {"name": name, "height": int(shown.shape[0]), "width": int(shown.shape[1]),
-                "block": block, "rows": int(counts.shape[0]), "cols": int(counts.shape[1]),
-                "counts": shown.ravel().tolist()}
+            "images": [page_entry(name, c) for name, c in images.items()]}
 
     def publish_counters(self) -> None:
         snapshot = self.histogram.snapshot()

@@ -50,6 +50,15 @@ def page_image(counts: np.ndarray, max_cells: int = PAGE_IMAGE_CELLS) -> tuple[n
     return padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).sum(axis=(1, 3)), f
 
 
+def page_entry(name: str, counts: np.ndarray) -> dict[str, object]:
+    """One image as the page gets it: `block` pixels a side a cell (1 unless the bank is too
+    large to send whole), with the bank's own rows and columns (`rows`, `cols`)."""
+    shown, block = page_image(counts)
+    return {"name": name, "height": int(shown.shape[0]), "width": int(shown.shape[1]),
+            "block": block, "rows": int(counts.shape[0]), "cols": int(counts.shape[1]),
+            "counts": shown.ravel().tolist()}
+
+
 def image_shape(pixels: int, width: int | None) -> tuple[int, int]:
     """(height, width) of the detector image: the configured width, or near square."""
     w = width or max(1, round(math.sqrt(pixels)))

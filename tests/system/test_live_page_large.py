@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liveview.service import LiveView
-from liveview.web import WebServer, make_app
+from liveview.web import WebServer, make_app, page_entry
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.system
@@ -24,7 +23,7 @@ def state(pixel, roi, period) -> dict[str, object]:
         "instrument": "BIG", "run": {"number": "00000001", "title": "", "state": "RUNNING"},
         "counters": {"EVENTS": int(counts.sum())}, "logs": {},
         "tof": {"edges": [0.0, 1.0], "counts": [int(counts.sum())]},
-        "images": [LiveView._page_image("wide", counts)]}
+        "images": [page_entry("wide", counts)]}
     if roi is not None:
         (r0, r1), (c0, c1) = sorted(roi.rows), sorted(roi.cols)
         out["roi"] = {"image": roi.image, "rows": [r0, r1], "cols": [c0, c1],
