@@ -12,6 +12,13 @@ from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 NS_PER_MS = 1_000_000
 
+ABORT_PREFIX = "abort:"
+"""A run stop (6s4t) whose command_id starts with this aborts the run instead of ending it:
+its file is discarded (closed and deleted, with its journal entry), because at ISIS an
+aborted run leaves no file and its run number is used again by the next BEGIN. The rest of
+the command_id is a UUID, as for any command. Run control (ioc/run_control.py) writes the
+same literal without importing it from here; a unit test on each side pins it."""
+
 
 class CommandError(Exception):
     def __init__(self, status_code: int, message: str, job_id: str = "") -> None:
@@ -39,6 +46,11 @@ class StopJob:
     command_id: str
     stop_ns: int | None  # None: stop now
     service_id: str = ""  # the writer it is addressed to, if any
+
+    @property
+    def abort(self) -> bool:
+        """The run is aborted: its file is discarded, not finished."""
+        return self.command_id.startswith(ABORT_PREFIX)
 
 
 def _is_uuid(text: str) -> bool:
@@ -82,7 +94,8 @@ def parse_stop(payload: bytes) -> StopJob:
         raise CommandError(400, f"malformed run stop (6s4t): {exc}") from exc
     if not _is_uuid(msg.job_id):
         raise CommandError(400, f"job_id {msg.job_id!r} is not a UUID", msg.job_id)
-    if msg.command_id and not _is_uuid(msg.command_id):
+    command_uuid = msg.command_id.removeprefix(ABORT_PREFIX)
+    if msg.command_id and not _is_uuid(command_uuid):
         raise CommandError(400, f"command_id {msg.command_id!r} is not a UUID", msg.job_id)
     return StopJob(msg.job_id, msg.command_id,
                    msg.stop_time * NS_PER_MS if msg.stop_time else None, msg.service_id)

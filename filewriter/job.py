@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from datastream.durable import fsync_dir
 from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import NS_PER_MS, StartJob
@@ -64,6 +65,8 @@ class JobResult:
     # the writer stopped before the job did (SIGTERM): the file is closed but incomplete, and
     # the job is resumed when the writer starts again
     abandoned: bool = False
+    # the run was aborted: the file is closed and the service deletes it (discard_files)
+    discarded: bool = False
 
 
 # files (and their writers) HDF5 could not close; see WriteJob._close_file
@@ -132,6 +135,7 @@ class WriteJob:
         # undefined until the first message of a partition is fetched
         self._next_offset: dict[tuple[str, int], int] = {}
         self._abandon = threading.Event()
+        self._discard = threading.Event()
         self._unflushed_bytes = 0  # payload bytes taken since the last flush
         # progress for the metrics, read by the scrape thread (whole ints: no lock needed)
         self.bytes_read = 0
@@ -162,6 +166,34 @@ class WriteJob:
         """Thread-safe: stop reading now and close the file as it is (the writer is going
         away; the job is resumed from the start when it comes back)."""
         self._abandon.set()
+
+    def discard(self) -> None:
+        """Thread-safe: the run was aborted. Stop reading now and close the file; once the
+        job's thread has ended, discard_files() deletes what it wrote."""
+        self._discard.set()
+        self._abandon.set()
+
+    @property
+    def discarded(self) -> bool:
+        return self._discard.is_set()
+
+    def discard_files(self) -> list[str]:
+        """Delete the file and the earlier attempt's `.partial`, if there; the names deleted.
+        Only once the job's thread has ended: that thread owns the open file."""
+        try:
+            path = self.path
+        except UnsafePath:
+            return []  # refused at open: it never made a file
+        deleted = []
+        for each in (path, self.partial_path):
+            if each.exists() or each.is_symlink():
+                each.unlink()
+                deleted.append(each.name)
+        if deleted:
+            # the deletion survives a power cut: a run number freed for the next BEGIN stays
+            # free
+            fsync_dir(path.parent)
+        return deleted
 
     # -- phase 1, in the service thread: the file exists or the job is refused --
     def open(self) -> list[str]:
@@ -230,8 +262,12 @@ class WriteJob:
             except Exception as exc:  # e.g. disk full on the last flush
                 log.exception("job %s: closing %s failed", self.command.job_id, self.path)
                 result.error = result.error or f"closing the file failed: {exc}"
-        result.abandoned = self._abandon.is_set() and result.error is None
-        if self.resume and result.error is None and not result.abandoned:
+        result.discarded = self._discard.is_set()
+        result.abandoned = (self._abandon.is_set() and result.error is None
+                            and not result.discarded)
+        if result.discarded:
+            pass  # the service deletes the file and the partial one, both unwanted now
+        elif self.resume and result.error is None and not result.abandoned:
             self.partial_path.unlink(missing_ok=True)
         elif self.resume and self.partial_path.exists():
             result.warnings.append(f"the earlier attempt's file is kept as "

@@ -23,7 +23,8 @@ def collect(service: FileWriterService) -> Iterable[Metric]:
                 labels=["job_id", "file_name"])
     yield counter("filewriter_jobs", "jobs finished here, by outcome",
                   {(k,): v for k, v in {"succeeded": 0, "failed": 0, "handed_on": 0,
-                                        **service.jobs_finished}.items()}, labels=["outcome"])
+                                        "discarded": 0, **service.jobs_finished}.items()},
+                  labels=["outcome"])
     yield counter("filewriter_events_written", "neutron events written to files",
                   service.events_finished + (job.events_written if job else 0))
     yield counter("filewriter_bytes_read", "message bytes read from Kafka into files",

@@ -290,6 +290,13 @@ class FileWriterService:
     def _stop(self, running: _RunningJob, stop: StopJob, topic: str) -> None:
         stop_ns = stop.stop_ns if stop.stop_ns is not None else time.time_ns()
         running.job.request_stop(stop_ns)
+        if stop.abort:
+            # nothing of an aborted run is kept: no point reading on to its stop time
+            running.job.discard()
+            self._answer(topic, stop.job_id, stop.command_id, ActionType.SetStopTime, True,
+                         201, f"run aborted: discarding {running.job.command.filename}",
+                         stop_ns)
+            return
         self._answer(topic, stop.job_id, stop.command_id or str(uuid.uuid4()),
                      ActionType.SetStopTime, True, 201,
                      f"stop time set for {running.job.command.filename}", stop_ns)
@@ -299,6 +306,10 @@ class FileWriterService:
         assert running is not None and running.result is not None
         result = running.result
         cmd = running.job.command
+        if running.job.discarded:
+            # checked before `abandoned`: a writer stopping while it discards still discards
+            self._finish_discarded(running)
+            return
         self.events_finished += result.events
         self.bytes_finished += running.job.bytes_read
         self.jobs_finished["handed_on" if result.abandoned
@@ -316,18 +327,59 @@ class FileWriterService:
                    + "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in noted.items()))
         if result.error:
             message = f"{result.error} ({message})"
+        self._report_done(cmd, result.error is not None, cmd.filename,
+                          {"events": result.events, "malformed": result.malformed, **noted},
+                          message)
+        log.info("finished %s: %s", cmd.filename, message)
+        self._done_with_job()
+
+    def _finish_discarded(self, running: _RunningJob) -> None:
+        """The run was aborted: delete its file (and an earlier attempt's `.partial`), then
+        report it done, so the job leaves the journal and the same file name (ISIS reuses the
+        run number) is free for the next run start."""
+        cmd = running.job.command
+        result = running.result
+        assert result is not None
+        # read, but its events are in no file: not counted as written
+        self.bytes_finished += running.job.bytes_read
+        if result.error:  # e.g. disk full before the abort: moot, the file goes anyway
+            log.warning("aborted job %s had failed before: %s", cmd.job_id, result.error)
+        try:
+            deleted = running.job.discard_files()
+        except OSError as exc:
+            # the file stays, so the wrdn names it, as an error; the job is forgotten all the
+            # same: resumed, it would only read the abort again and fail again, in a loop
+            self.jobs_finished["failed"] += 1
+            message = f"run aborted, but its file could not be deleted: {exc}"
+            log.error("%s: %s", cmd.filename, message)
+            self._report_done(cmd, True, cmd.filename, {"aborted": True}, message)
+            self._done_with_job()
+            return
+        self.jobs_finished["discarded"] += 1
+        message = f"run aborted: {cmd.filename} discarded, no file written"
+        # file_name "": no file was written, and a reader taking the last file from every
+        # wrdn (the IOC's FILEWRITER:LASTFILE) must not name a file that is not there
+        self._report_done(cmd, False, "",
+                          {"aborted": True, "discarded_file": cmd.filename,
+                           "events": result.events}, message)
+        log.info("%s (deleted %s)", message, ", ".join(deleted) or "nothing")
+        self._done_with_job()
+
+    def _report_done(self, cmd: StartJob, error: bool, file_name: str,
+                     metadata: dict[str, object], message: str) -> None:
+        """Send the job's wrdn, and forget the job once the broker has it."""
         self._send(self._reply_topic(cmd.control_topic or self.settings.status_topic),
-                   serialise_wrdn(
-            self._service_id, cmd.job_id, result.error is not None, cmd.filename,
-            json.dumps({"events": result.events, "malformed": result.malformed, **noted}),
-            message))
+                   serialise_wrdn(self._service_id, cmd.job_id, error, file_name,
+                                  json.dumps(metadata), message))
         if self._producer.flush(10) == 0:
             # the wrdn is on the broker: only now is the job no longer this writer's
             self.journal.remove(cmd.job_id)
         else:
             log.error("the wrdn of %s is not acknowledged; the job stays in the journal",
                       cmd.filename)
-        log.info("finished %s: %s", cmd.filename, message)
+
+    def _done_with_job(self) -> None:
+        """The job is over here: follow the next one, or the pool."""
         set_context(job_id=None)
         self._running = None
         if self._control is not None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from datastream.ca_beacons import quiet_beacon_refusals
+from datastream.ca_lengths import serve_native_counts
 from datastream.geometry import GeometryError
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_producer
@@ -15,6 +16,7 @@ from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
 from ioc.access_security import AcfError, default_config, load_acf, secure
+from ioc.dae_settings import HARDWARE_PERIOD_SLOTS, Periods, PeriodSlot, Tcb, TimeRow
 from ioc.event_count import count_run_events
 from ioc.forwarder_status import ForwarderStatus
 from ioc.metrics import collect
@@ -49,6 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interfaces", default=os.environ.get("EPICS_CAS_INTF_ADDR_LIST",
                                                                "127.0.0.1"),
                         help="addresses the CA server binds to")
+
+
+def legacy_periods(n: int) -> Periods:
+    """HARDWAREPERIODS for [dae] periods = N: hardware periods, a frame each in turn (the
+    document has 8 slots; more periods than that are shown as 8)."""
+    if n <= 1:
+        return Periods()
+    slots = [PeriodSlot(1, 1) for _ in range(min(n, HARDWARE_PERIOD_SLOTS))]
+    slots += [PeriodSlot()] * (HARDWARE_PERIOD_SLOTS - len(slots))
+    return Periods(period_type=1, slots=tuple(slots))
+
+
+def initial_tcb(config: InstrumentConfig) -> Tcb:
+    """The TCB the live view bins with by default ([liveview] time channels), so the first
+    run binned with TCBSETTINGS bins as before."""
+    table = config.liveview
+    frame_us = 1e6 / float(config.dae.get("frame_rate_hz", 10.0))
+    low = float(table.get("tof_min_ns", 0.0)) / 1000
+    high = float(table.get("tof_max_ns", frame_us * 1000)) / 1000
+    n = int(table.get("channels", 1000))
+    if table.get("logarithmic", False) and low > 0:
+        return Tcb((TimeRow(low, high, (high / low) ** (1 / n) - 1, 2),))
+    return Tcb((TimeRow(low, high, (high - low) / n, 1),))
 
 
 def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace) -> None:
@@ -87,7 +112,9 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         run_log=runlog_streams(config.prefix, topics.run_log),
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
         record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"),
-        spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry)
+        spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry,
+        periods=legacy_periods(dae_settings.periods))
+    control.settings.tcb = initial_tcb(config)
 
     def count(run: RunInfo) -> tuple[int, int]:
         return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)
@@ -104,6 +131,9 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
                         forwarder_status=forwarder_status, standalone_job=standalone,
                         simulated_dae=dae)
+    # EPICS base's clients (genie_python's CaChannel) read char waveforms and record fields
+    # at their native count: serve them so, as an EPICS IOC does
+    serve_native_counts(ioc.pvdb)
     acf_path = args.access_security or config.access_security
     try:
         access = load_acf(acf_path) if acf_path else default_config()

@@ -28,11 +28,12 @@ from datastream.kafka_client import DeliveryError, deliver
 from datastream.logs import set_context
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
+from ioc.dae_settings import Periods, Tcb
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
 from ioc.run_record import PendingStop, RunInfo, RunRecord, RunRecordStore
 from ioc.runstate import Command, CommandRefused, RunState, check
-from ioc.simulated_dae import DaeCounters
+from ioc.simulated_dae import DaeCounters, PeriodPlan
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Dae(Protocol):
     def counters(self) -> DaeCounters: ...
     @property
     def periods(self) -> int: ...
+    def set_periods(self, plan: PeriodPlan) -> None: ...
+    def set_period(self, period: int) -> None: ...
 
 
 class WriterDone(Protocol):
@@ -65,6 +68,14 @@ class RunSettings:
     title: str = ""
     users: str = ""
     rb_number: str = ""
+    # the time channels of the next run (TCBSETTINGS): sent in its pl72's metadata, so the
+    # live view bins the run with them
+    tcb: Tcb = field(default_factory=Tcb)
+
+
+# an abort's run stop says so in its command id: the file writer then discards the run's file
+# (filewriter.commands.ABORT_PREFIX is the same text)
+ABORT_PREFIX = "abort:"
 
 
 RETRY_STOP_S = 2.0
@@ -97,6 +108,8 @@ class RunControl:
     spectra: tuple[int, int] | None = None
     # where the source, sample, banks and monitors are: written into each run's file
     geometry: Geometry | None = None
+    # HARDWAREPERIODS as last applied (the DAE counts with them)
+    periods: Periods = field(default_factory=Periods)
 
     def _spectrum_map(self) -> DetectorSpectrumMap | None:
         if self.geometry is not None:
@@ -130,6 +143,11 @@ class RunControl:
     def run(self) -> RunInfo:
         return self._run
 
+    @property
+    def stop_pending(self) -> bool:
+        """A run stop decided but not yet on the broker (it is retried)."""
+        return self._pending is not None
+
     def active_job(self) -> str:
         """The job a file writer should be writing now ("" if none)."""
         if self._state in (RunState.SETUP, RunState.BEGINNING) or (
@@ -141,6 +159,17 @@ class RunControl:
     def error_message(self) -> str:
         with self._lock:
             return self._messages[-1] if self._messages else ""
+
+    def messages(self) -> list[str]:
+        """The recent messages, oldest first (ALLMSGS)."""
+        with self._lock:
+            return list(self._messages)
+
+    def note_error(self, text: str) -> None:
+        """A refusal decided outside run control (a PV's own check): ERRMSGS shows it."""
+        log.warning("%s", text)
+        with self._lock:
+            self._messages = [*self._messages[-19:], text]
 
     def _error(self, text: str) -> None:
         log.error(text)
@@ -193,7 +222,7 @@ class RunControl:
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),
             instrument_name=self.instrument, broker=self.broker,
             metadata=json.dumps({"title": run.title, "users": list(users),
-                                 "rb_number": run.rb_number}),
+                                 "rb_number": run.rb_number, "tcb": self._tcb_metadata()}),
             control_topic=self.topics.run_info, detector_spectrum_map=self._spectrum_map())
         self.writer.expect(run.job_id)
         previous_run, self._run, self._pending = self._run, run, None
@@ -214,6 +243,11 @@ class RunControl:
         set_context(run_number=run_number)
         log.info("run %d started: %s, job %s", run_number, run.filename, run.job_id)
         return run
+
+    def _tcb_metadata(self) -> dict[str, object]:
+        low, high, channels, logarithmic = self.settings.tcb.channels()
+        return {"tof_min_ns": low, "tof_max_ns": high, "channels": channels,
+                "logarithmic": logarithmic}
 
     def pause(self) -> None:
         self._enter(Command.PAUSE)
@@ -245,7 +279,9 @@ class RunControl:
             raise RunControlError(self.error_message()) from exc
         # counting has stopped: that time is the run's end, whenever the stop gets through
         self._run.stop_ns = stop_ms * NS_PER_MS
-        self._pending = PendingStop(stop_ms, str(uuid.uuid4()), command is Command.ABORT)
+        abort = command is Command.ABORT
+        self._pending = PendingStop(stop_ms, (ABORT_PREFIX if abort else "") + str(uuid.uuid4()),
+                                    abort)
         self._set(self._state)
         log.info("run %d: counting stopped at %d ms: %d events in %d frames",
                  self._run.run_number, stop_ms, counters.total_counts, counters.good_frames)
@@ -275,8 +311,12 @@ class RunControl:
             return False
         self._pending = None
         if pending.abort:
+            # as ISISDAE: an aborted run's data are discarded (the writer deletes its file)
+            # and its number is the next run's
+            self.run_numbers.release(run.run_number)
             self._set(RunState.SETUP)
-            log.info("run %d aborted", run.run_number)
+            log.info("run %d aborted: its file is discarded and its number reused",
+                     run.run_number)
         else:
             self._ending_since = self.monotonic()
             self._set(RunState.ENDING)

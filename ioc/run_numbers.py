@@ -29,3 +29,10 @@ class RunNumberStore:
             number = self.current() + 1
             write_durably(self._path, f"{number}\n".encode())
             return number
+
+    def release(self, number: int) -> None:
+        """Give back `number`, the last handed out, for the next run (ISISDAE reuses an
+        aborted run's number). Anything else is left as it is: never a number twice in use."""
+        with self._lock:
+            if self.current() == number:
+                write_durably(self._path, f"{number - 1}\n".encode())

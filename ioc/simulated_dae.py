@@ -145,6 +145,44 @@ class DaeCounters:
     count_rate: float = 0.0  # events per second over the last second of frames
     delivery_errors: int = 0
     good_uah: float = 0.0  # proton charge on target during good frames, micro-amp hours
+    # per period, period 1 first (ISISDAE's _PD counters are of the current period)
+    period_good_frames: tuple[int, ...] = (0,)
+    period_good_uah: tuple[float, ...] = (0.0,)
+    period: int = 1  # the period frames count into now (software periods: PERIOD:SP)
+    monitor_counts: int = 0  # the beam monitors' events
+    period_events: tuple[int, ...] = (0,)
+    period_seconds: tuple[float, ...] = (0.0,)  # time counted in each period
+    beam_current_ua: float = 0.0  # on target now (0 while not counting)
+
+
+@dataclass(frozen=True)
+class PeriodPlan:
+    """Which period each frame counts into. Software periods (`hardware` empty): the current
+    period, which PERIOD:SP chooses. Hardware periods: the DAE steps through `hardware`, each
+    (period from 0, frames, dwell) for its frames, then again; a dwell period's frames send
+    no events."""
+
+    number: int = 1
+    hardware: tuple[tuple[int, int, bool], ...] = ()
+
+    @classmethod
+    def every_frame(cls, periods: int) -> PeriodPlan:
+        """[dae] periods = N: frame k of a run in period k mod N."""
+        if periods <= 1:
+            return cls()
+        return cls(periods, tuple((p, 1, False) for p in range(periods)))
+
+    def of_frame(self, frame: int, current: int) -> tuple[int, bool]:
+        """(period from 0, dwell) of a run's frame `frame` (from 0)."""
+        if not self.hardware:
+            return current, False
+        cycle = sum(n for _, n, _ in self.hardware)
+        k = frame % cycle
+        for period, n, dwell in self.hardware:
+            if k < n:
+                return period, dwell
+            k -= n
+        raise AssertionError("unreachable: k < cycle")
 
 
 class SimulatedDae:
@@ -176,11 +214,18 @@ class SimulatedDae:
         self._frames = 0
         self._delivery_errors = 0
         self._recent: collections.deque[tuple[int, int]] = collections.deque()
+        self._plan = PeriodPlan.every_frame(settings.periods)
+        self._period = 0  # the current period (from 0) of software periods
+        self._period_frames = [0] * self._plan.number
+        self._period_events = [0] * self._plan.number
+        self._monitor_counts = 0
 
     # -- commands (called by run control; each returns once the DAE is in the new state) --
     def begin(self, start_ns: int, paused: bool = False) -> None:
         with self._cond:
-            self._total = self._frames = 0
+            self._total = self._frames = self._monitor_counts = 0
+            self._period_frames = [0] * self._plan.number
+            self._period_events = [0] * self._plan.number
             self._recent.clear()
             self._next_ns = None if paused else start_ns
             self._until_ns = None
@@ -210,6 +255,11 @@ class SimulatedDae:
         the events topic)."""
         with self._cond:
             self._total, self._frames = total_counts, frames
+            # the recount gives totals only: shown as the current period's
+            self._period_frames = [0] * self._plan.number
+            self._period_events = [0] * self._plan.number
+            self._period_frames[self._period] = frames
+            self._period_events[self._period] = total_counts
             self._recent.clear()
 
     def _stop_at(self, at_ns: int, timeout: float) -> None:
@@ -221,7 +271,30 @@ class SimulatedDae:
 
     @property
     def periods(self) -> int:
-        return self._settings.periods
+        return self._plan.number
+
+    def set_periods(self, plan: PeriodPlan) -> None:
+        """New periods, between runs. More than one needs ev42, whose is84 carries the
+        period: ValueError says so."""
+        if plan.number > 1 and self._settings.event_schema != "ev42":
+            raise ValueError(f"{plan.number} periods need [dae] event_schema = \"ev42\": ev44 "
+                             "carries no period (ISIS sends it in pu00, which "
+                             "ess-streaming-data-types does not provide)")
+        with self._cond:
+            self._plan = plan
+            self._period = min(self._period, plan.number - 1)
+            self._period_frames = [0] * plan.number
+            self._period_events = [0] * plan.number
+
+    def set_period(self, period: int) -> None:
+        """The software period (from 1) that frames count into from now on."""
+        with self._cond:
+            if self._plan.hardware:
+                raise ValueError("the periods are hardware periods: the DAE steps through "
+                                 "them itself")
+            if not 1 <= period <= self._plan.number:
+                raise ValueError(f"period {period}: between 1 and {self._plan.number}")
+            self._period = period - 1
 
     def counters(self) -> DaeCounters:
         with self._cond:
@@ -229,10 +302,13 @@ class SimulatedDae:
             while self._recent and self._recent[0][0] < now - 1_000_000_000:
                 self._recent.popleft()
             rate = float(sum(n for _, n in self._recent))
-            s = self._settings
-            good_uah = self._frames / s.frame_rate_hz * s.beam_current_ua / 3600.0
-            return DaeCounters(self._total, self._frames, self._frames, rate,
-                               self._delivery_errors, good_uah)
+            return DaeCounters(
+                self._total, self._frames, self._frames, rate, self._delivery_errors,
+                self._frames * self._frame_charge_uah, tuple(self._period_frames),
+                tuple(f * self._frame_charge_uah for f in self._period_frames),
+                self._period + 1, self._monitor_counts, tuple(self._period_events),
+                tuple(f / self._settings.frame_rate_hz for f in self._period_frames),
+                self._settings.beam_current_ua if self._next_ns is not None else 0.0)
 
     # -- the frame thread --
     def start(self) -> None:
@@ -265,23 +341,30 @@ class SimulatedDae:
                 if wait_ns > 0:
                     self._cond.wait(min(wait_ns / 1e9, 0.5))
                     continue
-                in_period = self._frames % self._settings.periods
-            n_events = self._emit(frame_ns, in_period)
+                in_period, dwell = self._plan.of_frame(self._frames, self._period)
+            n_events, n_monitor = (0, 0) if dwell else self._emit(frame_ns, in_period)
             with self._cond:
                 if self._next_ns == frame_ns:
                     self._next_ns = frame_ns + period
                 self._total += n_events
+                self._monitor_counts += n_monitor
                 self._frames += 1
+                if in_period < len(self._period_frames):
+                    self._period_frames[in_period] += 1
+                    self._period_events[in_period] += n_events
                 self._recent.append((frame_ns, n_events))
 
-    def _emit(self, frame_ns: int, period: int) -> int:
-        """One frame: the detector's events, then each monitor's. Returns the detector's."""
+    def _emit(self, frame_ns: int, period: int) -> tuple[int, int]:
+        """One frame: the detector's events, then each monitor's. Returns how many of each."""
         tof, pixel = self._generator.frame()
         self._send(self._settings.source_name, frame_ns, period, tof, pixel)
+        monitor_events = 0
         for name, monitor in self._monitors:
-            self._send(name, frame_ns, period, *monitor.frame())
+            m_tof, m_pixel = monitor.frame()
+            self._send(name, frame_ns, period, m_tof, m_pixel)
+            monitor_events += len(m_tof)
         self._producer.poll(0)
-        return len(tof)
+        return len(tof), monitor_events
 
     def _send(self, source: str, frame_ns: int, period: int, tof: np.ndarray,
               pixel: np.ndarray) -> None:

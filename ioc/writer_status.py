@@ -105,7 +105,8 @@ class WriterStatus:
                 if done.job_id not in self._expected:
                     return
                 self._finished[done.job_id] = done.error_encountered
-                self._last_file = done.file_name
+                if done.file_name:  # an aborted run's wrdn names no file: keep the last one
+                    self._last_file = done.file_name
                 self._last_outcome = (WriterState.ERROR if done.error_encountered
                                       else WriterState.FINISHED)
 

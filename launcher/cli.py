@@ -262,7 +262,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     state = config.data_dir / "epics.json"
     ports = EpicsPorts.load(state) if state.exists() else EpicsPorts()
-    print(shell_exports(ports.client_env()))
+    broker = config.data_dir / "broker.txt"
+    print(shell_exports(ports.client_env() | {
+        # ibex_bluesky_core's RunEngine publishes its documents to <INST>_bluesky here
+        "IBEX_BLUESKY_CORE_KAFKA_BROKER":
+            broker.read_text().strip() if broker.exists() else config.broker,
+        "MYPVPREFIX": config.prefix}))
     return 0
 
 

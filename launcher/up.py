@@ -157,6 +157,10 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ports.save(config.data_dir / "epics.json")
+    # `datastream env` hands clients that publish to Kafka themselves (ibex_bluesky_core's
+    # RunEngine) this instrument's broker
+    (config.data_dir / "broker.txt").write_text(
+        external_broker or f"127.0.0.1:{broker_port}")
     # this process reads the IOC over CA to know it is up
     os.environ.update(with_site_addresses(ports.client_env(), os.environ))
     supervised: list = []

@@ -1,7 +1,8 @@
 """The live view's scalar counters over Channel Access too, for the IBEX GUI, genie and
 caget, which speak CA: the same names and values as the PVA counters (liveview.pvs), served
 by a caproto server in a thread of its own, on its own CA port on loopback (two CA servers on
-one host cannot share a search port; clients list it, as `datastream env` does)."""
+one host cannot share a search port; clients list it, as `datastream env` does). The same
+server serves the ISIS DAE's spectrum PVs (liveview.dae_ca) when given their pvdb."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
 
 from caproto import ChannelDouble, ChannelInteger, ChannelString
 from caproto.asyncio.server import Context
@@ -24,14 +28,18 @@ _CHANNELS = {"l": ChannelInteger, "d": ChannelDouble, "s": ChannelString}
 class CaCounters:
     """Owns one thread and its event loop (start()/close()); post() from any thread."""
 
-    def __init__(self, prefix: str, counters: dict[str, tuple[str, str]], port: int) -> None:
+    def __init__(self, prefix: str, counters: dict[str, tuple[str, str]], port: int,
+                 pvdb: dict[str, Any] | None = None) -> None:
+        """`pvdb`: more names to serve (it becomes the server's pvdb, with the counters added,
+        so a dict subclass making names on demand keeps doing so)."""
         self.port = port
         self._channels = {}
         for name, (code, unit) in counters.items():
             kind = _CHANNELS[code]
             extra = {} if code == "s" else {"units": unit}
             self._channels[name] = kind(value="" if code == "s" else 0, **extra)
-        self.pvdb = {prefix + name: channel for name, channel in self._channels.items()}
+        self.pvdb = pvdb if pvdb is not None else {}
+        self.pvdb.update({prefix + name: channel for name, channel in self._channels.items()})
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task | None = None
         self._thread = threading.Thread(target=self._run, name="live-ca", daemon=True)
@@ -58,7 +66,14 @@ class CaCounters:
             # caproto's queues belong to the loop they are made in: make it in this one
             context = Context(self.pvdb, interfaces=[LOOPBACK])
             self._started.set()
-            await context.run(log_pv_names=False)
+            try:
+                await context.run(log_pv_names=False)
+            finally:
+                # caproto leaves its clients' connections open when cancelled: a client
+                # (libca) would keep its dead circuit to this port and never reach a server
+                # started on the port again
+                for circuit in list(context.circuits):
+                    circuit.client.close()
 
         self._task = self._loop.create_task(serve())
         try:
@@ -85,6 +100,13 @@ class CaCounters:
             channel = self._channels.get(name)
             if channel is not None:
                 asyncio.run_coroutine_threadsafe(channel.write(value), self._loop)
+
+    def submit(self, coro: Coroutine[Any, Any, None]) -> Future[None] | None:
+        """Run a coroutine on the server's loop (from any thread); None if it is not serving."""
+        if self._task is None or self._task.done():
+            coro.close()
+            return None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self) -> None:
         if self._task is not None and not self._task.done():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 from p4p.nt import NTScalar
 from p4p.server import DynamicProvider, Server
@@ -54,10 +55,12 @@ class LivePVs:
     (start()/close())."""
 
     def __init__(self, prefix: str, server_conf: dict[str, str],
-                 arrays: ArrayPVs | None = None, ca_port: int | None = None) -> None:
+                 arrays: ArrayPVs | None = None, ca_port: int | None = None,
+                 ca_pvdb: dict[str, Any] | None = None) -> None:
+        """`ca_pvdb`: more names for the CA server (the DAE's spectra, liveview.dae_ca)."""
         self.prefix = f"{prefix}LIVE:"
         self.arrays = arrays
-        self.ca = CaCounters(self.prefix, COUNTERS, ca_port) if ca_port else None
+        self.ca = CaCounters(self.prefix, COUNTERS, ca_port, ca_pvdb) if ca_port else None
         self._conf = server_conf
         self._pvs = {name: SharedPV(nt=NTScalar(code, display=True),
                                     initial={"value": "" if code == "s" else 0,

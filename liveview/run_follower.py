@@ -1,6 +1,10 @@
 """Which run the live view shows, from the run control's commands on <INST>_runInfo: a pl72
 of a DAE run (its run name is the run number, digits only) starts a new one, the 6s4t of
-that job sets its stop. Pure: messages in, decisions out."""
+that job sets its stop. Pure: messages in, decisions out.
+
+Run control puts the run's title and the DAE's time channels (TCB) in the pl72's metadata
+JSON: `{"title": str, ..., "tcb": {"tof_min_ns": float, "tof_max_ns": float, "channels": int,
+"logarithmic": bool}}`, so the live view bins each run as the DAE was set for it."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 from datastream.schemas import schema_id
+from liveview.time_channels import TimeChannels
 
 NS_PER_MS = 1_000_000
 
@@ -22,6 +27,7 @@ class RunStarted:
     start_ns: int
     stop_ns: int | None
     title: str = ""
+    channels: TimeChannels | None = None  # the DAE's TCB for the run, when run control says
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
             return None
         return RunStarted(start.job_id, start.run_name, start.start_time * NS_PER_MS,
                           start.stop_time * NS_PER_MS if start.stop_time else None,
-                          _title(start.metadata))
+                          _title(start.metadata), _channels(start.metadata))
     if sid == "6s4t":
         stop = deserialise_6s4t(payload)
         if stop.job_id != current_job or not stop.stop_time:
@@ -49,10 +55,34 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
     return None
 
 
+def _metadata(metadata: str | None) -> dict[str, object]:
+    """The pl72's metadata JSON as a dict; {} if it is none or not a JSON object."""
+    try:
+        parsed = json.loads(metadata or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
 def _title(metadata: str | None) -> str:
     """The run's title from the pl72's metadata JSON (run control puts it there)."""
-    try:
-        title = json.loads(metadata or "{}").get("title", "")
-    except (ValueError, AttributeError):
-        return ""
+    title = _metadata(metadata).get("title", "")
     return title if isinstance(title, str) else ""
+
+
+def _channels(metadata: str | None) -> TimeChannels | None:
+    """The run's time channels from the metadata's "tcb"; None if absent or malformed: the
+    run is still followed, binned with the channels the live view has."""
+    tcb = _metadata(metadata).get("tcb")
+    if not isinstance(tcb, dict):
+        return None
+    try:
+        low, high = tcb["tof_min_ns"], tcb["tof_max_ns"]
+        channels, logarithmic = tcb["channels"], tcb.get("logarithmic", False)
+        numbers = (low, high, channels)
+        if (any(isinstance(n, bool) or not isinstance(n, int | float) for n in numbers)
+                or channels != int(channels) or not isinstance(logarithmic, bool)):
+            return None
+        return TimeChannels(float(low), float(high), int(channels), logarithmic)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None

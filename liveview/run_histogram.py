@@ -81,6 +81,9 @@ class RunHistogram:
             self.repeated = 0
             self.skipped = 0  # events counted but not binned (load shed)
             self.last_pulse_ns = 0
+            # the period of the last frame counted into a period binned: what ISIS calls
+            # the current period (DAE:SPEC:0:... reads it)
+            self.current_period = 0
             self._recent = RecentMessages()
 
     def set_stop(self, stop_ns: int) -> None:
@@ -144,6 +147,7 @@ class RunHistogram:
                 self.period_frames.append(0)
             self.period_events[period] += events
             self.period_frames[period] += frames
+            self.current_period = period
         self.last_pulse_ns = max(self.last_pulse_ns, int(pulses.max()))
         return events
 
@@ -173,6 +177,12 @@ class RunHistogram:
         with self._lock:
             return self._of(period)[:, :, first_channel:stop_channel].sum(
                 axis=(0, 2), dtype=np.uint64)
+
+    def rows(self, period: int, start: int, stop: int) -> np.ndarray:
+        """A copy of one period's counts of pixel rows [start, stop) (rows from the first
+        pixel), (rows, channels); zeros for a period not held."""
+        with self._lock:
+            return self._of(period)[0, start:stop].copy()
 
     def spectrum(self, pixel: int | None = None, period: int | None = None) -> np.ndarray:
         """Counts per time channel of one pixel (by id), or of all pixels."""

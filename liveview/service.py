@@ -6,6 +6,7 @@ histogram is read under its lock by the publisher."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import signal
 import threading
@@ -22,6 +23,7 @@ from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from liveview.array_pvs import ArrayPVs
+from liveview.dae_ca import DaeSpectra
 from liveview.jbi_service import JbiService, JbiTopics
 from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
@@ -108,13 +110,22 @@ class LiveView:
         # what the live page draws of the arrays, as of the last publish_arrays()
         self.page: dict[str, object] = {"tof": {"edges": [], "counts": []}, "images": []}
         self._new_channels: TimeChannels | None = None  # asked for, not yet binned with
+        # the ISIS DAE's spectrum PVs (DAE:SPEC:..., SPECDATA, ...), on the CA server
+        self.dae = DaeSpectra(config.prefix, lambda: self.histogram, settings.pixels,
+                              settings.max_periods, self.caught_up)
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
-                           ports.liveview_ca or None)
+                           ports.liveview_ca or None, self.dae.pvdb)
+        if self.pvs.ca is not None:
+            self.dae.serve_with(self.pvs.ca.submit)
         self.job_id = ""
         self.run_name = ""
         self.title = ""
         self.malformed = 0
         self.consumer_lag = 0  # event messages behind the end of the events topic
+        # monotonic times of the last lag check and of the current run's stop arriving
+        # (None: no stop yet), for caught_up()
+        self._lag_checked_at = 0.0
+        self._stop_seen_at: float | None = None
         self._warned_period = False  # of a period past max_periods, once a run
         self.shedder = LoadShedder(settings.max_lag_s)
         self._run_info_next: dict[int, int] = {}  # next offset per runInfo partition
@@ -162,8 +173,7 @@ class LiveView:
             elif isinstance(decision, RunStopped):
                 stops[decision.job_id] = decision.stop_ns
         if last is not None and last.stop_ns is None and last.job_id in stops:
-            last = RunStarted(last.job_id, last.run_name, last.start_ns, stops[last.job_id],
-                              last.title)
+            last = dataclasses.replace(last, stop_ns=stops[last.job_id])
         return last
 
     def _assign(self, consumer: Consumer, events_from_ms: int | None) -> None:
@@ -191,16 +201,39 @@ class LiveView:
 
     def _rebin(self, consumer: Consumer) -> None:
         channels, self._new_channels = self._new_channels, None
+        self._bin_with(channels)
+        if self._run is not None:
+            # the channels asked for hold for the rest of this run, whatever its TCB was
+            self._begin(consumer, dataclasses.replace(self._run, channels=channels))
+
+    def _bin_with(self, channels: TimeChannels) -> None:
+        """A new, empty histogram of these time channels (the caller begins the run again)."""
         histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels,
                                  self.settings.max_periods, self.settings.max_histogram_mb)
         self.histogram = histogram
         self.arrays.set_histogram(histogram)
         log.info("time channels now %s", channels)
-        if self._run is not None:
-            self._begin(consumer, self._run)
+
+    def caught_up(self) -> bool:
+        """False from the run's stop arriving until a lag check after it finds the consumer at
+        the end of the events topic (the DAE sends a run's last frames before run control
+        sends its stop): until then a read may miss the run's last events. The lag is of the
+        ends the consumer's last fetches saw, so this is "caught up as far as it knows"."""
+        stopped = self._stop_seen_at
+        return stopped is None or (self._lag_checked_at > stopped and self.consumer_lag == 0)
 
     def _begin(self, consumer: Consumer, run: RunStarted) -> None:
+        if run.channels is not None and run.channels != self.histogram.channels:
+            # the DAE's TCB for this run, as run control put it in the pl72
+            try:
+                check_size(self.settings.pixels, run.channels, self.settings.max_histogram_mb)
+            except ValueError as exc:
+                log.warning("run %s: its time channels are not binned here: %s",
+                            run.run_name, exc)
+            else:
+                self._bin_with(run.channels)
         self._run = run
+        self._stop_seen_at = time.monotonic() if run.stop_ns else None
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
         self.histogram.reset(Window(run.start_ns, run.stop_ns))
         self._warned_period = False
@@ -216,9 +249,9 @@ class LiveView:
             self._begin(consumer, decision)
         elif isinstance(decision, RunStopped):
             self.histogram.set_stop(decision.stop_ns or kafka_ms * NS_PER_MS)
+            self._stop_seen_at = time.monotonic()
             if self._run is not None:  # a rebinning reads the run to its stop
-                self._run = RunStarted(self._run.job_id, self._run.run_name,
-                                       self._run.start_ns, decision.stop_ns, self._run.title)
+                self._run = dataclasses.replace(self._run, stop_ns=decision.stop_ns)
             log.info("run %s stops at %d ms", self.run_name, decision.stop_ns // NS_PER_MS)
 
     def _on_event(self, payload: bytes) -> None:
@@ -264,6 +297,7 @@ class LiveView:
                     self._rebin(consumer)
                 if time.monotonic() >= next_lag_check:
                     self.consumer_lag = events_behind(consumer, self.config.topics.events)
+                    self._lag_checked_at = time.monotonic()
                     next_lag_check = time.monotonic() + LAG_CHECK_INTERVAL_S
                 for msg in consumer.consume(num_messages=500, timeout=0.1):
                     if msg.error():
@@ -285,6 +319,7 @@ class LiveView:
     def publish_arrays(self) -> None:
         """The array PVs, and what the page draws, computed once for every reader."""
         images = self.arrays.update()
+        self.dae.update()
         histogram = self.histogram
         self.page = {
             "tof": {"edges": histogram.channels.edges().tolist(),

@@ -43,10 +43,10 @@ class Instrument:
         return "\n".join(f"===== {s.name}\n{s.log_tail(4000)}" for s in self.services.values())
 
 
-def _write_config(d: Path) -> Path:
+def _write_config(d: Path, dae: dict | None = None) -> Path:
     return write_config(InstrumentConfig(
         name=INSTRUMENT, prefix=PREFIX, data_dir=d, end_timeout_s=30,
-        dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024},
+        dae={"frame_rate_hz": 20.0, "events_per_frame": 300, "pixels": 1024} | (dae or {}),
         sample_env_db=REPO_ROOT / "db" / "sample_env.db",
         streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json",
         geometry_file=Path(__file__).with_name("SYS_geometry.toml")),
@@ -76,8 +76,15 @@ def caget(pv: str, **kwargs):
 
 @pytest.fixture(scope="module")
 def instrument(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
+    yield from start_instrument(kafka, tmp_path_factory)
+
+
+def start_instrument(kafka: KafkaSettings, tmp_path_factory,
+                     dae: dict | None = None) -> Iterator[Instrument]:
+    """The whole instrument, `dae` changing its [dae] settings; stopped when the generator
+    is closed."""
     d = tmp_path_factory.mktemp("instrument")
-    config_path = _write_config(d)
+    config_path = _write_config(d, dae)
     config = load_config(config_path)
     ensure_topics(kafka, config.topics, config.topic_table())
     metrics = {name: free_port() for name in ("run-control-ioc", "forwarder", "filewriter",
