@@ -55,6 +55,17 @@ class InstrumentConfig:
     def macros(self) -> dict[str, str]:
         return {"P": self.prefix, "INSTRUMENT": self.name}
 
+    def time_channels(self) -> tuple[float, float, int, bool]:
+        """(tof_min_ns, tof_max_ns, channels, logarithmic) of [liveview], by default one frame
+        of the DAE in 1000 linear channels: the live view's binning until the DAE's TCB
+        says otherwise, and the DAE's TCB until one is set."""
+        table = self.liveview
+        frame_ns = 1e9 / float(self.dae.get("frame_rate_hz", 10.0))  # type: ignore[arg-type]
+        return (float(table.get("tof_min_ns", 0.0)),  # type: ignore[arg-type]
+                float(table.get("tof_max_ns", frame_ns)),  # type: ignore[arg-type]
+                int(table.get("channels", 1000)),  # type: ignore[call-overload]
+                bool(table.get("logarithmic", False)))
+
     def topic_table(self) -> dict[str, TopicSpec]:
         return load_table(self.topic_table_file)
 

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ABORT_PREFIX = "abort:"
+"""A run stop (6s4t) whose command_id starts with this aborts the run instead of ending it:
+its file is discarded, because at ISIS an aborted run leaves no file and its run number is
+used again by the next BEGIN. The rest of the command_id is a UUID, as for any command."""
+
 
 @dataclass(frozen=True)
 class Window:

@@ -10,14 +10,9 @@ from typing import Any
 from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
-NS_PER_MS = 1_000_000
+from datastream.run_window import ABORT_PREFIX
 
-ABORT_PREFIX = "abort:"
-"""A run stop (6s4t) whose command_id starts with this aborts the run instead of ending it:
-its file is discarded (closed and deleted, with its journal entry), because at ISIS an
-aborted run leaves no file and its run number is used again by the next BEGIN. The rest of
-the command_id is a UUID, as for any command. Run control (ioc/run_control.py) writes the
-same literal without importing it from here; a unit test on each side pins it."""
+NS_PER_MS = 1_000_000
 
 
 class CommandError(Exception):

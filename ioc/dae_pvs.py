@@ -19,59 +19,31 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import json
 import logging
 import time
-import zlib
 from collections.abc import Callable
+from dataclasses import replace
 
-from caproto import AlarmSeverity, AlarmStatus, ChannelType
+from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from ioc.dae_settings import (
-    PERIOD_TYPE_NAMES,
-    TIMING_SOURCES,
-    DaeSetup,
-    Periods,
-    Tcb,
-    Updates,
+from ioc.dae_settings import PERIOD_TYPE_NAMES, TIMING_SOURCES, DaeConfig
+from ioc.labview_xml import SettingsError, compress_hex, compress_hex_json, dehex_decompress
+from ioc.pv_records import (
+    BO,
+    NO_YES,
+    ai,
+    is_one,
+    longin,
+    set_alarm,
+    string,
+    text,
+    write_changed,
 )
-from ioc.labview_xml import MAX_XML_BYTES, SettingsError, compress_hex, dehex_decompress
 from ioc.run_control import RunControl
-from ioc.runstate import RunState
-from ioc.simulated_dae import PeriodPlan
+from ioc.runstate import CommandRefused, RunState
 
 log = logging.getLogger(__name__)
-
-_BO = {"dtype": ChannelType.ENUM, "enum_strings": ("0", "1"), "record": "bo", "value": "0"}
-_NO_YES = {"dtype": ChannelType.ENUM, "enum_strings": ("No", "Yes"), "record": "bi",
-           "value": "No"}
-
-
-def text(doc: str, length: int = 256, **kwargs: object) -> pvproperty:
-    """A CHAR waveform holding text, as ISISDAE's TITLE and friends are."""
-    return pvproperty(value="", dtype=ChannelType.CHAR, max_length=length,
-                      string_encoding="utf-8", record="waveform", doc=doc, **kwargs)
-
-
-def string(name: str, doc: str = "", **kwargs: object) -> pvproperty:
-    """A DBR_STRING PV (40 characters), as stringin records are."""
-    return pvproperty(name=name, value="", dtype=ChannelType.STRING, read_only=True, doc=doc,
-                      record="stringin", **kwargs)
-
-
-def _long(name: str, doc: str = "", units: str = "", **kwargs: object) -> pvproperty:
-    return pvproperty(name=name, value=0, read_only=True, record="longin", units=units,
-                      doc=doc, **kwargs)
-
-
-def _ai(name: str, doc: str = "", units: str = "", **kwargs: object) -> pvproperty:
-    return pvproperty(name=name, value=0.0, read_only=True, record="ai", precision=3,
-                      units=units, doc=doc, **kwargs)
-
-
-def _is_one(value: object) -> bool:
-    return str(value).strip() in ("1", "On", "True")
 
 
 def _iso(ns: int) -> str:
@@ -94,70 +66,107 @@ def isis_time(ns: int) -> str:
             f"{t:%H:%M:%S}")
 
 
-def file_list(paths: list[str]) -> str:
-    """WIRINGTABLES and friends: a JSON list of paths, zlib-compressed and hex-encoded."""
-    return compress_hex(json.dumps(paths))
+def _runs(method: str, *records: str):
+    """The putter of a command PV: a put of 1 runs run control's `method`; `records` (the PV
+    and its `_` companion) carry the outcome as their alarm."""
+    async def putter(group: DaePVs, instance, value):
+        if is_one(value):
+            await group._command(getattr(group.control, method),
+                                 *(getattr(group, r) for r in records))
+        return "0"
+    return putter
 
 
-async def write_changed(pairs) -> None:
-    """Write each (pvproperty, value) whose value differs: monitors fire on change only."""
-    for prop, value in pairs:
-        if prop.value != value:
-            await prop.write(value)
+def _begins(*records: str, options: bool = False):
+    """The putter of BEGINRUN (a put of 1) or, with `options`, BEGINRUNEX (the options)."""
+    async def putter(group: DaePVs, instance, value):
+        if options:
+            await group._begin(value, *(getattr(group, r) for r in records))
+            return value
+        if is_one(value):
+            await group._begin(0, *(getattr(group, r) for r in records))
+        return "0"
+    return putter
 
 
-async def _alarm(prop, ok: bool) -> None:
-    if ok:
-        if prop.alarm.severity != AlarmSeverity.NO_ALARM:
-            await prop.alarm.write(status=AlarmStatus.NO_ALARM,
-                                   severity=AlarmSeverity.NO_ALARM)
-    else:
-        await prop.alarm.write(status=AlarmStatus.WRITE, severity=AlarmSeverity.INVALID_ALARM)
+def _ends(*records: str):
+    async def putter(group: DaePVs, instance, value):
+        if is_one(value):
+            await group._end(*(getattr(group, r) for r in records))
+        return "0"
+    return putter
+
+
+def _saves(name: str):
+    """SAVERUN, UPDATERUN, STORERUN: the file is written as the run goes, so there is nothing
+    to do while counting; refused otherwise, as ISISDAE refuses them."""
+    async def putter(group: DaePVs, instance, value):
+        if is_one(value):
+            record = getattr(group, name.lower())
+            state = group.control.state
+            if state not in (RunState.RUNNING, RunState.PAUSED):
+                await group._refuse(f"{name} refused: run state is {state.name}, must be "
+                                    "RUNNING or PAUSED", record)
+            await set_alarm(record, True)
+        return "0"
+    return putter
 
 
 class DaePVs(PVGroup):
     """Run control with ISISDAE names: put 1 to BEGINRUN/ENDRUN/PAUSERUN/RESUMERUN/ABORTRUN.
     A command that the run state does not allow fails the put and says why in ERRMSGS."""
 
-    beginrun = pvproperty(name="BEGINRUN", doc="Begin a run", **_BO)
-    beginrun_ = pvproperty(name="BEGINRUN_", doc="Begin a run (no pre/post commands)", **_BO)
+    beginrun = pvproperty(name="BEGINRUN", doc="Begin a run", **BO).putter(
+        _begins("beginrun", "beginrun_"))
+    beginrun_ = pvproperty(name="BEGINRUN_", doc="Begin a run (no pre/post commands)",
+                           **BO).putter(_begins("beginrun_"))
     beginrunex = pvproperty(name="BEGINRUNEX", value=0, record="longout",
-                            doc="Begin a run with options (bit 0: paused, bit 1: delayed)")
+                            doc="Begin a run with options (bit 0: paused, bit 1: delayed)"
+                            ).putter(_begins("beginrunex", "beginrunex_", options=True))
     beginrunex_ = pvproperty(name="BEGINRUNEX_", value=0, record="longout",
-                             doc="BEGINRUNEX without pre/post commands")
-    endrun = pvproperty(name="ENDRUN", doc="End the run", **_BO)
-    endrun_ = pvproperty(name="ENDRUN_", doc="End the run (no pre/post commands)", **_BO)
-    pauserun = pvproperty(name="PAUSERUN", doc="Pause counting", **_BO)
-    pauserun_ = pvproperty(name="PAUSERUN_", doc="Pause (no pre/post commands)", **_BO)
-    resumerun = pvproperty(name="RESUMERUN", doc="Resume counting", **_BO)
-    resumerun_ = pvproperty(name="RESUMERUN_", doc="Resume (no pre/post commands)", **_BO)
-    abortrun = pvproperty(name="ABORTRUN", doc="Abort the run: its data are discarded", **_BO)
-    abortrun_ = pvproperty(name="ABORTRUN_", doc="Abort (no pre/post commands)", **_BO)
+                             doc="BEGINRUNEX without pre/post commands").putter(
+        _begins("beginrunex_", options=True))
+    endrun = pvproperty(name="ENDRUN", doc="End the run", **BO).putter(
+        _ends("endrun", "endrun_"))
+    endrun_ = pvproperty(name="ENDRUN_", doc="End the run (no pre/post commands)",
+                         **BO).putter(_ends("endrun_"))
+    pauserun = pvproperty(name="PAUSERUN", doc="Pause counting", **BO).putter(
+        _runs("pause", "pauserun", "pauserun_"))
+    pauserun_ = pvproperty(name="PAUSERUN_", doc="Pause (no pre/post commands)",
+                           **BO).putter(_runs("pause", "pauserun_"))
+    resumerun = pvproperty(name="RESUMERUN", doc="Resume counting", **BO).putter(
+        _runs("resume", "resumerun", "resumerun_"))
+    resumerun_ = pvproperty(name="RESUMERUN_", doc="Resume (no pre/post commands)",
+                            **BO).putter(_runs("resume", "resumerun_"))
+    abortrun = pvproperty(name="ABORTRUN", doc="Abort the run: its data are discarded",
+                          **BO).putter(_runs("abort", "abortrun", "abortrun_"))
+    abortrun_ = pvproperty(name="ABORTRUN_", doc="Abort (no pre/post commands)",
+                           **BO).putter(_runs("abort", "abortrun_"))
     recoverrun = pvproperty(name="RECOVERRUN", doc="Recover an aborted run (refused here)",
-                            **_BO)
+                            **BO)
     saverun = pvproperty(name="SAVERUN", doc="Save the run (the file is written as it goes)",
-                         **_BO)
+                         **BO).putter(_saves("SAVERUN"))
     updaterun = pvproperty(name="UPDATERUN", doc="Update the run's data (always current here)",
-                           **_BO)
+                           **BO).putter(_saves("UPDATERUN"))
     storerun = pvproperty(name="STORERUN", doc="Store the run (the file is written as it goes)",
-                          **_BO)
+                          **BO).putter(_saves("STORERUN"))
     snapshotcrpt = text("Snapshot the run's data to a file (refused here)", 1024,
                         name="SNAPSHOTCRPT")
     statetrans = pvproperty(name="STATETRANS", read_only=True, doc="A command is executing",
-                            **_NO_YES)
+                            **NO_YES)
     state_changing = pvproperty(name="STATE:CHANGING", read_only=True,
-                                doc="Settings are being changed", **_NO_YES)
+                                doc="Settings are being changed", **NO_YES)
 
     runstate = pvproperty(name="RUNSTATE", value=RunState.SETUP.name, dtype=ChannelType.ENUM,
                           enum_strings=tuple(s.name for s in RunState), record="mbbi",
                           read_only=True, doc="Run state (ISISDAE numbering)")
     runstate_str = string("RUNSTATE_STR", "Run state as text")
     runnumber = string("RUNNUMBER", "Run number, zero padded")
-    irunnumber = _long("IRUNNUMBER", "Run number")
+    irunnumber = longin("IRUNNUMBER", "Run number")
     title = text("Title of the current run", read_only=True, name="TITLE")
     title_sp = text("Title for the next run", name="TITLE:SP")
     title_display = pvproperty(name="TITLE:DISPLAY", doc="Show title and users publicly",
-                               **(_NO_YES | {"record": "bo"}))
+                               **(NO_YES | {"record": "bo"}))
     username = text("Users of the current run", 1024, name="_USERNAME", read_only=True)
     username_sp = text("Users (comma separated)", 1024, name="_USERNAME:SP")
     rbnumber = text("Experiment (RB) number", 64, name="_RBNUMBER", read_only=True)
@@ -167,46 +176,46 @@ class DaePVs(PVGroup):
     starttime = string("STARTTIME", "Run start, local time, ISISDAE's format")
     start_time = string("START_TIME", "Run start, ISO 8601 UTC")
     stop_time = string("STOP_TIME", "Run stop, ISO 8601 UTC")
-    runduration = _long("RUNDURATION", "Seconds counted", "s")
-    runduration_pd = _long("RUNDURATION_PD", "Seconds counted in the current period", "s")
-    totalcounts = _long("TOTALCOUNTS", "Events counted", "count")
-    events = _long("EVENTS", "Events counted (as TOTALCOUNTS)", "event")
-    mevents = _ai("MEVENTS", "Events counted, millions", "Mevent")
-    totaldaecounts = _ai("TOTALDAECOUNTS", "Events counted, millions", "Mcount")
-    goodframes = _long("GOODFRAMES", "Good frames")
-    rawframes = _long("RAWFRAMES", "Raw frames")
-    goodframes_pd = _long("GOODFRAMES_PD", "Good frames of the current period")
-    rawframes_pd = _long("RAWFRAMES_PD", "Raw frames of the current period")
-    gooduah = _ai("GOODUAH", "Proton charge in good frames", "uA hour")
-    gooduah_pd = _ai("GOODUAH_PD", "Proton charge in good frames of the current period",
+    runduration = longin("RUNDURATION", "Seconds counted", "s")
+    runduration_pd = longin("RUNDURATION_PD", "Seconds counted in the current period", "s")
+    totalcounts = longin("TOTALCOUNTS", "Events counted", "count")
+    events = longin("EVENTS", "Events counted (as TOTALCOUNTS)", "event")
+    mevents = ai("MEVENTS", "Events counted, millions", "Mevent")
+    totaldaecounts = ai("TOTALDAECOUNTS", "Events counted, millions", "Mcount")
+    goodframes = longin("GOODFRAMES", "Good frames")
+    rawframes = longin("RAWFRAMES", "Raw frames")
+    goodframes_pd = longin("GOODFRAMES_PD", "Good frames of the current period")
+    rawframes_pd = longin("RAWFRAMES_PD", "Raw frames of the current period")
+    gooduah = ai("GOODUAH", "Proton charge in good frames", "uA hour")
+    gooduah_pd = ai("GOODUAH_PD", "Proton charge in good frames of the current period",
                      "uA hour")
-    totaluamps = _ai("TOTALUAMPS", "Proton charge in all frames", "uA hour")
-    beamcurrent = _ai("BEAMCURRENT", "Proton beam current", "uA")
+    totaluamps = ai("TOTALUAMPS", "Proton charge in all frames", "uA hour")
+    beamcurrent = ai("BEAMCURRENT", "Proton beam current", "uA")
     countrate = pvproperty(name="COUNTRATE", value=0.0, read_only=True, precision=1,
                            record="ai", units="events/s")
-    npratio = _ai("NPRATIO", "Events per µAh of proton charge, millions")
-    eventmodefraction = _ai("EVENTMODEFRACTION", "Fraction of spectra in event mode")
-    eventmodebufused = _ai("EVENTMODEBUFUSED", "Event-mode buffer used")
-    eventmodefilemb = _ai("EVENTMODEFILEMB", "Event-mode file size", "MB")
-    eventmodedatarate = _ai("EVENTMODEDATARATE", "Event-mode data rate", "MB /s")
-    daememoryused = _long("DAEMEMORYUSED", "DAE memory used", "byte")
+    npratio = ai("NPRATIO", "Events per µAh of proton charge, millions")
+    eventmodefraction = ai("EVENTMODEFRACTION", "Fraction of spectra in event mode")
+    eventmodebufused = ai("EVENTMODEBUFUSED", "Event-mode buffer used")
+    eventmodefilemb = ai("EVENTMODEFILEMB", "Event-mode file size", "MB")
+    eventmodedatarate = ai("EVENTMODEDATARATE", "Event-mode data rate", "MB /s")
+    daememoryused = longin("DAEMEMORYUSED", "DAE memory used", "byte")
     sim_mode = pvproperty(name="SIM_MODE", read_only=True, doc="The DAE is simulated",
-                          **_NO_YES)
+                          **NO_YES)
     daetimingsource = string("DAETIMINGSOURCE", "Timing source")
-    monitorspectrum = _long("MONITORSPECTRUM", "Monitor spectrum (DAESETTINGS)")
-    monitorcounts = _long("MONITORCOUNTS", "Events of the beam monitors", "count")
-    monitorfrom = _ai("MONITORFROM", "Monitor integral from", "us")
-    monitorto = _ai("MONITORTO", "Monitor integral to", "us")
+    monitorspectrum = longin("MONITORSPECTRUM", "Monitor spectrum (DAESETTINGS)")
+    monitorcounts = longin("MONITORCOUNTS", "Events of the beam monitors", "count")
+    monitorfrom = ai("MONITORFROM", "Monitor integral from", "us")
+    monitorto = ai("MONITORTO", "Monitor integral to", "us")
 
-    period = _long("PERIOD", "Current period")
+    period = longin("PERIOD", "Current period")
     period_sp = pvproperty(name="PERIOD:SP", value=1, record="longout",
                            doc="Period that frames count into (software periods)")
-    numperiods = _long("NUMPERIODS", "Number of periods")
+    numperiods = longin("NUMPERIODS", "Number of periods")
     numperiods_sp = pvproperty(name="NUMPERIODS:SP", value=1, record="longout",
                                doc="Number of software periods (SETUP only)")
-    numperiods_max = _long("NUMPERIODS:MAX", "Most periods allowed")
+    numperiods_max = longin("NUMPERIODS:MAX", "Most periods allowed")
     periodtype = string("PERIODTYPE", "Software or hardware periods")
-    periodseq = _long("PERIODSEQ", "Hardware period sequences")
+    periodseq = longin("PERIODSEQ", "Hardware period sequences")
 
     daesettings = text("DAE settings (LabVIEW cluster XML)", 10000, name="DAESETTINGS",
                        read_only=True)
@@ -223,7 +232,7 @@ class DaePVs(PVGroup):
                           read_only=True)
     updatesettings_sp = text("Update settings to set (SETUP only)", 10000,
                              name="UPDATESETTINGS:SP")
-    autosave_freq = _long("AUTOSAVE:FREQ", "Autosave frequency (UPDATESETTINGS)")
+    autosave_freq = longin("AUTOSAVE:FREQ", "Autosave frequency (UPDATESETTINGS)")
     autosave_freq_sp = pvproperty(name="AUTOSAVE:FREQ:SP", value=5000, record="longout",
                                   doc="Autosave frequency (kept, not acted on)")
     wiringtables = text("Wiring tables (zlib, hex JSON list)", 16384, name="WIRINGTABLES",
@@ -244,8 +253,6 @@ class DaePVs(PVGroup):
         # the scan and a putter both refresh; interleaved at their awaits, an older counter
         # value could be written last
         self._refresh_lock = asyncio.Lock()
-        self.setup = DaeSetup()
-        self.updates = Updates()
         self._setup_ready = False
 
     @property
@@ -261,14 +268,14 @@ class DaePVs(PVGroup):
             await loop.run_in_executor(None, action)
         except Exception:
             for record in records:
-                await _alarm(record, False)
+                await set_alarm(record, False)
             await self.errmsgs.write(self.control.error_message())
             raise
         finally:
             await self.statetrans.write("No")
             await self.refresh()
         for record in records:
-            await _alarm(record, True)
+            await set_alarm(record, True)
 
     async def _begin(self, value, *records) -> None:
         options = int(value)
@@ -281,31 +288,9 @@ class DaePVs(PVGroup):
     async def _refuse(self, message: str, *records) -> None:
         self.control.note_error(message)
         for record in records:
-            await _alarm(record, False)
+            await set_alarm(record, False)
         await self.errmsgs.write(message)
         raise ValueError(message)
-
-    @beginrun.putter
-    async def beginrun(self, instance, value):
-        if _is_one(value):
-            await self._begin(0, self.beginrun, self.beginrun_)
-        return "0"
-
-    @beginrun_.putter
-    async def beginrun_(self, instance, value):
-        if _is_one(value):
-            await self._begin(0, self.beginrun_)
-        return "0"
-
-    @beginrunex.putter
-    async def beginrunex(self, instance, value):
-        await self._begin(value, self.beginrunex, self.beginrunex_)
-        return value
-
-    @beginrunex_.putter
-    async def beginrunex_(self, instance, value):
-        await self._begin(value, self.beginrunex_)
-        return value
 
     async def _end(self, *records) -> None:
         await self._command(self.control.end, *records)
@@ -317,84 +302,11 @@ class DaePVs(PVGroup):
                and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
 
-    @endrun.putter
-    async def endrun(self, instance, value):
-        if _is_one(value):
-            await self._end(self.endrun, self.endrun_)
-        return "0"
-
-    @endrun_.putter
-    async def endrun_(self, instance, value):
-        if _is_one(value):
-            await self._end(self.endrun_)
-        return "0"
-
-    @pauserun.putter
-    async def pauserun(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.pause, self.pauserun, self.pauserun_)
-        return "0"
-
-    @pauserun_.putter
-    async def pauserun_(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.pause, self.pauserun_)
-        return "0"
-
-    @resumerun.putter
-    async def resumerun(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.resume, self.resumerun, self.resumerun_)
-        return "0"
-
-    @resumerun_.putter
-    async def resumerun_(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.resume, self.resumerun_)
-        return "0"
-
-    @abortrun.putter
-    async def abortrun(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.abort, self.abortrun, self.abortrun_)
-        return "0"
-
-    @abortrun_.putter
-    async def abortrun_(self, instance, value):
-        if _is_one(value):
-            await self._command(self.control.abort, self.abortrun_)
-        return "0"
-
     @recoverrun.putter
     async def recoverrun(self, instance, value):
-        if _is_one(value):
+        if is_one(value):
             await self._refuse("RECOVERRUN refused: an aborted run's events are discarded "
                                "with its file; begin a new run", self.recoverrun)
-        return "0"
-
-    async def _nothing_to_save(self, record, name: str) -> None:
-        state = self.control.state
-        if state not in (RunState.RUNNING, RunState.PAUSED):
-            await self._refuse(f"{name} refused: run state is {state.name}, must be RUNNING "
-                               "or PAUSED", record)
-        await _alarm(record, True)
-
-    @saverun.putter
-    async def saverun(self, instance, value):
-        if _is_one(value):
-            await self._nothing_to_save(self.saverun, "SAVERUN")
-        return "0"
-
-    @updaterun.putter
-    async def updaterun(self, instance, value):
-        if _is_one(value):
-            await self._nothing_to_save(self.updaterun, "UPDATERUN")
-        return "0"
-
-    @storerun.putter
-    async def storerun(self, instance, value):
-        if _is_one(value):
-            await self._nothing_to_save(self.storerun, "STORERUN")
         return "0"
 
     @snapshotcrpt.putter
@@ -442,101 +354,74 @@ class DaePVs(PVGroup):
             self.control.dae.set_period(int(value))
         except ValueError as exc:
             await self._refuse(f"PERIOD:SP refused: {exc}", self.period_sp)
-        await _alarm(self.period_sp, True)
+        await set_alarm(self.period_sp, True)
         await self.refresh()
         return value
 
     @numperiods_sp.putter
     async def numperiods_sp(self, instance, value):
-        periods = self.control.periods
-        await self._apply(self.numperiods_sp, "Number of periods", lambda: Periods(
-            0, int(value), periods.sequences, periods.output_delay_us, periods.slots))
+        await self._apply(self.numperiods_sp, "Number of periods", lambda c: replace(
+            c, periods=replace(c.periods, period_type=0, soft_periods=int(value))))
         return value
 
-    def _apply_periods(self, periods: Periods) -> None:
-        if periods.period_type == 0:
-            plan = PeriodPlan(periods.number)
-        else:
-            plan = PeriodPlan(periods.number, tuple(
-                (i, slot.frames, slot.kind == 2)
-                for i, slot in enumerate(s for s in periods.slots if s.kind != 0)))
-        self.control.dae.set_periods(plan)
-        self.control.periods = periods
-
     # -- settings documents --
-    async def _apply(self, record, what: str, make: Callable[[], object]) -> None:
-        """Check and apply new settings in SETUP (as ISISDAE), with STATE:CHANGING up
-        meanwhile; a refusal fails the put, sets the :SP record's alarm and ERRMSGS."""
-        state = self.control.state
-        if state is not RunState.SETUP:
-            await self._refuse(f"Can only change {what} in SETUP (run state is {state.name})",
-                               record)
+    async def _apply(self, record, what: str, change: Callable[[DaeConfig], DaeConfig]
+                     ) -> None:
+        """New settings, checked and taken in SETUP only (as ISISDAE), with STATETRANS and
+        STATE:CHANGING up meanwhile; a refusal fails the put with the reason, on the :SP
+        record's alarm and in ERRMSGS."""
         await write_changed(((self.statetrans, "Yes"), (self.state_changing, "Yes")))
         try:
-            settings = make()
-            if isinstance(settings, Periods):
-                self._apply_periods(settings)
-            elif isinstance(settings, Tcb):
-                self.control.settings.tcb = settings
-            elif isinstance(settings, DaeSetup):
-                self.setup = settings
-            elif isinstance(settings, Updates):
-                self.updates = settings
-        except (SettingsError, ValueError) as exc:
+            self.control.configure(change(self.control.dae_config))
+        except (SettingsError, ValueError, CommandRefused) as exc:
             await write_changed(((self.statetrans, "No"), (self.state_changing, "No")))
             await self._refuse(f"{what} refused: {exc}", record)
         await write_changed(((self.statetrans, "No"), (self.state_changing, "No")))
-        await _alarm(record, True)
+        await set_alarm(record, True)
         log.info("%s changed", what)
         await self.show_settings()
-
-    @staticmethod
-    def _document(value: str) -> str:
-        if len(value) > MAX_XML_BYTES:
-            raise SettingsError(f"over {MAX_XML_BYTES} bytes")
-        return value
 
     @daesettings_sp.putter
     async def daesettings_sp(self, instance, value):
         await self._apply(self.daesettings_sp, "DAE settings",
-                          lambda: self.setup.updated(self._document(value)))
+                          lambda c: c.with_documents({"setup": value}))
         return value
 
     @tcbsettings_sp.putter
     async def tcbsettings_sp(self, instance, value):
-        await self._apply(self.tcbsettings_sp, "TCB settings", lambda: (
-            self.control.settings.tcb.updated(dehex_decompress(self._document(value)))))
+        await self._apply(self.tcbsettings_sp, "TCB settings",
+                          lambda c: c.with_documents({"tcb": dehex_decompress(value)}))
         return value
 
     @hardwareperiods_sp.putter
     async def hardwareperiods_sp(self, instance, value):
         await self._apply(self.hardwareperiods_sp, "Hardware period settings",
-                          lambda: self.control.periods.updated(self._document(value)))
+                          lambda c: c.with_documents({"periods": value}))
         return value
 
     @updatesettings_sp.putter
     async def updatesettings_sp(self, instance, value):
         await self._apply(self.updatesettings_sp, "Update settings",
-                          lambda: self.updates.updated(self._document(value)))
+                          lambda c: c.with_documents({"updates": value}))
         return value
 
     @autosave_freq_sp.putter
     async def autosave_freq_sp(self, instance, value):
         if not 0 <= int(value) < 2**31:
             raise ValueError("AUTOSAVE:FREQ:SP: 0 or more")
-        self.updates = Updates(int(value), self.updates.units, self.updates.dashboard_interval)
-        await self.show_settings()
+        await self._apply(self.autosave_freq_sp, "Autosave frequency", lambda c: replace(
+            c, updates=replace(c.updates, frequency=int(value))))
         return value
 
     async def show_settings(self) -> None:
-        periods = self.control.periods
-        setup = self.setup
+        config = self.control.dae_config
+        periods, setup = config.periods, config.setup
         await write_changed((
             (self.daesettings, setup.xml()),
-            (self.tcbsettings, compress_hex(self.control.settings.tcb.xml())),
+            (self.tcbsettings, compress_hex(config.tcb.xml())),
             (self.hardwareperiods, periods.xml()),
-            (self.updatesettings, self.updates.xml()),
-            (self.autosave_freq, self.updates.frequency),
+            (self.updatesettings, config.updates.xml()),
+            (self.autosave_freq, config.updates.frequency),
             (self.periodtype, PERIOD_TYPE_NAMES[periods.period_type]),
             (self.periodseq, periods.sequences),
             (self.numperiods, self.control.dae.periods),
@@ -560,7 +445,7 @@ class DaePVs(PVGroup):
     async def startup(self) -> None:
         """Values that change only with settings, once the server runs."""
         self._setup_ready = True
-        empty = file_list([])
+        empty = compress_hex_json([])  # no tables: the geometry's one-to-one map
         await write_changed((
             (self.instname, self.control.instrument),
             (self.sim_mode, "Yes" if self.parent.simulated_dae is not None else "No"),
@@ -616,7 +501,3 @@ class DaePVs(PVGroup):
         await write_changed(((self.errmsgs, control.error_message()),
                              (self.allmsgs, "\n".join(control.messages())[-4000:])))
 
-
-def hex_json(value: object) -> str:
-    """IBEX's experiment-details encoding: JSON, zlib-compressed, hex-encoded."""
-    return zlib.compress(json.dumps(value).encode()).hex()

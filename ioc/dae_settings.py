@@ -7,11 +7,15 @@ reads back is what took effect."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from datastream.durable import write_durably
 from ioc.labview_xml import Element, SettingsError, parse, to_xml, whole
 from ioc.labview_xml import number as num
+from ioc.simulated_dae import PeriodPlan
 
 DAE_CLUSTER = "Data Acquisition"
 TCB_CLUSTER = "Time Channels"
@@ -241,6 +245,15 @@ class Periods:
         used = [s for s in self.slots if s.kind != 0]
         return max(1, len(used))
 
+    def plan(self) -> PeriodPlan:
+        """What the DAE counts with: software periods, or the hardware slots in use in turn
+        (DWELL slots count frames but no data)."""
+        if self.period_type == 0:
+            return PeriodPlan(self.number)
+        used = [s for s in self.slots if s.kind != 0]
+        return PeriodPlan(self.number, tuple((i, s.frames, s.kind == 2)
+                                             for i, s in enumerate(used)))
+
     def xml(self) -> str:
         elements = [
             Element("EW", "Period Setup Source", self.setup_source,
@@ -311,3 +324,51 @@ class Updates:
             whole(v, "Units", 0, 3) if "Units" in v else self.units,
             whole(v, "Dashboard Update Interval", 0, 3600) if "Dashboard Update Interval" in v
             else self.dashboard_interval)
+
+
+@dataclass(frozen=True)
+class DaeConfig:
+    """All four settings documents of the DAE: what the IOC shows and counts with, kept on
+    disk (DaeConfigStore) so a restarted IOC has the settings it was given, as the ICP does."""
+
+    setup: DaeSetup = field(default_factory=DaeSetup)
+    tcb: Tcb = field(default_factory=Tcb)
+    periods: Periods = field(default_factory=Periods)
+    updates: Updates = field(default_factory=Updates)
+
+    def documents(self) -> dict[str, str]:
+        return {"setup": self.setup.xml(), "tcb": self.tcb.xml(),
+                "periods": self.periods.xml(), "updates": self.updates.xml()}
+
+    def with_documents(self, documents: dict[str, str]) -> DaeConfig:
+        """These settings with each document given applied over them, checked as a put is."""
+        changed = {name: getattr(self, name).updated(text)
+                   for name, text in documents.items() if name in _DOCUMENTS}
+        return dataclasses.replace(self, **changed)
+
+
+_DOCUMENTS = ("setup", "tcb", "periods", "updates")
+
+
+class DaeConfigStore:
+    """The DAE's settings as their XML documents in one JSON file, written durably."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, config: DaeConfig) -> None:
+        write_durably(self.path, json.dumps(config.documents()).encode())
+
+    def load(self, default: DaeConfig) -> DaeConfig:
+        """The stored settings over `default`; `default` itself if none are stored. A file
+        that cannot be read is said (SettingsError), not silently replaced."""
+        try:
+            documents = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return default
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"the DAE settings {self.path} are unreadable: {exc}") from exc
+        if not isinstance(documents, dict) or not all(
+                isinstance(v, str) for v in documents.values()):
+            raise SettingsError(f"the DAE settings {self.path} are not a map of documents")
+        return default.with_documents(documents)

@@ -15,8 +15,8 @@ import json
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from ioc.dae_pvs import hex_json, text
-from ioc.labview_xml import SettingsError, dehex_decompress
+from ioc.labview_xml import SettingsError, compress_hex_json, dehex_decompress
+from ioc.pv_records import text
 
 MAX_USERS = 200
 MAX_NAME = 256
@@ -106,9 +106,9 @@ class ExperimentPVs(PVGroup):
         joined = ",".join(names)
         if len(joined) >= 1024:
             raise ValueError("users: over 1024 characters in all")
-        await self.username.write(hex_json([{"name": n, "institute": "", "role": ""}
+        await self.username.write(compress_hex_json([{"name": n, "institute": "", "role": ""}
                                             for n in names]))
-        await self.surname.write(hex_json([n.split()[-1] for n in names]))
+        await self.surname.write(compress_hex_json([n.split()[-1] for n in names]))
         if write_dae_sp:
             await self.username_dae_sp.write(joined, verify_value=False)
         await self.dae.set_users(", ".join(names))

@@ -11,14 +11,14 @@ zlib-compressed and hex-encoded."""
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
 
-# the longest settings document a client may put (the records' NELM), and what it may inflate
-# to: a compressed TCB that unpacks to gigabytes is refused, not unpacked
-MAX_XML_BYTES = 10_000
+# what a compressed document may inflate to: a TCB that unpacks to gigabytes is refused, not
+# unpacked (the records' NELM, 10000, bounds what a client puts)
 MAX_INFLATED_BYTES = 1_000_000
 
 
@@ -104,6 +104,11 @@ def whole(values: dict[str, str], name: str, low: int, high: int) -> int:
 def compress_hex(text: str) -> str:
     """zlib, then lowercase hex: how ISISDAE serves TCBSETTINGS."""
     return zlib.compress(text.encode()).hex()
+
+
+def compress_hex_json(value: object) -> str:
+    """IBEX's encoding of lists (users, table files): JSON, zlib-compressed, hex-encoded."""
+    return compress_hex(json.dumps(value))
 
 
 def dehex_decompress(text: str) -> str:

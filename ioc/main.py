@@ -16,9 +16,18 @@ from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
 from ioc.access_security import AcfError, default_config, load_acf, secure
-from ioc.dae_settings import HARDWARE_PERIOD_SLOTS, Periods, PeriodSlot, Tcb, TimeRow
+from ioc.dae_settings import (
+    HARDWARE_PERIOD_SLOTS,
+    DaeConfig,
+    DaeConfigStore,
+    Periods,
+    PeriodSlot,
+    Tcb,
+    TimeRow,
+)
 from ioc.event_count import count_run_events
 from ioc.forwarder_status import ForwarderStatus
+from ioc.labview_xml import SettingsError
 from ioc.metrics import collect
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
@@ -66,12 +75,9 @@ def legacy_periods(n: int) -> Periods:
 def initial_tcb(config: InstrumentConfig) -> Tcb:
     """The TCB the live view bins with by default ([liveview] time channels), so the first
     run binned with TCBSETTINGS bins as before."""
-    table = config.liveview
-    frame_us = 1e6 / float(config.dae.get("frame_rate_hz", 10.0))
-    low = float(table.get("tof_min_ns", 0.0)) / 1000
-    high = float(table.get("tof_max_ns", frame_us * 1000)) / 1000
-    n = int(table.get("channels", 1000))
-    if table.get("logarithmic", False) and low > 0:
+    low_ns, high_ns, n, logarithmic = config.time_channels()
+    low, high = low_ns / 1000, high_ns / 1000
+    if logarithmic and low > 0:
         return Tcb((TimeRow(low, high, (high / low) ** (1 / n) - 1, 2),))
     return Tcb((TimeRow(low, high, (high - low) / n, 1),))
 
@@ -113,8 +119,13 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
         record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"),
         spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry,
-        periods=legacy_periods(dae_settings.periods))
-    control.settings.tcb = initial_tcb(config)
+        dae_config=DaeConfig(tcb=initial_tcb(config),
+                             periods=legacy_periods(dae_settings.periods)),
+        config_store=DaeConfigStore(runinfo_dir / f"{config.name}_dae_settings.json"))
+    try:
+        control.load_config()
+    except (SettingsError, ValueError) as exc:
+        raise SystemExit(f"DAE settings: {exc}") from exc
 
     def count(run: RunInfo) -> tuple[int, int]:
         return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)

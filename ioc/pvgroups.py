@@ -13,30 +13,16 @@ from collections.abc import Callable
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
-from ioc.dae_pvs import DaePVs, string, text, write_changed
+from ioc.dae_pvs import DaePVs
 from ioc.experiment_pvs import ExperimentPVs
 from ioc.forwarder_status import ForwarderState, ForwarderStatus
+from ioc.pv_records import BO, is_one, string, text, write_changed
 from ioc.run_control import RunControl
 from ioc.simulated_dae import SimulatedDae
 from ioc.standalone_job import JobRefused, StandaloneJob
 from ioc.writer_status import WriterState, WriterStatus
 
 log = logging.getLogger(__name__)
-
-_BO = {"dtype": ChannelType.ENUM, "enum_strings": ("0", "1"), "record": "bo", "value": "0"}
-
-
-def _text(doc: str, length: int = 256, **kwargs: object) -> pvproperty:
-    return text(doc, length, **kwargs)
-
-
-def _string(name: str, doc: str = "", **kwargs: object) -> pvproperty:
-    return string(name, doc, **kwargs)
-
-
-def _is_one(value: object) -> bool:
-    return str(value).strip() in ("1", "On", "True")
-
 
 async def write_age(prop, age_s: float) -> None:
     """A heartbeat age, updated in half-second steps (and when it appears or goes)."""
@@ -51,21 +37,21 @@ class FileWriterPVs(PVGroup):
     state = pvproperty(name="STATE", value=WriterState.UNAVAILABLE.name, dtype=ChannelType.ENUM,
                        enum_strings=tuple(s.name for s in WriterState), record="mbbi",
                        read_only=True)
-    filename = _text("File being written", name="FILENAME", read_only=True)
-    jobid = _string("JOBID", "Job id of the file being written")
-    message = _text("Last message from the file writer", length=1024, name="MESSAGE",
+    filename = text("File being written", name="FILENAME", read_only=True)
+    jobid = string("JOBID", "Job id of the file being written")
+    message = text("Last message from the file writer", length=1024, name="MESSAGE",
                     read_only=True)
-    lastfile = _text("Last file finished", name="LASTFILE", read_only=True)
+    lastfile = text("Last file finished", name="LASTFILE", read_only=True)
     heartbeat_age = pvproperty(name="HEARTBEAT_AGE", value=-1.0, read_only=True, precision=1,
                                units="s", doc="Seconds since the writer's last status (-1: never)")
     # a write job without a DAE run: set the file name and structure file, then START / STOP
-    job_filename_sp = _text("File name of a standalone write job", name="JOB:FILENAME_SP")
-    job_structure_sp = _text("Path of its nexus_structure JSON file", length=1024,
+    job_filename_sp = text("File name of a standalone write job", name="JOB:FILENAME_SP")
+    job_structure_sp = text("Path of its nexus_structure JSON file", length=1024,
                              name="JOB:STRUCTURE_SP")
-    job_start = pvproperty(name="JOB:START", doc="Start the standalone write job", **_BO)
-    job_stop = pvproperty(name="JOB:STOP", doc="Stop the standalone write job", **_BO)
-    job_id = _string("JOB:ID", "Job id of the standalone job being written (empty: none)")
-    job_errmsg = _text("Why the last standalone job command was refused", length=1024,
+    job_start = pvproperty(name="JOB:START", doc="Start the standalone write job", **BO)
+    job_stop = pvproperty(name="JOB:STOP", doc="Stop the standalone write job", **BO)
+    job_id = string("JOB:ID", "Job id of the standalone job being written (empty: none)")
+    job_errmsg = text("Why the last standalone job command was refused", length=1024,
                        name="JOB:ERRMSG", read_only=True)
 
     @property
@@ -87,14 +73,14 @@ class FileWriterPVs(PVGroup):
 
     @job_start.putter
     async def job_start(self, instance, value):
-        if _is_one(value):
+        if is_one(value):
             await self._job_command(functools.partial(
                 self.standalone.start, self.job_filename_sp.value, self.job_structure_sp.value))
         return "0"
 
     @job_stop.putter
     async def job_stop(self, instance, value):
-        if _is_one(value):
+        if is_one(value):
             await self._job_command(self.standalone.stop)
         return "0"
 

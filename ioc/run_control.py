@@ -26,9 +26,10 @@ from streaming_data_types.run_stop_6s4t import serialise_6s4t
 from datastream.geometry import Geometry
 from datastream.kafka_client import DeliveryError, deliver
 from datastream.logs import set_context
+from datastream.run_window import ABORT_PREFIX
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
-from ioc.dae_settings import Periods, Tcb
+from ioc.dae_settings import DaeConfig, DaeConfigStore
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
 from ioc.run_record import PendingStop, RunInfo, RunRecord, RunRecordStore
@@ -68,14 +69,6 @@ class RunSettings:
     title: str = ""
     users: str = ""
     rb_number: str = ""
-    # the time channels of the next run (TCBSETTINGS): sent in its pl72's metadata, so the
-    # live view bins the run with them
-    tcb: Tcb = field(default_factory=Tcb)
-
-
-# an abort's run stop says so in its command id: the file writer then discards the run's file
-# (filewriter.commands.ABORT_PREFIX is the same text)
-ABORT_PREFIX = "abort:"
 
 
 RETRY_STOP_S = 2.0
@@ -108,8 +101,11 @@ class RunControl:
     spectra: tuple[int, int] | None = None
     # where the source, sample, banks and monitors are: written into each run's file
     geometry: Geometry | None = None
-    # HARDWAREPERIODS as last applied (the DAE counts with them)
-    periods: Periods = field(default_factory=Periods)
+    # the DAE's settings (DAESETTINGS, TCBSETTINGS, HARDWAREPERIODS, UPDATESETTINGS): the
+    # DAE counts with their periods; the TCB goes in each run's pl72, and the live view bins
+    # the run with it. Kept in config_store when there is one.
+    dae_config: DaeConfig = field(default_factory=DaeConfig)
+    config_store: DaeConfigStore | None = None
 
     def _spectrum_map(self) -> DetectorSpectrumMap | None:
         if self.geometry is not None:
@@ -245,9 +241,27 @@ class RunControl:
         return run
 
     def _tcb_metadata(self) -> dict[str, object]:
-        low, high, channels, logarithmic = self.settings.tcb.channels()
+        low, high, channels, logarithmic = self.dae_config.tcb.channels()
         return {"tof_min_ns": low, "tof_max_ns": high, "channels": channels,
                 "logarithmic": logarithmic}
+
+    def configure(self, config: DaeConfig) -> None:
+        """New DAE settings, in SETUP only (as ISISDAE): the DAE takes the periods (or refuses
+        them: ValueError says why), then they are on disk, then they hold."""
+        if self._state is not RunState.SETUP:
+            raise CommandRefused(f"settings refused: run state is {self._state.name}, must be "
+                                 "SETUP")
+        self.dae.set_periods(config.periods.plan())
+        if self.config_store is not None:
+            self.config_store.save(config)
+        self.dae_config = config
+
+    def load_config(self) -> None:
+        """The settings kept on disk, over the ones given at start-up; the DAE takes their
+        periods. Call once, before the PVs are served."""
+        if self.config_store is not None:
+            self.dae_config = self.config_store.load(self.dae_config)
+        self.dae.set_periods(self.dae_config.periods.plan())
 
     def pause(self) -> None:
         self._enter(Command.PAUSE)

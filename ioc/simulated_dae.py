@@ -61,6 +61,9 @@ class DaeSettings:
             raise ValueError(f"event_schema {self.event_schema!r}: ev44 or ev42")
         if not isinstance(self.periods, int) or self.periods < 1:
             raise ValueError(f"periods {self.periods!r}: a whole number, at least 1")
+        if self.periods > 8:
+            raise ValueError(f"periods = {self.periods}: hardware periods have 8 slots (as "
+                             "ISISDAE's); for more, use software periods (NUMPERIODS:SP)")
         if self.periods > 1 and self.event_schema != "ev42":
             raise ValueError(f"periods = {self.periods} needs event_schema = \"ev42\": ev44 "
                              "carries no period")
@@ -150,7 +153,6 @@ class DaeCounters:
     period_good_uah: tuple[float, ...] = (0.0,)
     period: int = 1  # the period frames count into now (software periods: PERIOD:SP)
     monitor_counts: int = 0  # the beam monitors' events
-    period_events: tuple[int, ...] = (0,)
     period_seconds: tuple[float, ...] = (0.0,)  # time counted in each period
     beam_current_ua: float = 0.0  # on target now (0 while not counting)
 
@@ -217,7 +219,6 @@ class SimulatedDae:
         self._plan = PeriodPlan.every_frame(settings.periods)
         self._period = 0  # the current period (from 0) of software periods
         self._period_frames = [0] * self._plan.number
-        self._period_events = [0] * self._plan.number
         self._monitor_counts = 0
 
     # -- commands (called by run control; each returns once the DAE is in the new state) --
@@ -225,7 +226,6 @@ class SimulatedDae:
         with self._cond:
             self._total = self._frames = self._monitor_counts = 0
             self._period_frames = [0] * self._plan.number
-            self._period_events = [0] * self._plan.number
             self._recent.clear()
             self._next_ns = None if paused else start_ns
             self._until_ns = None
@@ -257,9 +257,7 @@ class SimulatedDae:
             self._total, self._frames = total_counts, frames
             # the recount gives totals only: shown as the current period's
             self._period_frames = [0] * self._plan.number
-            self._period_events = [0] * self._plan.number
             self._period_frames[self._period] = frames
-            self._period_events[self._period] = total_counts
             self._recent.clear()
 
     def _stop_at(self, at_ns: int, timeout: float) -> None:
@@ -284,7 +282,6 @@ class SimulatedDae:
             self._plan = plan
             self._period = min(self._period, plan.number - 1)
             self._period_frames = [0] * plan.number
-            self._period_events = [0] * plan.number
 
     def set_period(self, period: int) -> None:
         """The software period (from 1) that frames count into from now on."""
@@ -306,7 +303,7 @@ class SimulatedDae:
                 self._total, self._frames, self._frames, rate, self._delivery_errors,
                 self._frames * self._frame_charge_uah, tuple(self._period_frames),
                 tuple(f * self._frame_charge_uah for f in self._period_frames),
-                self._period + 1, self._monitor_counts, tuple(self._period_events),
+                self._period + 1, self._monitor_counts,
                 tuple(f / self._settings.frame_rate_hz for f in self._period_frames),
                 self._settings.beam_current_ua if self._next_ns is not None else 0.0)
 
@@ -351,7 +348,6 @@ class SimulatedDae:
                 self._frames += 1
                 if in_period < len(self._period_frames):
                     self._period_frames[in_period] += 1
-                    self._period_events[in_period] += n_events
                 self._recent.append((frame_ns, n_events))
 
     def _emit(self, frame_ns: int, period: int) -> tuple[int, int]:

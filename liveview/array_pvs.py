@@ -30,6 +30,8 @@ import numpy as np
 from p4p.nt import NTNDArray, NTScalar
 from p4p.server.thread import SharedPV
 
+from liveview.dae_arrays import spectrum_value
+
 SPEC = re.compile(r"SPEC:(\d+):(\d+):(X|XE|Y|YC)$")
 
 
@@ -101,7 +103,6 @@ class ArrayPVs:
             self.histogram = histogram
             self.edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
             self.centres_us = (self.edges_us[:-1] + self.edges_us[1:]) / 2
-            self.widths_us = np.diff(self.edges_us)
 
     def set_histogram(self, histogram: Any) -> None:
         """The live view binned anew with other time channels: the X and XE PVs follow."""
@@ -194,18 +195,10 @@ class ArrayPVs:
 
     # -- posting --
     def _value(self, period: int, spectrum: int, kind: str) -> np.ndarray:
-        """What a spectrum PV shows now, as the PV's float32."""
-        if kind in ("X", "XE"):
-            value = self.centres_us if kind == "X" else self.edges_us
-        else:
-            value = self._spectrum(period, spectrum, kind)
-        return value.astype(np.float32)
-
-    def _spectrum(self, period: int, spectrum: int, kind: str) -> np.ndarray:
-        with self._lock:  # the histogram and its channel widths of one binning
-            histogram, widths = self.histogram, self.widths_us
-        counts = histogram.spectrum(spectrum, period).astype(np.float64)
-        return counts / widths if kind == "Y" else counts
+        """What a spectrum PV shows now (period from 0), as the DAE's spectrum PVs do."""
+        with self._lock:  # a histogram and its channels of one binning
+            histogram = self.histogram
+        return spectrum_value(histogram, period + 1, spectrum, kind)
 
     def update(self) -> dict[str, np.ndarray]:
         """Post the watched spectra and the images; returns the images, each bank's in its

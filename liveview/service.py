@@ -71,11 +71,7 @@ class LiveSettings:
         max_periods the most periods binned."""
         dae = config.dae
         table = dict(config.liveview)
-        frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))
-        channels = TimeChannels(float(table.get("tof_min_ns", 0.0)),
-                                float(table.get("tof_max_ns", frame_ns)),
-                                int(table.get("channels", 1000)),
-                                bool(table.get("logarithmic", False)))
+        channels = TimeChannels(*config.time_channels())
         width = table.get("image_width")
         first, pixels = int(dae.get("first_pixel", 1)), int(dae.get("pixels", 16384))
         geometry = config.geometry()

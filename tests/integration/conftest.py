@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
 
@@ -103,3 +103,26 @@ def writer_process(kafka: KafkaSettings, topics: InstrumentTopics, output_dir: P
                 writer.kill()
                 writer.wait(10)
         log.close()
+
+
+def run_simulated_dae(kafka: KafkaSettings, topics: InstrumentTopics, dae_settings: dict,
+                      start_ms: int, seconds: float = 1.0):
+    """Count a run with the real SimulatedDae from start_ms for about `seconds`, stopped as run
+    control stops it: at the next millisecond, so every frame the DAE made lies before the
+    stop. Returns (stop_ms, the DAE's counters), every frame delivered."""
+    import time
+
+    from ioc.simulated_dae import DaeSettings, SimulatedDae
+
+    ms = 1_000_000
+    dae = SimulatedDae(make_producer(kafka), topics.events, DaeSettings(**dae_settings))
+    dae.start()
+    try:
+        dae.begin(start_ms * ms)
+        time.sleep(seconds)
+        stop_ms = time.time_ns() // ms + 1
+        counters = dae.end(stop_ms * ms)
+        assert dae.flush(10) == 0
+    finally:
+        dae.close()
+    return stop_ms, counters

@@ -17,9 +17,9 @@ from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import deliver, make_producer
-from ioc.simulated_dae import DaeSettings, SimulatedDae
 from liveview.service import run
 from tests.conftest import EPICS_PORTS, wait_until
+from tests.integration.conftest import run_simulated_dae
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +56,7 @@ def test_dae_spectra_over_ca_hold_the_whole_run(kafka, topics, tmp_path):
         wait_until(lambda: get("DAE:NUMTIMECHANNELS") == 25, 30, "the run's 25 channels")
         assert get("DAE:SPEC:1:3:XE.NORD") == 26
         assert get("DAE:SPEC:1:3:XE")[-1] == pytest.approx(20_000.0)  # µs
-        dae = SimulatedDae(make_producer(kafka), topics.events, DaeSettings(**config.dae))
-        dae.start()
-        try:
-            dae.begin(start_ms * MS)
-            time.sleep(1.0)
-            stop_ms = time.time_ns() // MS
-            counters = dae.end(stop_ms * MS)
-            assert dae.flush(10) == 0
-        finally:
-            dae.close()
+        stop_ms, counters = run_simulated_dae(kafka, topics, config.dae, start_ms)
         deliver(producer, topics.run_info, serialise_6s4t(job, stop_time=stop_ms,
                                                           command_id=job))
         # once the live view has the stop, a read waits for the rest of the run's events

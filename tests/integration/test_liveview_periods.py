@@ -19,10 +19,9 @@ from streaming_data_types.run_stop_6s4t import serialise_6s4t
 from datastream.event_messages import read_events
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import deliver, make_producer
-from ioc.simulated_dae import DaeSettings, SimulatedDae
 from liveview.service import run
 from tests.conftest import EPICS_PORTS, wait_until
-from tests.integration.conftest import read_all
+from tests.integration.conftest import read_all, run_simulated_dae
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +54,7 @@ def test_each_period_is_binned_apart(kafka, topics, tmp_path):
         deliver(producer, topics.run_info, serialise_pl72(
             job, f"{inst}.nxs", start_time=start_ms, run_name="00000001",
             nexus_structure="{}"))
-        dae = SimulatedDae(make_producer(kafka), topics.events, DaeSettings(**config.dae))
-        dae.start()
-        try:
-            dae.begin(start_ms * MS)
-            time.sleep(1.0)
-            stop_ms = time.time_ns() // MS
-            counters = dae.end(stop_ms * MS)
-            assert dae.flush(10) == 0
-        finally:
-            dae.close()
+        stop_ms, counters = run_simulated_dae(kafka, topics, config.dae, start_ms)
         deliver(producer, topics.run_info, serialise_6s4t(job, stop_time=stop_ms,
                                                           command_id=job))
         # what the topic holds of the run, period by period

@@ -3,60 +3,74 @@ judge of the format), and checked whole on a put."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
-from ibex_bluesky_core.devices.dae._period_settings import (
-    DaePeriodSettingsData,
-    _convert_period_settings_to_xml,
-    _convert_xml_to_period_settings,
-)
-from ibex_bluesky_core.devices.dae._settings import (
-    DaeSettingsData,
-    _convert_dae_settings_to_xml,
-    _convert_xml_to_dae_settings,
-)
-from ibex_bluesky_core.devices.dae._tcb_settings import (
-    DaeTCBSettingsData,
-    TimeRegime,
-    TimeRegimeMode,
-    TimeRegimeRow,
-    _convert_tcb_settings_to_xml,
-    _convert_xml_to_tcb_settings,
-)
 
 from ioc.dae_settings import DaeSetup, Periods, Tcb, TimeRow, Updates
 from ioc.labview_xml import SettingsError, compress_hex, dehex_decompress
 
+# ibex_bluesky_core's converters, run in a process of their own: importing them loads
+# epicscorelibs' libca (through ophyd-async and aioca) beside pyepics' in this process,
+# which breaks the CA monitors of later tests
+_CONVERT = """
+import json, sys
+from ibex_bluesky_core.devices.dae._period_settings import (
+    DaePeriodSettingsData, _convert_period_settings_to_xml, _convert_xml_to_period_settings)
+from ibex_bluesky_core.devices.dae._settings import (
+    DaeSettingsData, _convert_dae_settings_to_xml, _convert_xml_to_dae_settings)
+from ibex_bluesky_core.devices.dae._tcb_settings import (
+    DaeTCBSettingsData, TimeRegime, TimeRegimeMode, TimeRegimeRow,
+    _convert_tcb_settings_to_xml, _convert_xml_to_tcb_settings)
+docs = json.load(sys.stdin)
+read = _convert_xml_to_dae_settings(docs["setup"])
+tcb = _convert_xml_to_tcb_settings(docs["tcb"]).tcb_tables[1].rows[1]
+print(json.dumps({
+    "monitor": [read.mon_spect, read.mon_from, read.mon_to],
+    "setup": _convert_dae_settings_to_xml(docs["setup"], DaeSettingsData(mon_spect=4,
+                                                                         smp_veto=True)),
+    "tcb_to": tcb.to,
+    "tcb": _convert_tcb_settings_to_xml(docs["tcb"], DaeTCBSettingsData(tcb_tables={1:
+        TimeRegime(rows={1: TimeRegimeRow(from_=10.0, to=20_010.0, steps=20.0,
+                                          mode=TimeRegimeMode.DT)})})),
+    "soft_periods": _convert_xml_to_period_settings(docs["periods"]).periods_soft_num,
+    "periods": _convert_period_settings_to_xml(docs["periods"],
+                                               DaePeriodSettingsData(periods_soft_num=5)),
+}))
+"""
 
-def test_ibex_bluesky_core_reads_and_writes_the_dae_settings() -> None:
+
+@pytest.fixture(scope="module")
+def bluesky() -> dict:
     setup = DaeSetup(monitor_spectrum=2, monitor_from_us=1000.0, monitor_to_us=5000.0)
-    read = _convert_xml_to_dae_settings(setup.xml())
-    assert (read.mon_spect, read.mon_from, read.mon_to) == (2, 1000, 5000)
-    written = _convert_dae_settings_to_xml(setup.xml(), DaeSettingsData(mon_spect=4,
-                                                                        smp_veto=True))
-    new = setup.updated(written)
+    docs = {"setup": setup.xml(), "tcb": dehex_decompress(compress_hex(Tcb().xml())),
+            "periods": Periods().xml()}
+    out = subprocess.run([sys.executable, "-c", _CONVERT], input=json.dumps(docs), text=True,
+                         capture_output=True, timeout=120, check=True)
+    return json.loads(out.stdout)
+
+
+def test_ibex_bluesky_core_reads_and_writes_the_dae_settings(bluesky: dict) -> None:
+    assert bluesky["monitor"] == [2, 1000, 5000]
+    new = DaeSetup(monitor_spectrum=2).updated(bluesky["setup"])
     assert new.monitor_spectrum == 4 and new.flags["SMP (Chopper) Veto"] == 1
 
 
-def test_ibex_bluesky_core_sets_the_time_channels() -> None:
+def test_ibex_bluesky_core_sets_the_time_channels(bluesky: dict) -> None:
     tcb = Tcb()
     assert tcb.channels() == (0.0, 100_000_000.0, 1000, False)
-    read = _convert_xml_to_tcb_settings(dehex_decompress(compress_hex(tcb.xml())))
-    assert read.tcb_tables[1].rows[1].to == 100_000
-    written = _convert_tcb_settings_to_xml(tcb.xml(), DaeTCBSettingsData(tcb_tables={1: TimeRegime(
-        rows={1: TimeRegimeRow(from_=10.0, to=20_010.0, steps=20.0, mode=TimeRegimeMode.DT)})}))
-    assert tcb.updated(written).channels() == (10_000.0, 20_010_000.0, 1000, False)
+    assert bluesky["tcb_to"] == 100_000
+    assert tcb.updated(bluesky["tcb"]).channels() == (10_000.0, 20_010_000.0, 1000, False)
     log = Tcb((TimeRow(100.0, 20_000.0, 0.01, 2),)).channels()
     assert log[2] == math.ceil(math.log(200) / math.log(1.01)) and log[3]
 
 
-def test_ibex_bluesky_core_sets_the_periods() -> None:
-    periods = Periods()
-    assert _convert_xml_to_period_settings(periods.xml()).periods_soft_num == 1
-    written = _convert_period_settings_to_xml(periods.xml(),
-                                              DaePeriodSettingsData(periods_soft_num=5))
-    assert periods.updated(written).number == 5
+def test_ibex_bluesky_core_sets_the_periods(bluesky: dict) -> None:
+    assert bluesky["soft_periods"] == 1
+    assert Periods().updated(bluesky["periods"]).number == 5
 
 
 @pytest.mark.parametrize("bad", [
