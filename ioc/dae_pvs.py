@@ -482,7 +482,8 @@ class DaePVs(PVGroup):
             (self.period, c.period), (self.numperiods, control.dae.periods)))
         await write_changed((
             (self.runstate, state.name), (self.runstate_str, state.name),
-            (self.runnumber, f"{run.run_number:08d}"), (self.irunnumber, run.run_number)))
+            (self.runnumber, f"{control.shown_run_number:08d}"),
+            (self.irunnumber, control.shown_run_number)))
         if state is RunState.SETUP:  # what the next run will have
             settings = control.settings
             await write_changed(((self.title, settings.title),

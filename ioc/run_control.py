@@ -140,6 +140,14 @@ class RunControl:
         return self._run
 
     @property
+    def shown_run_number(self) -> int:
+        """RUNNUMBER as ISISDAE shows it: in SETUP the number the next run will get (an
+        aborted run's number again), else the run's."""
+        if self._state is RunState.SETUP:
+            return self.run_numbers.current() + 1
+        return self._run.run_number
+
+    @property
     def stop_pending(self) -> bool:
         """A run stop decided but not yet on the broker (it is retried)."""
         return self._pending is not None

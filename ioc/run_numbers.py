@@ -13,21 +13,27 @@ class RunNumberStore:
         self._path = path
         self._first = first
         self._lock = threading.Lock()
+        # the file is this store's alone: read once, then kept as written
+        self._current: int | None = None
 
     def current(self) -> int:
         """The last run number handed out (first - 1 if none yet)."""
+        if self._current is not None:
+            return self._current
         try:
-            return int(self._path.read_text().strip())
+            self._current = int(self._path.read_text().strip())
         except FileNotFoundError:
             return self._first - 1
         except ValueError as exc:
             raise RuntimeError(f"run number file {self._path} is corrupt: {exc}") from exc
+        return self._current
 
     def next(self) -> int:
         """Reserve the next run number: it is on disk (fsynced) before the caller uses it."""
         with self._lock:
             number = self.current() + 1
             write_durably(self._path, f"{number}\n".encode())
+            self._current = number
             return number
 
     def release(self, number: int) -> None:
@@ -36,3 +42,4 @@ class RunNumberStore:
         with self._lock:
             if self.current() == number:
                 write_durably(self._path, f"{number - 1}\n".encode())
+                self._current = number - 1

@@ -51,6 +51,16 @@ def spectrum_value(histogram: Any, period: int, spectrum: int, axis: str) -> np.
     return counts.astype(np.float32)
 
 
+def padded(value: np.ndarray, nelm: int, axis: str) -> np.ndarray:
+    """A spectrum PV's value at its NELM, as ISISDAE serves it: past NORD, X and XE repeat
+    their last value and Y and YC are 0. EPICS base's clients (genie_python) read the whole
+    array and cut it at NORD, and genie reads one X past NORD for a histogram's edges."""
+    if len(value) >= nelm:
+        return value[:nelm]
+    fill = value[-1] if axis in ("X", "XE") and len(value) else 0
+    return np.concatenate([value, np.full(nelm - len(value), fill, value.dtype)])
+
+
 def integrals_length(n_spectra: int, periods: int) -> int:
     return periods * (n_spectra + 1)
 

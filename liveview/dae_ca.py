@@ -5,7 +5,8 @@ get_spectrum, ibex_bluesky_core's DaeSpectra) list both CA ports and find each n
 - `DAE:SPEC:<period>:<spectrum>:X`, `:XE`, `:Y`, `:YC` (and `DAE:SPEC:<spectrum>:<axis>`,
   period 1), each with `.NORD` and `.EGU`: DBR_FLOAT arrays (ophyd-async reads an
   Array1D[float32] only from a native FLOAT) of NELM max(8000, channels + 1) as ISISDAE's,
-  holding the current length. Made when a client searches for the name: 16k spectra cost
+  served whole (past `.NORD`, X and XE repeat their last value, Y and YC are 0, as
+  ISISDAE serves them). Made when a client searches for the name: 16k spectra cost
   nothing until asked. Period 0 is the current period.
 - `DAE:NUMSPECTRA`, `DAE:NUMTIMECHANNELS` (DBR_LONG).
 - `DAE:SPECINTEGRALS` (DBR_LONG, [period][spectrum 0..NUMSPECTRA]) with `.NORD`.
@@ -213,11 +214,12 @@ class DaeSpectra:
             return None
         base = self.prefix + name[len(self.prefix):].split(".")[0]
         counts = axis in ("Y", "YC")
+        nelm = max(SPEC_NELM, histogram.channels.channels + 1)
         value = LiveFloat(
-            compute=lambda: dae_arrays.spectrum_value(self.histogram(), period, spectrum, axis),
+            compute=lambda: dae_arrays.padded(dae_arrays.spectrum_value(
+                self.histogram(), period, spectrum, axis), nelm, axis),
             settle=self.settle if counts else None, hold=False,
-            value=np.zeros(1, np.float32), units=UNITS[axis],
-            max_length=max(SPEC_NELM, histogram.channels.channels + 1))
+            value=np.zeros(1, np.float32), units=UNITS[axis], max_length=nelm)
         nord = LiveInteger(
             compute=lambda: min(dae_arrays.spectrum_length(self.histogram(), axis),
                                 value.max_length), value=0)

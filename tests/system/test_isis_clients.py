@@ -57,7 +57,9 @@ out["title"] = g.get_title()
 out["rb"] = g.get_rb()
 g.change_number_soft_periods(2)
 out["periods"] = g.get_number_periods()
+g.change_tcb(0, 40000, 40)
 out["tcb"] = g.get_tcb_settings(1)
+out["next_run"] = g.get_runnumber()
 g.begin()
 out["state_after_begin"] = g.get_runstate()
 out["run"] = g.get_runnumber()
@@ -72,6 +74,7 @@ out["resumed"] = g.get_runstate()
 g.waitfor_frames(25)
 spectrum = g.get_spectrum(3, period=1, dist=False)
 out["spectrum_len"] = [len(spectrum["time"]), len(spectrum["signal"])]
+out["spectrum_time"] = spectrum["time"][-3:]
 out["spectra"], out["channels"] = g.get_number_spectra(), g.get_number_timechannels()
 out["dashboard"] = g.get_dashboard()
 g.end()
@@ -92,12 +95,15 @@ def test_genie_python_runs_a_run_with_its_defaults(isis: Instrument, tmp_path: P
     out = _run_script(GENIE_SCRIPT.format(prefix=PREFIX), tmp_path)
     assert out["title"] == "genie run" and out["rb"] == "1920123"
     assert out["periods"] == 2
-    assert set(out["tcb"]) >= {"From", "To", "Steps"}
+    assert out["tcb"] == {"From": "0", "To": "40000", "Steps": "40"}
+    assert out["next_run"] == out["run"]  # in SETUP, the number the next run gets
     assert out["state_after_begin"] == "RUNNING"
     assert out["paused"] == "PAUSED" and out["period"] == 2 and out["resumed"] == "RUNNING"
     assert out["since_begin"] >= 0
     assert out["spectrum_len"][1] == out["channels"]
-    assert out["spectrum_len"][0] == out["channels"] + 1
+    assert out["spectrum_len"][0] == out["channels"] + 1 and out["channels"] == 1000
+    # the last of genie's N+1 times is the last centre again, as ISISDAE pads X
+    assert out["spectrum_time"] == [39940.0, 39980.0, 39980.0]
     assert out["spectra"] == 1024
     assert out["dashboard"]["title"] == "genie run"
     assert out["ended"] == "SETUP"
@@ -118,6 +124,16 @@ def test_genie_python_runs_a_run_with_its_defaults(isis: Instrument, tmp_path: P
         ids = entry["detector_1_events"]["event_id"][...]
         assert len(ids) == out["totalcounts"]
     assert caget(isis.pv("DAE:IRUNNUMBER")) == int(out["second_run"])
+    # the settings outlive the IOC, as the ICP's do
+    isis.restart("run-control-ioc")
+    again = _run_script(f"""
+        import json
+        from genie_python import genie as g
+        g.toggle.exceptions_raised(True)
+        g.set_instrument("{PREFIX}", import_instrument_init=False)
+        print(json.dumps([g.get_tcb_settings(1), g.get_number_periods(), g.get_runnumber()]))
+        """, tmp_path)
+    assert again == [out["tcb"], 2, out["second_run"]]
 
 
 BLUESKY_SCRIPT = """
@@ -128,6 +144,7 @@ import ibex_bluesky_core.callbacks._document_logger as document_logger
 document_logger.log_location = Path("raw_documents")
 import bluesky.plans as bp
 from ophyd_async.plan_stubs import ensure_connected
+from ibex_bluesky_core.devices.block import BlockRw
 from ibex_bluesky_core.devices.simpledae import (
     GoodUahWaiter, PeriodGoodFramesNormalizer, RunPerPointController, SimpleDae)
 from ibex_bluesky_core.run_engine import get_run_engine
@@ -140,8 +157,10 @@ def plan():
                     reducer=reducer)
     controller.run_number.set_name("run_number")
     reducer.intensity.set_name("intensity")
-    yield from ensure_connected(dae, force_reconnect=True)
-    yield from bp.count([dae], num=2)
+    # the sample environment's temperature, as an IBEX block
+    block = BlockRw(float, "{prefix}", "TEMP")
+    yield from ensure_connected(block, dae, force_reconnect=True)
+    yield from bp.scan([dae], block, 300.0, 301.0, num=2)
 
 RE = get_run_engine()
 events = []
@@ -160,6 +179,8 @@ def test_ibex_bluesky_core_runs_a_plan(isis: Instrument, tmp_path: Path) -> None
            "COMPUTERNAME": "NDXSYS", "MPLBACKEND": "Agg"}
     out = _run_script(BLUESKY_SCRIPT.format(prefix=PREFIX), tmp_path, env)
     assert len(out["events"]) == 2
+    # the block's readback at each point (the temperature ramps towards the setpoint)
+    assert all(250.0 < e["TEMP"] < 350.0 for e in out["events"]), out["events"]
     for event in out["events"]:
         run = int(event["run_number"])
         frames = event["DAE-period-good_frames"]
