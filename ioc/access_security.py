@@ -37,6 +37,9 @@ class Rule:
     access: Access
     uags: tuple[str, ...] = ()
     hags: tuple[str, ...] = ()
+    # EPICS's access security level: a rule of level 1 applies to every field, one of level 0
+    # to the ASL0 fields only (a record's value and .PROC); the other fields are ASL1
+    level: int = 1
 
 
 @dataclass
@@ -48,10 +51,14 @@ class AccessConfig:
     def group_for_writable(self) -> str:
         return "RUNCONTROL" if "RUNCONTROL" in self.asgs else "DEFAULT"
 
-    def access(self, asg: str, user: str | None, host: str | None) -> Access:
+    def access(self, asg: str, user: str | None, host: str | None, asl: int = 0) -> Access:
+        """The access a client gets to a field of access security level `asl` of the
+        records in `asg`."""
         rules = self.asgs.get(asg, self.asgs.get("DEFAULT", []))
         best = Access.NONE
         for rule in rules:
+            if rule.level < asl:
+                continue
             if rule.uags and not any(user in self.uags.get(u, ()) for u in rule.uags):
                 continue
             if rule.hags and not any(_host(host) in self.hags.get(h, ()) for h in rule.hags):
@@ -160,6 +167,8 @@ class _Parser:
                 raise AcfError(f"RULE({', '.join(args)}): needs a level and NONE, READ or "
                                "WRITE")
             access = Access.WRITE if args[1] == "RPC" else Access[args[1]]
+            if args[0] not in ("0", "1"):
+                raise AcfError(f"RULE({', '.join(args)}): the level is 0 or 1")
             uags: list[str] = []
             hags: list[str] = []
             if self.peek() == "{":
@@ -177,7 +186,7 @@ class _Parser:
                     else:
                         raise AcfError(f"unknown rule condition {what!r}")
                 self.take("}")
-            rules.append(Rule(access, tuple(uags), tuple(hags)))
+            rules.append(Rule(access, tuple(uags), tuple(hags), int(args[0])))
         self.take("}")
         return rules
 
@@ -209,41 +218,59 @@ def _writable(entry: object) -> bool:
     return spec is not None and not spec.read_only
 
 
+def log_field(text: str | None) -> str:
+    """A client's host or user name as one put-log field: control characters escaped, so a
+    name can never make one line look like two (or hide what follows)."""
+    text = text or "?"
+    return "".join(c if c.isprintable() and c != " " else f"\\x{ord(c):02x}"
+                   if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+
+
 def secure(pvdb: dict[str, object], config: AccessConfig, put_log) -> None:
-    """Give every PV of a caproto pvdb its access rights from `config`, and log each accepted
-    put as caPutLog does (host, user, PV, new and old value) to `put_log`, a logger. caproto
-    asks check_access when a channel is made (the client then sees a read-only channel, and
-    its put fails with ECA_NOWTACCESS) and again at every write."""
+    """Give every PV of a caproto pvdb, and every field of its records, its access rights from
+    `config`, and log each accepted put as caPutLog does (host, user, PV, new and old value)
+    to `put_log`, a logger. caproto asks check_access when a channel is made (the client then
+    sees a read-only channel, and its put fails with ECA_NOWTACCESS) and again at every write.
+    A read-only PV (and a read-only field) is read-only for everyone, whatever the file
+    grants; a writable record's .PROC is ASL0 like its value, its other fields ASL1."""
+    writable_group = config.group_for_writable()
+    for name, entry in pvdb.items():
+        writable = _writable(entry)
+        _secure_channel(name, entry, config, writable_group if writable else "DEFAULT", 0,
+                        writable, put_log)
+        for field_name, record_field in getattr(entry, "fields", {}).items():
+            _secure_channel(f"{name}.{field_name}", record_field, config,
+                            writable_group if writable else "DEFAULT",
+                            0 if field_name == "PROC" else 1,
+                            writable and _writable(record_field), put_log)
+
+
+def _secure_channel(name: str, entry, config: AccessConfig, group: str, asl: int,
+                    writable: bool, put_log) -> None:
     from caproto import AccessRights
     from caproto._data import Forbidden
 
     rights = {Access.NONE: AccessRights.NO_ACCESS, Access.READ: AccessRights.READ,
               Access.WRITE: AccessRights.READ | AccessRights.WRITE}
-    writable_group = config.group_for_writable()
-    for name, entry in pvdb.items():
-        group = writable_group if _writable(entry) else "DEFAULT"
 
-        def check_access(hostname, username, group=group):
-            return rights[config.access(group, username, hostname)]
+    def check_access(hostname, username):
+        access = config.access(group, username, hostname, asl)
+        return rights[access if writable else min(access, Access.READ)]
 
-        entry.check_access = check_access
-        # a record's fields (.DESC, .PROC, ...) have the record's rights: .PROC processes it
-        for record_field in getattr(entry, "fields", {}).values():
-            record_field.check_access = check_access
-        if not _writable(entry):
-            continue
-        original = entry.auth_write
+    entry.check_access = check_access
+    original = entry.auth_write
 
-        async def auth_write(hostname, username, data, data_type, metadata, *, flags=0,
-                             user_address=None, _name=name, _entry=entry, _original=original,
-                             _check=check_access):
-            if AccessRights.WRITE not in _check(hostname, username):
-                put_log.warning("%s %s %s denied: no write access", hostname, username, _name)
-                raise Forbidden(f"{username}@{hostname} may not write {_name}")
-            old = _entry.value
-            result = await _original(hostname, username, data, data_type, metadata,
-                                     flags=flags, user_address=user_address)
-            put_log.info("%s %s %s new=%r old=%r", hostname, username, _name, _entry.value, old)
-            return result
+    async def auth_write(hostname, username, data, data_type, metadata, *, flags=0,
+                         user_address=None):
+        if AccessRights.WRITE not in check_access(hostname, username):
+            put_log.warning("%s %s %s denied: no write access", log_field(hostname),
+                            log_field(username), name)
+            raise Forbidden(f"{username!r}@{hostname!r} may not write {name}")
+        old = entry.value
+        result = await original(hostname, username, data, data_type, metadata,
+                                flags=flags, user_address=user_address)
+        put_log.info("%s %s %s new=%r old=%r", log_field(hostname), log_field(username), name,
+                     entry.value, old)
+        return result
 
-        entry.auth_write = auth_write
+    entry.auth_write = auth_write

@@ -128,7 +128,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         raise SystemExit(f"DAE settings: {exc}") from exc
 
     def count(run: RunInfo) -> tuple[int, int]:
-        return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns)
+        return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns,
+                                stop_ns=run.stop_ns or None)
 
     control.restore(count)
     # a run carried on from before the restart: what the writer said of it meanwhile counts
@@ -138,7 +139,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
                  TopicListener(kafka, topics.writer_status, writer_status.on_message, since_ms),
                  TopicListener(kafka, topics.forwarder_status, forwarder_status.on_message)]
     standalone = StandaloneJob(config.name, topics, producer, writer_status,
-                               lambda: writer_status.view().state)
+                               lambda: writer_status.view().state,
+                               structures_dir=Path(args.config).parent)
     ioc = RunControlIOC(prefix=config.prefix, control=control, writer_status=writer_status,
                         forwarder_status=forwarder_status, standalone_job=standalone,
                         simulated_dae=dae)

@@ -23,6 +23,8 @@ from ioc.writer_status import WriterState
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
+# a nexus_structure file larger than this is no calibration file: refused unread
+MAX_STRUCTURE_BYTES = 1 << 20
 
 
 class JobRefused(Exception):
@@ -36,6 +38,9 @@ class StandaloneJob:
     producer: Producer
     writer: WriterDone
     writer_state: Callable[[], WriterState]
+    # the instrument's config folder (iocBoot/<INST>/): nexus_structure files are read from
+    # under it only, so a put cannot make the IOC read any file it can (or block on a FIFO)
+    structures_dir: Path
     clock_ns: Callable[[], int] = time.time_ns
     _job_id: str = field(default="", init=False)
     _filename: str = field(default="", init=False)
@@ -93,17 +98,27 @@ class StandaloneJob:
             raise JobRefused(f"the stop was not sent to the file writer: {exc}") from exc
         log.info("standalone job %s: stop sent", job_id)
 
-    @staticmethod
-    def _structure(path_text: str) -> dict:
+    def _structure(self, path_text: str) -> dict:
         if not path_text:
             raise JobRefused("no nexus_structure file given")
-        path = Path(path_text).expanduser()
+        folder = self.structures_dir.resolve()
+        path = (folder / path_text).resolve()  # a relative name is in the folder
+        if not path.is_relative_to(folder):
+            raise JobRefused(f"the nexus_structure file must be in {folder} (the instrument's "
+                             f"config folder), not {path_text!r}")
         try:
-            structure = json.loads(path.read_text())
+            if not path.is_file():  # a FIFO, a device, a folder: never opened
+                raise JobRefused(f"cannot read the nexus_structure file {path}: not a file")
+            with path.open("rb") as f:
+                data = f.read(MAX_STRUCTURE_BYTES + 1)
+            if len(data) > MAX_STRUCTURE_BYTES:
+                raise JobRefused(f"{path} is over {MAX_STRUCTURE_BYTES >> 20} MiB: not a "
+                                 "nexus_structure")
+            structure = json.loads(data)
         except OSError as exc:
             raise JobRefused(f"cannot read the nexus_structure file {path}: "
                              f"{exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise JobRefused(f"{path} is not valid JSON: {exc}") from exc
         if isinstance(structure, dict) and "nexus_structure" in structure:
             structure = structure["nexus_structure"]  # a whole kafka-to-nexus command file

@@ -155,7 +155,9 @@ def cmd_se_ioc(args: argparse.Namespace) -> int:
     env = os.environ | defaults.server_env(args.ca_port) | inherited | {
         "EPICS_CA_SERVER_PORT": str(args.ca_port), "EPICS_CAS_SERVER_PORT": str(args.ca_port),
         "EPICS_PVAS_SERVER_PORT": str(args.pva_port), "EPICS_PVA_SERVER_PORT": str(args.pva_port)}
-    proc = subprocess.Popen([sys.executable, "-m", "pvxslibs.ioc", "-m", macros, "-d", str(db)],
+    acf = args.access_security or config.access_security
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.pvxs_ioc", "-m", macros,
+                             "-d", str(db), *(["--acf", str(acf)] if acf else [])],
                             env=env, stdin=subprocess.PIPE)
     try:
         return proc.wait()
@@ -358,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     se_ioc.add_argument("--db", type=Path)
     se_ioc.add_argument("--ca-port", type=int, default=5066)
     se_ioc.add_argument("--pva-port", type=int, default=5075)
+    se_ioc.add_argument("--access-security", type=Path,
+                        help="EPICS access configuration file (default: the config's "
+                        "[run_control] access_security; its setpoints are in ASG SAMPLEENV, "
+                        "or DEFAULT if the file has none)")
     se_ioc.set_defaults(func=cmd_se_ioc)
 
     fwd = _service_parser(sub, "forwarder", "forward EPICS PVs (CA, PVA) to Kafka")

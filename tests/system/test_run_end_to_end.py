@@ -267,11 +267,11 @@ def test_forwarder_status_pvs(instrument):
     assert 0 <= g.get("FORWARDER:HEARTBEAT_AGE") < 6
 
 
-def test_a_standalone_write_job_from_pvs(instrument, tmp_path):
+def test_a_standalone_write_job_from_pvs(instrument):
     """A calibration file without a DAE run: file name, structure file, START, STOP."""
     g = Genie(instrument.prefix)
     g.waitfor_runstate("SETUP")
-    structure = tmp_path / "calibration.json"
+    structure = instrument.config_path.parent / "calibration.json"  # the config folder
     structure.write_text(json.dumps({"children": [{
         "type": "group", "name": "entry", "attributes": {"NX_class": "NXentry"}, "children": [
             {"module": "dataset", "config": {"name": "title", "values": "vanadium"}},

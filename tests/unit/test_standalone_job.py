@@ -25,7 +25,8 @@ class Writer:
 def job(tmp_path):
     state = {"now": WriterState.IDLE}
     j = StandaloneJob("TST", InstrumentTopics("TST"), FakeProducer(), Writer(),
-                      lambda: state["now"], clock_ns=lambda: 5_000_000_000)
+                      lambda: state["now"], structures_dir=tmp_path,
+                      clock_ns=lambda: 5_000_000_000)
     j.structure = tmp_path / "s.json"
     j.structure.write_text(json.dumps({"nexus_structure": {"children": []}}))
     j.state = state
@@ -65,3 +66,22 @@ def test_refusals_send_nothing(job, filename, structure, state, message):
     with pytest.raises(JobRefused, match=message):
         job.start(filename, path)
     assert job.producer.sent == [] and job.job_id == ""
+
+
+def test_only_files_in_the_config_folder_are_read(job, tmp_path):
+    """A put cannot make the IOC read any file it can, block on a FIFO or read forever."""
+    import os
+
+    outside = tmp_path.parent / "secret.json"
+    outside.write_text("{}")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    (tmp_path / "big.json").write_bytes(b" " * (2 << 20))
+    (tmp_path / "link.json").symlink_to(outside)
+    for path, message in ((str(outside), "config folder"), ("../secret.json", "config folder"),
+                          ("link.json", "config folder"), ("/dev/zero", "config folder"),
+                          (str(fifo), "not a file"), ("big.json", "MiB")):
+        with pytest.raises(JobRefused, match=message):
+            job.start("a.nxs", path)
+    assert job.producer.sent == []
+    assert job.start("a.nxs", "s.json")  # a name in the folder
