@@ -18,6 +18,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaException
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin, make_producer
 from datastream.topic_ensure import plan_topics
+from launcher.supervision import SUPERVISOR_STATE, given_up
 
 # the file writer's leeway after a run's stop is 1 s: a clock further off loses data
 CLOCK_FAIL_MS = 1000.0
@@ -124,7 +125,17 @@ def run_checks(config: InstrumentConfig, kafka: KafkaSettings,
         yield check_clock(kafka, config)
     for name, address in services.items():
         yield check_service(name, address)
+    yield check_supervisor(config.data_dir)
     yield check_disk(config.data_dir)
+
+
+def check_supervisor(data_dir: Path) -> Check:
+    """Services `up` gave up restarting (too many deaths in its window)."""
+    gone = given_up(data_dir / SUPERVISOR_STATE)
+    if gone:
+        return Check("FAIL", "supervisor", f"given up: {', '.join(gone)} (died too often; "
+                     "see their logs, then restart `datastream up`)")
+    return Check("OK", "supervisor", "no service given up")
 
 
 def doctor(config: InstrumentConfig, kafka: KafkaSettings, services: dict[str, str]) -> int:

@@ -15,10 +15,10 @@ from datastream.kafka_client import KafkaSettings, make_admin
 from datastream.topic_ensure import TopicsRefused, ensure_topics
 from launcher.processes import ServiceProcess, datastream_argv
 from launcher.prometheus_config import write_prometheus_config
+from launcher.supervision import SUPERVISOR_STATE, RestartPolicy
 
 log = logging.getLogger(__name__)
 
-MAX_RESTARTS = 5
 # `up --metrics-port BASE`: each service's /metrics at BASE + its offset, the broker's too
 METRICS_OFFSETS = {"run-control-ioc": 1, "forwarder": 2, "filewriter": 3, "liveview": 4,
                    "kafka-broker": 5}
@@ -196,11 +196,15 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
         print(f"!! not ready after 120 s: {', '.join(late)}; see {config.data_dir / 'logs'}/",
               flush=True)
     _print_summary(config, bootstrap, ports, services, metrics, http_port)
+    policy = RestartPolicy()
+    state = config.data_dir / SUPERVISOR_STATE
+    policy.save(state)
     try:
         while not stop.wait(1.0):
+            now = time.monotonic()
             for service in supervised:
                 if not service.alive():
-                    _restart(service)
+                    _supervise(service, policy, now, state)
     finally:
         print("\nstopping ...", flush=True)
         for service in reversed(supervised):
@@ -226,22 +230,29 @@ def _ensure_topics(config: InstrumentConfig, kafka: KafkaSettings) -> None:
         print(f"topics: {line}", flush=True)
 
 
-def _restart(service: ServiceProcess) -> None:
-    code = service.proc.returncode if getattr(service, "proc", None) else None
-    print(f"\n!! {service.name} exited with code {code}; last lines of {service.log_path}:\n"
-          f"{service.log_tail(1500)}", flush=True)
-    if service.restarts >= MAX_RESTARTS:
-        if service.restarts == MAX_RESTARTS:
-            print(f"!! {service.name} failed {MAX_RESTARTS} times; not restarting it again",
-                  flush=True)
-            service.restarts += 1
+def _supervise(service: ServiceProcess, policy: RestartPolicy, now: float,
+               state: Path) -> None:
+    """A dead service: said once, restarted when its back-off is over, or given up (one
+    line, and `datastream doctor` fails) after too many restarts in the window."""
+    decision = policy.died(service.name, now)
+    if decision == "restart":
+        code = service.proc.returncode if getattr(service, "proc", None) else None
+        print(f"\n!! {service.name} exited with code {code}; last lines of "
+              f"{service.log_path}:\n{service.log_tail(1500)}", flush=True)
+    elif decision == "give up":
+        print(f"!! {service.name} failed {policy.burst} times within {policy.window_s:.0f} s; "
+              f"not restarting it again (restart `up` once the cause is fixed; see "
+              f"{service.log_path})", flush=True)
+        policy.save(state)
         return
-    service.restarts += 1
-    time.sleep(min(30, 2 ** service.restarts))
-    print(f"restarting {service.name} (attempt {service.restarts})", flush=True)
+    if not policy.due(service.name, now):
+        return
+    service.restarts = policy.restarts(service.name, now)
+    print(f"restarting {service.name} ({service.restarts} in the last "
+          f"{policy.window_s:.0f} s)", flush=True)
     try:
         service.start()
-    except Exception as exc:  # tried again at the next check
+    except Exception as exc:  # dead still: decided on again at the next check
         print(f"!! {service.name} did not start: {exc}", flush=True)
 
 
