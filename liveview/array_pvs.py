@@ -22,6 +22,8 @@ The time channels in µs: the DAE's TCB PVs are in µs; the events are in ns (ev
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import re
 import threading
 from typing import Any
@@ -31,6 +33,9 @@ from p4p.nt import NTNDArray, NTScalar
 from p4p.server.thread import SharedPV
 
 from liveview.dae_arrays import spectrum_value
+from liveview.time_channels import MAX_CHANNELS, MAX_TOF_NS
+
+log = logging.getLogger(__name__)
 
 SPEC = re.compile(r"SPEC:(\d+):(\d+):(X|XE|Y|YC)$")
 
@@ -49,17 +54,35 @@ class _Watched:
 
 
 class _Setpoint:
-    """A put handler: `apply(value)` may refuse with ValueError, whose message the put gets."""
+    """A put handler: `apply(value)` may refuse with ValueError, whose message the put gets.
+    Only a finite number within [low, high] reaches `apply`: a put of NaN or -inf once
+    reached the binning kernels through the time channels."""
 
-    def __init__(self, apply: Any) -> None:
-        self.apply = apply
+    def __init__(self, apply: Any, low: float, high: float, unit: str = "") -> None:
+        self.apply, self.low, self.high, self.unit = apply, low, high, unit
+
+    def check(self, raw: Any) -> float:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{str(raw)[:40]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a finite number")
+        if not self.low <= value <= self.high:
+            unit = f" {self.unit}" if self.unit else ""
+            raise ValueError(f"{value:g}{unit} is outside {self.low:g} to {self.high:g}{unit}")
+        return value
 
     def put(self, pv: SharedPV, op: Any) -> None:
         try:
-            value = float(op.value())
+            value = self.check(op.value())
             self.apply(value)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             op.done(error=str(exc))
+            return
+        except Exception as exc:  # any failure is the put's, never the server's
+            log.exception("a put to %s failed", op.name())
+            op.done(error=f"refused: {exc}")
             return
         pv.post(value)
         op.done()
@@ -116,24 +139,29 @@ class ArrayPVs:
         def apply(value: float) -> None:
             self.tof_range_us[index] = value
 
-        return SharedPV(nt=NTScalar("d", display=True), handler=_Setpoint(apply),
+        return SharedPV(nt=NTScalar("d", display=True),
+                        handler=_Setpoint(apply, 0.0, MAX_TOF_NS / 1000, "us"),
                         initial={"value": self.tof_range_us[index], "display.units": "us"})
 
     def _tcb(self, field: str, initial: float, code: str, unit: str,
              scale: float | None) -> SharedPV:
         """A TCB setpoint: the new TimeChannels checked whole, then handed to on_tcb."""
+        low, high = {"channels": (1, MAX_CHANNELS), "logarithmic": (0, 1)}.get(
+            field, (0.0, MAX_TOF_NS / 1000))
+
         def apply(value: float) -> None:
             if self._on_tcb is None:
                 raise ValueError("the time channels are fixed here")
             current = self.histogram.channels
-            if field == "channels" and value != int(value):
-                raise ValueError("channels must be a whole number")
+            if field in ("channels", "logarithmic") and value != int(value):
+                raise ValueError(f"{field} must be a whole number")
             new = dataclasses.replace(current, **{field: (
                 value * scale if scale else bool(value) if field == "logarithmic"
                 else int(value))})
             self._on_tcb(new)  # TimeChannels checks itself: a ValueError says why
 
-        return SharedPV(nt=NTScalar(code, display=True), handler=_Setpoint(apply),
+        return SharedPV(nt=NTScalar(code, display=True),
+                        handler=_Setpoint(apply, low, high, unit),
                         initial={"value": initial, "display.units": unit})
 
     def static(self) -> dict[str, SharedPV]:

@@ -31,9 +31,28 @@ def _add(flat, index, n):
 
 
 @numba.njit(cache=True, nogil=True)
+def _linear_channel(t, tof_min, scale, n_channels):
+    """The channel of a time already found within [tof_min, tof_max); -1 if the arithmetic
+    says otherwise (a NaN or infinite bound or scale): checked as a float, before int(),
+    whose result for a NaN is INT64_MIN and would index memory far off."""
+    x = (t - tof_min) * scale
+    if not x >= 0.0:  # NaN too
+        return -1
+    if x >= n_channels:  # rounding at the top edge
+        return n_channels - 1
+    return int(x)
+
+
+@numba.njit(cache=True, nogil=True)
 def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
     """Add events to hist (pixels, channels) over [tof_min, tof_max) in equal channels.
-    Returns how many events fell outside (pixel or time); they are skipped, not clipped."""
+    Returns how many events fell outside (pixel or time); they are skipped, not clipped.
+    Every index is checked here, whatever the caller checked: the arrays must agree, and
+    a pixel or channel outside the histogram is skipped."""
+    if len(pixel_id) != len(tof):
+        raise ValueError("bin_linear: pixel ids and times of flight differ in length")
+    if hist.shape[1] != n_channels:
+        raise ValueError("bin_linear: the histogram does not have n_channels channels")
     n_pixels = hist.shape[0]
     flat = hist.reshape(-1)
     scale = n_channels / (tof_max - tof_min)
@@ -44,12 +63,13 @@ def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
         for i in range(start, min(start + CHUNK, len(tof))):
             p = pixel_id[i] - first_pixel
             t = tof[i]
-            if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+            if p < 0 or p >= n_pixels or not (t >= tof_min and t < tof_max):
                 skipped += 1
                 continue
-            c = int((t - tof_min) * scale)
-            if c >= n_channels:  # rounding at the top edge
-                c = n_channels - 1
+            c = _linear_channel(t, tof_min, scale, n_channels)
+            if c < 0:
+                skipped += 1
+                continue
             index[n] = np.int64(p) * n_channels + c
             n += 1
         _add(flat, index, n)
@@ -59,8 +79,12 @@ def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
 @numba.njit(cache=True, nogil=True)
 def bin_edges(hist, pixel_id, tof, first_pixel, edges):
     """Add events to hist (pixels, len(edges) - 1) by ascending boundaries (log binning)."""
+    if len(pixel_id) != len(tof):
+        raise ValueError("bin_edges: pixel ids and times of flight differ in length")
     n_pixels = hist.shape[0]
     n_channels = hist.shape[1]
+    if len(edges) != n_channels + 1:
+        raise ValueError("bin_edges: not one edge more than the histogram's channels")
     flat = hist.reshape(-1)
     last = len(edges) - 1
     index = np.empty(CHUNK, np.int64)
@@ -70,10 +94,13 @@ def bin_edges(hist, pixel_id, tof, first_pixel, edges):
         for i in range(start, min(start + CHUNK, len(tof))):
             p = pixel_id[i] - first_pixel
             t = tof[i]
-            if p < 0 or p >= n_pixels or t < edges[0] or t >= edges[last]:
+            if p < 0 or p >= n_pixels or not (t >= edges[0] and t < edges[last]):
                 skipped += 1
                 continue
             c = np.searchsorted(edges, t, side="right") - 1
+            if c < 0 or c >= n_channels:  # edges not ascending (or NaN): never past them
+                skipped += 1
+                continue
             index[n] = np.int64(p) * n_channels + c
             n += 1
         _add(flat, index, n)
@@ -103,6 +130,8 @@ def bin_sparse(keys, counts, pixel_id, tof, first_pixel, n_pixels, tof_min, tof_
     first, then the table's probes). Stops early once max_new new bins were taken (the
     caller grows the table and calls again from the returned position).
     Returns (events done, new bins, skipped)."""
+    if len(pixel_id) != len(tof):
+        raise ValueError("bin_sparse: pixel ids and times of flight differ in length")
     scale = n_channels / (tof_max - tof_min)
     chunk = np.empty(CHUNK, np.int64)
     new = 0
@@ -113,12 +142,13 @@ def bin_sparse(keys, counts, pixel_id, tof, first_pixel, n_pixels, tof_min, tof_
         for i in range(start, stop):
             p = pixel_id[i] - first_pixel
             t = tof[i]
-            if p < 0 or p >= n_pixels or t < tof_min or t >= tof_max:
+            if p < 0 or p >= n_pixels or not (t >= tof_min and t < tof_max):
                 chunk[i - start] = -1
                 continue
-            c = int((t - tof_min) * scale)
-            if c >= n_channels:
-                c = n_channels - 1
+            c = _linear_channel(t, tof_min, scale, n_channels)
+            if c < 0:
+                chunk[i - start] = -1
+                continue
             chunk[i - start] = np.int64(p) * n_channels + c
         for i in range(start, stop):
             if new >= max_new:

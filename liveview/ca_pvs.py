@@ -14,15 +14,18 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
-from caproto import ChannelDouble, ChannelInteger, ChannelString
 from caproto.asyncio.server import Context
 
 from datastream.ca_beacons import quiet_beacon_refusals
 from datastream.epics_network import LOOPBACK
+from liveview.ca_access import ReadOnlyDouble, ReadOnlyInteger, ReadOnlyString
 
 log = logging.getLogger(__name__)
 
-_CHANNELS = {"l": ChannelInteger, "d": ChannelDouble, "s": ChannelString}
+# read-only to clients: these are the live view's counts (liveview.ca_access)
+_CHANNELS = {"l": ReadOnlyInteger, "d": ReadOnlyDouble, "s": ReadOnlyString}
+# a DBR_STRING holds 40 bytes, its terminating NUL included
+_STRING_BYTES = 39
 
 
 class CaCounters:
@@ -99,6 +102,8 @@ class CaCounters:
         for name, value in values.items():
             channel = self._channels.get(name)
             if channel is not None:
+                if isinstance(value, str):  # a run name too long or not latin-1 is cut, not lost
+                    value = value.encode("latin-1", "replace")[:_STRING_BYTES].decode("latin-1")
                 asyncio.run_coroutine_threadsafe(channel.write(value), self._loop)
 
     def submit(self, coro: Coroutine[Any, Any, None]) -> Future[None] | None:

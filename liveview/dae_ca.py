@@ -28,10 +28,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
-from caproto import ChannelData, ChannelFloat, ChannelInteger, ChannelString
+from caproto import ChannelData, ChannelInteger
 
 from datastream.ca_lengths import serve_native_counts
 from liveview import dae_arrays
+from liveview.ca_access import ReadOnlyFloat, ReadOnlyInteger, ReadOnlyString
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +121,18 @@ class _Computed:
             await self.write(value, verify_value=False)
 
 
-class LiveFloat(_Computed, ChannelFloat):
+# every channel here is read-only to clients (liveview.ca_access) but `.PROC`
+class LiveFloat(_Computed, ReadOnlyFloat):
     pass
 
 
-class LiveInteger(_Computed, ChannelInteger):
+class LiveInteger(_Computed, ReadOnlyInteger):
     pass
 
 
 class _Process(ChannelInteger):
-    """A record's `.PROC`: a put of any value runs `process` (the put completes after it)."""
+    """A record's `.PROC`: a put of any value runs `process` (the put completes after it).
+    The one channel here clients may write."""
 
     def __init__(self, process: Callable[[], Coroutine[Any, Any, None]], **kwargs: Any):
         super().__init__(value=0, **kwargs)
@@ -188,9 +191,9 @@ class DaeSpectra:
             value=np.zeros(1, np.int32), max_length=self._integrals_nelm, units="cnt")
         static[p + "SPECINTEGRALS.NORD"] = LiveInteger(compute=self._integrals_nord,
                                                        settle=self.settle, value=0)
-        self.specdata = ChannelInteger(value=np.zeros(1, np.int32), max_length=SPECDATA_NELM,
-                                       units="cnt")
-        self.specdata_nord = ChannelInteger(value=1)
+        self.specdata = ReadOnlyInteger(value=np.zeros(1, np.int32), max_length=SPECDATA_NELM,
+                                        units="cnt")
+        self.specdata_nord = ReadOnlyInteger(value=1)
         static |= {p + "SPECDATA": self.specdata, p + "SPECDATA.NORD": self.specdata_nord,
                    p + "SPECDATA.PROC": _Process(self.process_specdata)}
         serve_native_counts(static)
@@ -224,7 +227,7 @@ class DaeSpectra:
             compute=lambda: min(dae_arrays.spectrum_length(self.histogram(), axis),
                                 value.max_length), value=0)
         made: dict[str, ChannelData] = {base: value, base + ".NORD": nord,
-                                        base + ".EGU": ChannelString(value=UNITS[axis])}
+                                        base + ".EGU": ReadOnlyString(value=UNITS[axis])}
         serve_native_counts({k: v for k, v in made.items() if k != base})
         self._computed += [value, nord]
         return made if name in made else None

@@ -10,16 +10,37 @@ ev44 (default) or ev42; output_schema hs00 (default, just-bin-it's) or hs01."""
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datastream.kafka_client import MAX_MESSAGE_BYTES
+
 HIST_TYPES = ("hist1d", "hist2d", "dethist", "roihist")
 INPUT_SCHEMAS = ("ev44", "ev42")
 OUTPUT_SCHEMAS = ("hs00", "hs01")
-# a histogram larger than this is refused: it would not fit a Kafka message (64 MiB of
-# float64) and would take the live view's memory with it
-MAX_BINS = 8 * 1024 * 1024
+# Every number of a command is bounded, because Python's json reads Infinity, NaN and
+# integers of thousands of digits, and an OverflowError in the command thread once ended the
+# live view. Each histogram's hs00/hs01 (float64 counts and edges) must fit one Kafka message
+# (the topics' max.message.bytes, 64 MiB, less room for its info JSON and framing); all of
+# one config's histograms together at most MAX_TOTAL_BINS (128 MiB of float64; the old
+# session and the new one are both held for a moment while a config replaces it, so the
+# just-bin-it side never holds more than twice that).
+MESSAGE_MARGIN_BYTES = 1024 * 1024
+MAX_BINS = (MAX_MESSAGE_BYTES - MESSAGE_MARGIN_BYTES) // 8
+MAX_TOTAL_BINS = 16 * 1024 * 1024
+MAX_HISTOGRAMS = 64
+MAX_DATA_TOPICS = 16
+MAX_ID_CHARS = 256  # msg_id, id, source: names, not documents
+# times in ms since the epoch that stay within an int64 of ns (the year 2262)
+MAX_TIME_MS = (2**63 - 1) // 1_000_000
+MAX_INTERVAL_S = 10 * 365 * 86400.0
+# time of flight in ns, and detector ids (an ev42's are uint32)
+MAX_ABS_TOF_NS = 1e15
+MAX_ABS_DET_ID = 2**32
+# the narrowest bin: any narrower and (value - low) * bins / (high - low) is not finite
+MIN_BIN_WIDTH = 1e-6
 
 
 class CommandError(ValueError):
@@ -59,26 +80,41 @@ class Command:
         return (self.start_ms if self.start_ms is not None else now_ms), self.stop_ms
 
 
+def _load(payload: bytes) -> Any:
+    """The JSON; RecursionError (nesting past the parser's limit) is no ValueError."""
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CommandError(f"not JSON: {str(exc)[:200]}") from None
+
+
+def _msg_id(message: dict[str, Any]) -> str | None:
+    value = message.get("msg_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None  # a list or object is no id: nothing to answer it with
+    try:
+        return str(value)[:MAX_ID_CHARS]
+    except ValueError:  # an int past Python's digit limit (json refuses those first)
+        return None
+
+
 def msg_id_of(payload: bytes) -> str | None:
     """The msg_id of a command, even of one that is otherwise invalid (so it can be
     answered); None if there is none or the payload is not a JSON object."""
     try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        message = _load(payload)
+    except CommandError:
         return None
-    if isinstance(message, dict) and message.get("msg_id") is not None:
-        return str(message["msg_id"])
-    return None
+    return _msg_id(message) if isinstance(message, dict) else None
 
 
 def parse_command(payload: bytes) -> Command:
-    try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CommandError(f"not JSON: {exc}") from None
+    message = _load(payload)
     if not isinstance(message, dict):
         raise CommandError("a command is a JSON object")
-    msg_id = str(message["msg_id"]) if message.get("msg_id") is not None else None
+    msg_id = _msg_id(message)
     cmd = message.get("cmd")
     if cmd in ("stop", "reset_counts"):
         return Command(cmd, msg_id)
@@ -91,8 +127,9 @@ def _time_ms(message: dict[str, Any], key: str) -> int | None:
     value = message.get(key)
     if value is None:
         return None
-    if not _number(value) or value < 0:
-        raise CommandError(f"{key} must be a time in ms since the epoch")
+    if not _number(value) or not 0 <= value <= MAX_TIME_MS:
+        raise CommandError(f"{key} must be a time in ms since the epoch, from 0 to "
+                           f"{MAX_TIME_MS}")
     return int(value)
 
 
@@ -103,8 +140,9 @@ def _parse_config(message: dict[str, Any], msg_id: str | None) -> Command:
         if start is not None or stop is not None:
             raise CommandError("cannot define 'interval' in combination with start and/or "
                                "stop")
-        if not _number(interval) or interval <= 0:
-            raise CommandError("interval must be a positive number of seconds")
+        if not _number(interval) or not 0 < interval <= MAX_INTERVAL_S:
+            raise CommandError(f"interval must be a positive number of seconds, at most "
+                               f"{MAX_INTERVAL_S:.0f}")
     if start is not None and stop is not None and stop < start:
         raise CommandError("stop is before start")
     input_schema = message.get("input_schema", "ev44")
@@ -116,8 +154,13 @@ def _parse_config(message: dict[str, Any], msg_id: str | None) -> Command:
     hists = message.get("histograms")
     if not isinstance(hists, list) or not hists:
         raise CommandError("a config needs a non-empty list of histograms")
+    if len(hists) > MAX_HISTOGRAMS:
+        raise CommandError(f"{len(hists)} histograms: at most {MAX_HISTOGRAMS}")
     top_topics = message.get("data_topics")
     specs = tuple(_parse_histogram(h, i, top_topics) for i, h in enumerate(hists))
+    total = sum(bins_of(s) for s in specs)
+    if total > MAX_TOTAL_BINS:
+        raise CommandError(f"{total:,} bins in all: at most {MAX_TOTAL_BINS:,} a config")
     return Command("config", msg_id, start, stop,
                    float(interval) if interval is not None else None,
                    input_schema, output_schema, specs)
@@ -136,16 +179,24 @@ def _parse_histogram(h: object, index: int, top_topics: object) -> HistSpec:
         raise CommandError(f"{where}: no output topic")
     data_topics = h.get("data_topics", top_topics)
     if (not isinstance(data_topics, list) or not data_topics
+            or len(data_topics) > MAX_DATA_TOPICS
             or not all(isinstance(t, str) and t for t in data_topics)):
-        raise CommandError(f"{where}: data_topics must be a non-empty list of topic names")
+        raise CommandError(f"{where}: data_topics must be a non-empty list of topic names "
+                           f"(at most {MAX_DATA_TOPICS})")
     source = h.get("source") or ""
     identifier = h.get("id") or ""
     if not isinstance(source, str) or not isinstance(identifier, str):
         raise CommandError(f"{where}: source and id are strings")
-    tof = _range(h, "tof_range", where, required=kind in ("hist1d", "hist2d"))
-    det = _range(h, "det_range", where, required=kind in ("hist2d", "dethist"))
-    spec = HistSpec(kind, topic, tuple(data_topics), tof,
-                    (int(det[0]), int(det[1])) if det else None, source=source, id=identifier)
+    if len(source) > MAX_ID_CHARS or len(identifier) > MAX_ID_CHARS:
+        raise CommandError(f"{where}: source and id of at most {MAX_ID_CHARS} characters")
+    tof = _range(h, "tof_range", where, required=kind in ("hist1d", "hist2d"),
+                 limit=MAX_ABS_TOF_NS)
+    det = _range(h, "det_range", where, required=kind in ("hist2d", "dethist"),
+                 limit=MAX_ABS_DET_ID)
+    ids = (int(det[0]), int(det[1])) if det else None
+    if kind == "hist2d" and ids is not None and not ids[1] > ids[0]:
+        raise CommandError(f"{where}: det_range must span more than one detector id")
+    spec = HistSpec(kind, topic, tuple(data_topics), tof, ids, source=source, id=identifier)
     if kind == "hist1d":
         bins: int | tuple[int, int] = _bins(h.get("num_bins"), where, pair=False)
         return _sized(replace(spec, num_bins=bins), int(bins), where)  # type: ignore[arg-type]
@@ -158,16 +209,50 @@ def _parse_histogram(h: object, index: int, top_topics: object) -> HistSpec:
         height = _positive_int(h.get("height", 512), "height", where)
         return _sized(replace(spec, width=width, height=height), width * height, where)
     edges = h.get("left_edges")
-    if (not isinstance(edges, list) or not edges
-            or not all(isinstance(e, int) and not isinstance(e, bool) for e in edges)):
-        raise CommandError(f"{where}: left_edges must be a non-empty list of detector ids")
+    if (not isinstance(edges, list) or not edges or len(edges) > MAX_BINS
+            or not all(isinstance(e, int) and not isinstance(e, bool)
+                       and abs(e) <= MAX_ABS_DET_ID for e in edges)):
+        raise CommandError(f"{where}: left_edges must be a non-empty list of detector ids "
+                           f"(within +-{MAX_ABS_DET_ID})")
     return _sized(replace(spec, width=width, left_edges=tuple(edges)), width * len(edges),
                   where)
 
 
+def dims_of(spec: HistSpec) -> tuple[int, ...]:
+    """The histogram's shape (as liveview.jbi_histograms makes it)."""
+    if spec.type == "hist1d":
+        return (int(spec.num_bins),)  # type: ignore[arg-type]
+    if spec.type == "hist2d":
+        bins = spec.num_bins
+        return tuple(bins) if isinstance(bins, tuple) else (int(bins), int(bins))  # type: ignore[arg-type]
+    if spec.type == "dethist":
+        return spec.width, spec.height
+    return spec.width, len(spec.left_edges)
+
+
+def bins_of(spec: HistSpec) -> int:
+    return math.prod(dims_of(spec))
+
+
+def message_bytes(spec: HistSpec) -> int:
+    """About the bytes of its hs00/hs01: float64 counts and edges, and the margin for the
+    info JSON and the FlatBuffers framing."""
+    dims = dims_of(spec)
+    return 8 * (math.prod(dims) + sum(d + 1 for d in dims)) + MESSAGE_MARGIN_BYTES
+
+
 def _sized(spec: HistSpec, bins: int, where: str) -> HistSpec:
-    if bins > MAX_BINS:
-        raise CommandError(f"{where}: {bins} bins is more than the {MAX_BINS} allowed")
+    if bins > MAX_BINS or message_bytes(spec) > MAX_MESSAGE_BYTES:
+        raise CommandError(f"{where}: {bins:,} bins is more than the {MAX_BINS:,} allowed "
+                           f"(its hs00 must fit one {MAX_MESSAGE_BYTES // 2**20} MiB Kafka "
+                           "message)")
+    # the ranges binned (dethist and roihist only filter by theirs)
+    binned = {"hist1d": (spec.tof_range,), "hist2d": (spec.tof_range, spec.det_range)}
+    for bounds, n in zip(binned.get(spec.type, ()), dims_of(spec), strict=False):
+        low, high = bounds  # type: ignore[misc]
+        if not (high - low) / n >= MIN_BIN_WIDTH:
+            raise CommandError(f"{where}: {n:,} bins over [{low}, {high}] are narrower than "
+                               f"{MIN_BIN_WIDTH}")
     return spec
 
 
@@ -176,8 +261,8 @@ def _number(value: object) -> bool:
 
 
 def _positive_int(value: object, name: str, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise CommandError(f"{where}: {name} must be a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BINS:
+        raise CommandError(f"{where}: {name} must be a positive integer, at most {MAX_BINS:,}")
     return value
 
 
@@ -190,16 +275,17 @@ def _bins(value: object, where: str, pair: bool) -> int | tuple[int, int]:
     return _positive_int(value, "num_bins", where)
 
 
-def _range(h: dict[str, Any], key: str, where: str,
-           required: bool) -> tuple[float, float] | None:
+def _range(h: dict[str, Any], key: str, where: str, required: bool,
+           limit: float) -> tuple[float, float] | None:
     value = h.get(key)
     if value is None:
         if required:
             raise CommandError(f"{where}: {key} is missing")
         return None
     if (not isinstance(value, list | tuple) or len(value) != 2
-            or not all(_number(v) for v in value)):
-        raise CommandError(f"{where}: {key} must be [low, high]")
+            or not all(_number(v) and abs(v) <= limit for v in value)):  # NaN fails too
+        raise CommandError(f"{where}: {key} must be [low, high], finite numbers within "
+                           f"+-{limit:g}")
     low, high = float(value[0]), float(value[1])
     if not high > low:
         raise CommandError(f"{where}: {key} must have high above low")

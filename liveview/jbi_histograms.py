@@ -21,7 +21,9 @@ def _linear_index(values: np.ndarray, low: float, high: float,
     v = np.asarray(values, np.float64)
     inside = (v >= low) & (v <= high)
     idx = ((v[inside] - low) * (n / (high - low))).astype(np.int64)
-    np.minimum(idx, n - 1, out=idx)  # the top edge belongs to the last bin
+    # the top edge belongs to the last bin; and no index past the counts, whatever the
+    # arithmetic gave (the command's checks keep it finite)
+    np.clip(idx, 0, n - 1, out=idx)
     return idx, inside
 
 

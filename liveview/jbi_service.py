@@ -61,16 +61,25 @@ class JbiService:
         try:
             self._assign_commands(commands, stop)
             next_publish = next_beat = 0.0
+            failures = 0
             while not stop.is_set():
-                self._step(commands)
-                now = time.monotonic()
-                if now >= next_publish:
-                    next_publish = now + PUBLISH_INTERVAL_S
-                    self._publish()
-                if now >= next_beat:
-                    next_beat = now + HEARTBEAT_INTERVAL_S
-                    self._heartbeat()
-                producer.poll(0)
+                # nothing a command, a data message or the broker does ends this thread: the
+                # live view exits when it does (an OverflowError here once took it down)
+                try:
+                    self._step(commands)
+                    now = time.monotonic()
+                    if now >= next_publish:
+                        next_publish = now + PUBLISH_INTERVAL_S
+                        self._publish()
+                    if now >= next_beat:
+                        next_beat = now + HEARTBEAT_INTERVAL_S
+                        self._heartbeat()
+                    producer.poll(0)
+                except Exception:
+                    failures += 1
+                    log.log(logging.ERROR if failures <= 3 else logging.DEBUG,
+                            "the just-bin-it loop failed (going on)", exc_info=True)
+                    stop.wait(0.1)  # not a hot loop if it fails every time
         finally:
             self._close_data()
             commands.close()
@@ -119,7 +128,8 @@ class JbiService:
 
     # -- commands --
     def handle(self, payload: bytes) -> None:
-        """Carry out one command and answer it (ACK, or ERR with the reason)."""
+        """Carry out one command and answer it (ACK, or ERR with the reason). Whatever it
+        raises is the command's: answered ERR, never the end of the thread."""
         try:
             command = parse_command(payload)
             if command.cmd == "config":
@@ -130,10 +140,12 @@ class JbiService:
                     self._publish()
             elif self.session is not None:  # reset_counts
                 self.session.clear()
-        except (CommandError, KafkaException, LookupError) as exc:
+        except Exception as exc:
             self.commands_refused += 1
-            log.warning("refused a command: %s", exc)
-            self._respond(msg_id_of(payload), str(exc))
+            expected = isinstance(exc, CommandError | KafkaException | LookupError)
+            log.log(logging.WARNING, "refused a command: %s", exc, exc_info=not expected)
+            reason = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+            self._respond(msg_id_of(payload), reason[:1000])
             return
         self.commands_handled += 1
         log.info("command %s carried out", command.cmd)
@@ -172,7 +184,10 @@ class JbiService:
         answer: dict[str, object] = {"msg_id": msg_id, "response": "ERR" if error else "ACK"}
         if error:
             answer["message"] = error
-        self._producer.produce(self.topics.responses, json.dumps(answer).encode())
+        try:
+            self._producer.produce(self.topics.responses, json.dumps(answer).encode())
+        except (BufferError, KafkaException) as exc:
+            log.warning("an answer to %s was not sent: %s", msg_id, exc)
         self._producer.poll(0)
 
     # -- output --
@@ -183,7 +198,10 @@ class JbiService:
         if self._caught_up:
             session.check_clock(time.time_ns() // NS_PER_MS)
         for topic, payload in session.messages(time.time_ns()):
-            self._producer.produce(topic, payload)
+            try:
+                self._producer.produce(topic, payload)
+            except (BufferError, KafkaException) as exc:  # a full queue, a broker's refusal:
+                log.warning("a histogram for %s was not sent: %s", topic, exc)  # next time
         if session.done and self._data is not None:
             log.info("histograms %s: %s", [h.spec.id for h in session.histograms],
                      session.state)

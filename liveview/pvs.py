@@ -47,7 +47,10 @@ PER_PERIOD: dict[str, tuple[str, str, str]] = {
 def _iso(ns: int | None) -> str:
     if not ns:
         return ""
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
+    try:
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError, OSError):  # past datetime's years: shown as unknown
+        return ""
 
 
 class LivePVs:

@@ -18,6 +18,9 @@ from datastream.schemas import schema_id
 from liveview.time_channels import TimeChannels
 
 NS_PER_MS = 1_000_000
+# a run's start and stop are ns in an int64 everywhere past here (numpy, Kafka's offsets for
+# times): a later time is a malformed command, not a run
+MAX_TIME_MS = (2**63 - 1) // NS_PER_MS
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,12 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
     sid = schema_id(payload)
     if sid == "pl72":
         start = deserialise_pl72(payload)
-        if not start.run_name.isdigit():  # a write job, not a DAE run (a calibration file)
+        # a write job, not a DAE run (a calibration file); ASCII: "٣" is a digit too
+        if not (start.run_name.isascii() and start.run_name.isdigit()):
             return None
+        _check_time("start", start.start_time)
+        if start.stop_time:
+            _check_time("stop", start.stop_time)
         return RunStarted(start.job_id, start.run_name, start.start_time * NS_PER_MS,
                           start.stop_time * NS_PER_MS if start.stop_time else None,
                           _title(start.metadata), _channels(start.metadata))
@@ -51,15 +58,22 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
         stop = deserialise_6s4t(payload)
         if stop.job_id != current_job or not stop.stop_time:
             return None
+        _check_time("stop", stop.stop_time)
         return RunStopped(stop.job_id, stop.stop_time * NS_PER_MS)
     return None
 
 
+def _check_time(name: str, ms: int) -> None:
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise ValueError(f"a run {name} time of {ms} ms is past 2262")
+
+
 def _metadata(metadata: str | None) -> dict[str, object]:
-    """The pl72's metadata JSON as a dict; {} if it is none or not a JSON object."""
+    """The pl72's metadata JSON as a dict; {} if it is none or not a JSON object (or nested
+    past the parser's recursion limit: RecursionError is no ValueError)."""
     try:
         parsed = json.loads(metadata or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
 

@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 
+from datastream.event_messages import check_events
 from datastream.repeats import RecentMessages
 from datastream.run_window import Window, events_of_pulses, pulses_in_window
 from liveview.binning import bin_edges, bin_linear
@@ -94,8 +95,11 @@ class RunHistogram:
             tof: np.ndarray, pixel_id: np.ndarray, bin_events: bool = True,
             period: int = 0) -> int:
         """One message's events of the run's pulses, all in one period; returns how many
-        were taken. bin_events=False: counted, not binned (liveview.load_shedding)."""
+        were taken. bin_events=False: counted, not binned (liveview.load_shedding).
+        Arrays that disagree raise MalformedMessage (datastream.event_messages.check_events,
+        as read_events checked them already: the kernels index by them)."""
         ref = np.asarray(reference_time, np.int64)
+        check_events(ref, reference_index, tof, pixel_id)
         if len(ref) == 0:
             return 0
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import numbers
 import threading
 import time
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 KEEP = 2000
 LOOKBACK_S = 3600
 MAX_POINTS_SHOWN = 500  # a page's chart is a few hundred pixels wide
+MAX_SOURCES = 500  # the page draws a few dozen; a topic of many more names bounds memory here
 
 
 class SampleEnvLogs:
@@ -47,9 +49,16 @@ class SampleEnvLogs:
             value = value.item()
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             return
+        value = float(value)
+        if not math.isfinite(value):  # a disconnected sensor's NaN: nothing to draw
+            return
         with self._lock:
-            points = self._logs.setdefault(source, collections.deque(maxlen=KEEP))
-            points.append((t_ns / 1e9, float(value)))
+            points = self._logs.get(source)
+            if points is None:
+                if len(self._logs) >= MAX_SOURCES:
+                    return
+                points = self._logs[source] = collections.deque(maxlen=KEEP)
+            points.append((t_ns / 1e9, value))
 
     def snapshot(self) -> dict[str, list[list[float]]]:
         """source -> [[unix time s, value], ...] in time order, at most MAX_POINTS_SHOWN."""

@@ -235,7 +235,8 @@ class LiveView:
         self._warned_period = False
         self.shedder.restart()
         self._rate.clear()
-        self._assign(consumer, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS)
+        # from 0 at the earliest: Kafka reads a negative time as "the end" (-1) or worse
+        self._assign(consumer, max(0, run.start_ns // NS_PER_MS - SEEK_MARGIN_MS))
         log.info("following run %s (job %s) from %d ms", run.run_name, run.job_id,
                  run.start_ns // NS_PER_MS)
 
@@ -388,12 +389,18 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     try:
         ticks_per_publish = round(PUBLISH_INTERVAL_S / COUNTER_INTERVAL_S)
         tick = 0
+        failures = 0
         while not stop.wait(COUNTER_INTERVAL_S):
-            view.publish_counters()
             tick += 1
-            if tick % ticks_per_publish == 0:
-                health.tick()
-                view.publish_arrays()
+            try:
+                view.publish_counters()
+                if tick % ticks_per_publish == 0:
+                    health.tick()
+                    view.publish_arrays()
+            except Exception:  # a value no PV can show never ends the live view: said, and on
+                failures += 1
+                log.log(logging.ERROR if failures <= 3 else logging.DEBUG,
+                        "publishing the live view's PVs failed", exc_info=True)
             if not consumer.is_alive() or not jbi_thread.is_alive():
                 raise SystemExit("the live view's consumer stopped")
     except KeyboardInterrupt:

@@ -10,6 +10,8 @@ closed."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import threading
@@ -18,16 +20,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import h11
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("page.html")
+
+# Many slow or idle clients never starve the page: at most MAX_CONNECTIONS at once (uvicorn
+# answers 503 past them), an idle keep-alive connection closed after KEEP_ALIVE_S, and one
+# that has not sent a whole request's headers within REQUEST_TIMEOUT_S closed too (uvicorn
+# waits for headers forever: a few trickling clients would hold every connection).
+MAX_CONNECTIONS = 100
+KEEP_ALIVE_S = 5
+REQUEST_TIMEOUT_S = 5.0
+# a query's numbers and region are short: a longer one is refused before it is parsed
+MAX_PARAM_CHARS = 256
 
 
 # the most cells of one image the page is sent: a bank larger is summed in f x f blocks (its
@@ -114,6 +129,43 @@ def live_state(view: Any, pixel: int | None, logs: Any = None, roi: Roi | None =
     return out
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity as null (JSON has neither: a sample-environment
+    log reading NaN would otherwise fail every answer while it is shown)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _render(content: dict[str, object]) -> bytes:
+    try:
+        text = json.dumps(content, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        text = json.dumps(_finite(content), allow_nan=False, separators=(",", ":"))
+    return text.encode()
+
+
+def _query(request: Request) -> tuple[int | None, Roi | None, int | None]:
+    """(pixel, roi, period) of /api/live; ValueError with the reason for a bad one."""
+    numbers: dict[str, int | None] = {}
+    for name in ("pixel", "period"):
+        raw = request.query_params.get(name, "")
+        if len(raw) > MAX_PARAM_CHARS:
+            raise ValueError(f"{name}: {len(raw)} characters is no number")
+        try:
+            numbers[name] = int(raw) if raw else None
+        except ValueError:
+            raise ValueError(f"{name} {raw!r} is not a number") from None
+    raw = request.query_params.get("roi", "")
+    if len(raw) > MAX_PARAM_CHARS:
+        raise ValueError(f"roi: {len(raw)} characters, at most {MAX_PARAM_CHARS}")
+    return numbers["pixel"], Roi.parse(raw) if raw else None, numbers["period"]
+
+
 def make_app(state: Callable[[int | None, Roi | None, int | None], dict[str, object]]
              ) -> Starlette:
     page = PAGE.read_text()
@@ -121,21 +173,18 @@ def make_app(state: Callable[[int | None, Roi | None, int | None], dict[str, obj
     async def index(_: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
-    async def api(request: Request) -> JSONResponse:
-        numbers: dict[str, int | None] = {}
-        for name in ("pixel", "period"):
-            raw = request.query_params.get(name, "")
-            try:
-                numbers[name] = int(raw) if raw else None
-            except ValueError:
-                return JSONResponse({"error": f"{name} {raw!r} is not a number"},
-                                    status_code=400)
+    def answer(pixel: int | None, roi: Roi | None, period: int | None) -> bytes:
+        return _render(state(pixel, roi, period))
+
+    async def api(request: Request) -> Response:
         try:
-            raw = request.query_params.get("roi", "")
-            return JSONResponse(state(numbers["pixel"], Roi.parse(raw) if raw else None,
-                                      numbers["period"]))
-        except ValueError as exc:  # a bad ROI or period is the asker's: the page says why
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            query = _query(request)
+            # in a worker thread: sums over the histogram and a few MB of JSON would hold
+            # the event loop, and every other client, meanwhile
+            body = await run_in_threadpool(answer, *query)
+        except ValueError as exc:  # a bad pixel, ROI or period is the asker's: say why
+            return JSONResponse({"error": str(exc)[:1000]}, status_code=400)
+        return Response(body, media_type="application/json")
 
     return Starlette(routes=[Route("/", index), Route("/api/live", api)])
 
@@ -152,13 +201,53 @@ def parse_http(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection that has not sent a whole request's
+    headers within REQUEST_TIMEOUT_S of connecting or of its last answer."""
+
+    _request_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._request_timer = self.loop.call_later(REQUEST_TIMEOUT_S, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _too_slow(self) -> None:
+        self._request_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a whole request's headers came
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()
+
+
 class WebServer:
     """uvicorn in a thread of its own (start()/close())."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
-                                                     log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", http=_Protocol,
+            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S))
         self._thread = threading.Thread(target=self._server.run, name="live-web", daemon=True)
 
     @property

@@ -71,10 +71,10 @@ def test_dae_spectra_over_ca_hold_the_whole_run(kafka, topics, tmp_path):
         assert cube.sum() == counters.total_counts and not cube[:, 0].any()
         assert cube.sum(axis=1).tolist() == integrals.tolist()
         for spectrum in (1, 9, 16):
-            yc = get(f"DAE:SPEC:1:{spectrum}:YC")
+            yc = get(f"DAE:SPEC:1:{spectrum}:YC")[:25]  # NORD; served whole, 0 past it
             assert np.asarray(yc).tolist() == cube[spectrum, 1:].tolist()
-            assert np.asarray(get(f"DAE:SPEC:0:{spectrum}:YC")).tolist() == yc.tolist()
-            y = get(f"DAE:SPEC:1:{spectrum}:Y")
+            assert np.asarray(get(f"DAE:SPEC:0:{spectrum}:YC"))[:25].tolist() == yc.tolist()
+            y = get(f"DAE:SPEC:1:{spectrum}:Y")[:25]
             assert y == pytest.approx(yc / 800.0)  # counts per µs of 800 µs channels
     finally:
         stop.set()

@@ -20,7 +20,8 @@ from streaming_data_types.fbschemas.isis_event_info_is84.ISISData import ISISDat
 from streaming_data_types.fbschemas.isis_event_info_is84.RunState import RunState as IsisState
 from streaming_data_types.fbschemas.run_start_pl72.RunStart import RunStart
 
-from ioc.event_count import _events_and_frames
+from datastream.run_window import Window
+from ioc.event_count import _RunCounter
 from ioc.simulated_dae import DaeSettings, SimulatedDae
 from tests.fakes import FakeProducer
 from tests.unit.test_run_control import control  # noqa: F401 (a fixture)
@@ -66,8 +67,8 @@ def test_the_dae_can_send_ev42_with_isis_data():
     assert isis.PeriodNumber() == 0 and isis.RunState() == IsisState.RUNNING
     assert isis.ProtonCharge() == pytest.approx(36.0 / 50 / 3600)  # µAh a frame
     # a restarted IOC counts ev42 frames as it counts ev44 ones
-    assert _events_and_frames(producer.sent[0].value, "DAE", start) == (20, 1)
-    assert _events_and_frames(producer.sent[0].value, "OTHER", start) == (0, 0)
+    assert _RunCounter("DAE", Window(start, None)).count(producer.sent[0].value) == (20, 1)
+    assert _RunCounter("OTHER", Window(start, None)).count(producer.sent[0].value) == (0, 0)
 
 
 def test_an_unknown_event_schema_is_refused():

@@ -1,0 +1,117 @@
+"""Every writable PV of the real run-control IOC (its own process) fuzzed over Channel Access:
+NaN, ±inf, huge and negative numbers, long and control-character strings, raw bytes, the
+wrong type. The IOC never exits, a refused put never changes the state it guards, and a run
+then begins and aborts as usual. Seeds are printed (hypothesis' print_blob; FUZZ_SEED=n
+repeats one)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from caproto import ChannelType
+from caproto.threading.client import Context
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from ioc.dae_pvs import DaePVs
+from ioc.experiment_pvs import ExperimentPVs
+from ioc.pvgroups import FileWriterPVs
+from tests.conftest import EPICS_PORTS, ca_readable, wait_until
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def writable(group: type, prefix: str) -> list[str]:
+    return sorted(prefix + prop.pvspec.name for prop in group._pvs_.values()
+                  if not prop.pvspec.read_only)
+
+
+PVS = (writable(DaePVs, "DAE:") + writable(ExperimentPVs, "ED:")
+       + writable(FileWriterPVs, "FILEWRITER:"))
+
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 2**31, -2**31, 2**63]),
+    st.integers(min_value=-2**31, max_value=2**31 - 1),
+    st.text(max_size=200), st.text(min_size=5000, max_size=20_000),
+    st.sampled_from(["1", "0", "\x00", "\n\r\x1b[2J", "\u202eevil", "<Cluster/>",
+                     "78" * 3000, "../../etc/passwd", "/dev/zero"]),
+    st.binary(max_size=300),
+    st.lists(st.integers(min_value=0, max_value=255), max_size=50))
+
+
+def _seeded(test):
+    value = os.environ.get("FUZZ_SEED")
+    return seed(int(value))(test) if value else test
+
+
+@pytest.fixture(scope="module")
+def ioc(kafka, tmp_path_factory):
+    from datastream.instrument import InstrumentConfig, write_config
+    from datastream.topic_ensure import ensure_topics
+
+    tmp = tmp_path_factory.mktemp("fuzz-ioc")
+    prefix = "TE:FZRC:"
+    # no file writer here: an ENDRUN's put waits for one only this long
+    config = InstrumentConfig(name="FZRC", prefix=prefix, data_dir=tmp, end_timeout_s=1,
+                              broker=kafka.bootstrap)
+    ensure_topics(kafka, config.topics)
+    log = tmp / "ioc.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "ioc", "--config",
+             str(write_config(config, tmp / "config.toml")),
+             "--ca-port", str(EPICS_PORTS.run_control_ca)],
+            stdout=out, stderr=subprocess.STDOUT,
+            env=os.environ | EPICS_PORTS.server_env(EPICS_PORTS.run_control_ca))
+    context = Context()
+    try:
+        wait_until(lambda: ca_readable(prefix + "DAE:RUNSTATE"), 60, "the IOC")
+        yield proc, prefix, context, log
+    finally:
+        context.disconnect()
+        proc.terminate()
+        proc.wait(20)
+
+
+def _put(context: Context, name: str, value: object) -> None:
+    (chan,) = context.get_pvs(name, timeout=5)
+    chan.wait_for_connection(timeout=10)
+    data = value
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    # a refusal is an answer; a dead IOC is the failure
+    with contextlib.suppress(Exception):
+        # refused puts answer an error the client may wait out: what counts is the IOC
+        chan.write(data if isinstance(data, bytes | list) else [data], wait=True, timeout=1)
+
+
+@_seeded
+@settings(max_examples=200, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(name=st.sampled_from(PVS), value=VALUES)
+def test_no_put_stops_the_ioc(ioc, name, value) -> None:
+    proc, prefix, context, log = ioc
+    _put(context, prefix + name, value)
+    assert proc.poll() is None, f"the IOC exited on {name} = {value!r}:\n" \
+        + log.read_text()[-3000:]
+
+
+def test_after_the_fuzzing_a_run_begins_and_aborts(ioc) -> None:
+    proc, prefix, context, _ = ioc
+    (state,) = context.get_pvs(prefix + "DAE:RUNSTATE", timeout=5)
+    for command in ("DAE:ENDRUN", "DAE:ABORTRUN"):  # whatever the fuzzing left running
+        _put(context, prefix + command, 1)
+    wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"SETUP", 90,
+               "SETUP after the fuzzing")
+    _put(context, prefix + "DAE:BEGINRUN", 1)
+    assert state.read(data_type=ChannelType.STRING).data[0] == b"RUNNING"
+    _put(context, prefix + "DAE:ABORTRUN", 1)
+    wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"SETUP", 30, "SETUP")
+    assert proc.poll() is None
