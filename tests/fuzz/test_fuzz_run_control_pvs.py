@@ -92,7 +92,7 @@ def _put(context: Context, name: str, value: object) -> None:
 
 
 @_seeded
-@settings(max_examples=200, deadline=None, print_blob=True,
+@settings(max_examples=120, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(name=st.sampled_from(PVS), value=VALUES)
