@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # ev44 messages of 100k events are ~800 kB; leave room for bigger frames. The broker, the
@@ -148,3 +148,18 @@ def deliver(producer: Producer, topic: str, value: bytes, key: bytes | None = No
         raise DeliveryError(f"no acknowledgement from the broker for {topic} within {timeout}s")
     if outcome[0] is not None:
         raise DeliveryError(f"the broker refused the message for {topic}: {outcome[0]}")
+
+
+def offsets_since(consumer: Consumer, wanted: list[TopicPartition], timeout: float = 10,
+                  ends: dict[tuple[str, int], int] | None = None) -> list[TopicPartition]:
+    """Where to read each partition from a time: each TopicPartition's offset holds a
+    timestamp (ms); the answer holds the first offset at or after it, or, for a partition
+    with nothing that recent, its end (all it will hold of that time is still to come):
+    `ends` if the caller took them before the lookup (so a message appended between the two
+    cannot be skipped), else the end as it is now."""
+    found = consumer.offsets_for_times(wanted, timeout=timeout)
+    for tp in found:
+        if tp.offset < 0:
+            tp.offset = (ends[(tp.topic, tp.partition)] if ends is not None
+                         else consumer.get_watermark_offsets(tp, timeout=timeout)[1])
+    return found

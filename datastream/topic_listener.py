@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
-from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,12 @@ class TopicListener:
         # message produced in between would be missed
         metadata = consumer.list_topics(self._topic, timeout=10).topics.get(self._topic)
         partitions = list(metadata.partitions) if metadata and metadata.partitions else [0]
-        assignment = []
-        for p in partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p),
-                                                        timeout=10)
-            assignment.append(TopicPartition(self._topic, p, max(high, 0)))
         if self._since_ms is not None:
-            since = consumer.offsets_for_times(
-                [TopicPartition(self._topic, p, self._since_ms) for p in partitions], timeout=10)
-            for tp, found in zip(assignment, since, strict=True):
-                if found.offset >= 0:
-                    tp.offset = found.offset
+            assignment = offsets_since(
+                consumer, [TopicPartition(self._topic, p, self._since_ms) for p in partitions])
+        else:
+            assignment = [TopicPartition(self._topic, p, max(consumer.get_watermark_offsets(
+                TopicPartition(self._topic, p), timeout=10)[1], 0)) for p in partitions]
         consumer.assign(assignment)
         self.ready.set()
 

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
-from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer, offsets_since
 from liveview.jbi_commands import Command, CommandError, msg_id_of, parse_command
 from liveview.jbi_session import JbiSession
 
@@ -164,11 +164,7 @@ class JbiService:
         try:
             wanted = [TopicPartition(t, p, session.start_ms) for t in session.data_topics
                       for p in sorted(listed[t].partitions)]
-            offsets = data.offsets_for_times(wanted, timeout=10)
-            for tp in offsets:
-                if tp.offset < 0:  # nothing since the start: all of it is still to come
-                    tp.offset = data.get_watermark_offsets(tp, timeout=10)[1]
-            data.assign(offsets)
+            data.assign(offsets_since(data, wanted))
         except Exception:
             data.close()
             raise

@@ -15,7 +15,7 @@ import time
 from confluent_kafka import TopicPartition
 from streaming_data_types.logdata_f144 import deserialise_f144
 
-from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
 
@@ -80,13 +80,8 @@ class SampleEnvLogs:
                     if parts.error is not None or not parts.partitions:
                         raise LookupError(f"topic {self.topic} not found")
                     since = (time.time_ns() // 1_000_000) - LOOKBACK_S * 1000
-                    offsets = consumer.offsets_for_times(
-                        [TopicPartition(self.topic, p, since) for p in parts.partitions],
-                        timeout=10)
-                    for tp in offsets:
-                        if tp.offset < 0:
-                            tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
-                    consumer.assign(offsets)
+                    consumer.assign(offsets_since(consumer, [
+                        TopicPartition(self.topic, p, since) for p in parts.partitions]))
                     break
                 except Exception as exc:  # the broker or topic not there yet: retried
                     log.debug("sample-environment logs: %s", exc)

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from datastream.epics_network import EpicsPorts
 from datastream.event_messages import read_events
 from datastream.instrument import InstrumentConfig
-from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from liveview.array_pvs import ArrayPVs
@@ -180,11 +180,8 @@ class LiveView:
             offsets = [TopicPartition(events, p, consumer.get_watermark_offsets(
                 TopicPartition(events, p), timeout=10)[1]) for p in parts]
         else:
-            offsets = consumer.offsets_for_times(
-                [TopicPartition(events, p, events_from_ms) for p in parts], timeout=10)
-            for tp in offsets:
-                if tp.offset < 0:  # nothing since: all of the run is still to come
-                    tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            offsets = offsets_since(
+                consumer, [TopicPartition(events, p, events_from_ms) for p in parts])
         consumer.assign([TopicPartition(run_info, p, o)
                          for p, o in self._run_info_next.items()] + offsets)
 
