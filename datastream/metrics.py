@@ -174,8 +174,42 @@ class _Collector:
             log.exception("collecting %s metrics failed", self._service)
 
 
+# connections served at once, and how long one may take to send its request: many idle or
+# slow clients never starve the service or grow its threads without bound (a scraper whose
+# connection is refused meanwhile tries again at its next scrape)
+MAX_CONNECTIONS = 32
+REQUEST_TIMEOUT_S = 5.0
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: this one is closed
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # a client that sends nothing is let go
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -209,8 +243,7 @@ class MetricsServer:
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(service, instrument, health, collect))
         self.registry.register(ProcessCollector(registry=None))
-        self._server = ThreadingHTTPServer((host, port), _handler(self.registry, health))
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), _handler(self.registry, health))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
                                         daemon=True)

@@ -90,3 +90,32 @@ def test_producer_latency_from_librdkafka_statistics():
     assert (latency.queue_p99_s, latency.rtt_p99_s) == (0.0025, 0.0015)
     latency.on_stats("not json")  # kept as it was
     assert latency.queue_p99_s == 0.0025
+
+
+def test_idle_clients_never_starve_the_endpoints(server):
+    """100 connections that send nothing: the threads stay bounded, each is let go after
+    its timeout, and a scrape gets through within a few seconds."""
+    import socket
+    import threading
+    import time
+
+    import datastream.metrics as metrics
+
+    srv, base = server
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(100)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= metrics.MAX_CONNECTIONS + 2
+        deadline = time.monotonic() + metrics.REQUEST_TIMEOUT_S + 10
+        while True:
+            try:
+                if get(base + "/healthz")[0] == 200:
+                    break
+            except OSError:  # refused while every slot is held
+                pass
+            assert time.monotonic() < deadline, "no scrape got through"
+            time.sleep(0.2)
+    finally:
+        for sock in idle:
+            sock.close()
