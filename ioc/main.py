@@ -49,6 +49,14 @@ class _RefusalsWithoutTraceback(logging.Filter):
         return not isinstance(exc, CommandRefused | RunControlError | JobRefused)
 
 
+HELP = "the run-control IOC (caproto) with the simulated DAE"
+
+
+def main(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace) -> int:
+    run(config, kafka, args)
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-port", type=int,
                         default=int(os.environ.get("EPICS_CA_SERVER_PORT", 5064)),

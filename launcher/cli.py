@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
+import importlib
 import logging
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from datastream.epics_network import EpicsPorts, shell_exports
@@ -25,6 +25,27 @@ def _service_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
     add_instrument_arguments(parser)
     add_kafka_arguments(parser, default_broker=None)
     return parser
+
+
+# the services whose modules own their options and start: (command, module, serves metrics)
+SERVICES = (("ioc", "ioc.main", True), ("forwarder", "forwarder.cli", False),
+            ("filewriter", "filewriter.cli", True), ("liveview", "liveview.cli", True))
+
+
+def _add_services(sub: argparse._SubParsersAction) -> None:
+    """A subcommand per service, from its module's HELP, add_arguments and main."""
+    for command, module_name, metrics in SERVICES:
+        module = importlib.import_module(module_name)
+        parser = _service_parser(sub, command, module.HELP)
+        module.add_arguments(parser)
+        if metrics:
+            _add_metrics_argument(parser)
+        parser.set_defaults(func=functools.partial(_run_service, module.main))
+
+
+def _run_service(main, args: argparse.Namespace) -> int:
+    config, kafka = _config_and_kafka(args)
+    return main(config, kafka, args)
 
 
 def _add_metrics_argument(parser: argparse.ArgumentParser) -> None:
@@ -134,14 +155,6 @@ def cmd_acls(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ioc(args: argparse.Namespace) -> int:
-    from ioc.main import run
-
-    config, kafka = _config_and_kafka(args)
-    run(config, kafka, args)
-    return 0
-
-
 def cmd_se_ioc(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     db = args.db or config.sample_env_db
@@ -167,65 +180,6 @@ def cmd_se_ioc(args: argparse.Namespace) -> int:
     finally:
         if proc.stdin:
             proc.stdin.close()
-
-
-def cmd_forwarder(args: argparse.Namespace) -> int:
-    from forwarder.options import OptionError, resolve_options
-    from forwarder.service import run
-
-    config, kafka = _config_and_kafka(args)
-    if args.streams:
-        config = replace(config, streams_file=args.streams.resolve())
-    try:
-        options = resolve_options(args, Path(args.config))
-    except OptionError as exc:
-        raise SystemExit(str(exc)) from exc
-    with contextlib.suppress(KeyboardInterrupt):
-        run(config, kafka, options=options)
-    return 0
-
-
-def cmd_filewriter(args: argparse.Namespace) -> int:
-    from filewriter.job import JobSettings
-    from filewriter.service import run
-
-    config, kafka = _config_and_kafka(args)
-    job = JobSettings(output_dir=(args.output_dir or config.files_dir).resolve(),
-                      lookback_s=args.lookback, leeway_s=args.leeway,
-                      flush_interval_s=args.flush_interval,
-                      max_queued_mb=args.max_queued_mb)
-    run(config.topics.run_info, kafka, job, group_id=args.group or f"filewriter-{config.name}",
-        instance_id=args.instance_id,
-        status_topic=config.topics.writer_status if args.reports_apart else None,
-        metrics_port=args.metrics_port or None, instrument=config.name)
-    return 0
-
-
-def cmd_liveview(args: argparse.Namespace) -> int:
-    from liveview.service import LiveSettings, run
-
-    config, kafka = _config_and_kafka(args)
-    try:  # a bad [liveview] or geometry: said in one line, before anything starts
-        LiveSettings.from_config(config)
-    except (TypeError, ValueError) as exc:
-        raise SystemExit(f"bad live view settings: {exc}") from None
-    from liveview.jbi_service import JbiTopics
-    from liveview.service import default_jbi_topics
-
-    ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port,
-                       liveview_ca=args.ca_port)
-    jbi = default_jbi_topics(config)
-    jbi = JbiTopics(args.command_topic or jbi.commands, args.response_topic or jbi.responses,
-                    args.status_topic or jbi.status)
-    from liveview.web import parse_http
-
-    try:
-        http = parse_http(args.http) if args.http else None
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-    run(config, kafka, ports, metrics_port=args.metrics_port or None, jbi_topics=jbi,
-        http=http)
-    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -347,12 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     acls.add_argument("--forwarder-principal", default="forwarder")
     acls.set_defaults(func=cmd_acls)
 
-    ioc = _service_parser(sub, "ioc", "the run-control IOC (caproto) with the simulated DAE")
-    from ioc.main import add_arguments as add_ioc_arguments
-
-    add_ioc_arguments(ioc)
-    _add_metrics_argument(ioc)
-    ioc.set_defaults(func=cmd_ioc)
+    _add_services(sub)
 
     se_ioc = sub.add_parser("se-ioc", help="the simulated sample environment: a real EPICS IOC "
                             "(pvxslibs) serving db/ over CA and PVA")
@@ -365,54 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "[run_control] access_security; its setpoints are in ASG SAMPLEENV, "
                         "or DEFAULT if the file has none)")
     se_ioc.set_defaults(func=cmd_se_ioc)
-
-    fwd = _service_parser(sub, "forwarder", "forward EPICS PVs (CA, PVA) to Kafka")
-    fwd.add_argument("--streams", type=Path, help="stream config JSON (default: the config's)")
-    from forwarder.options import add_arguments as add_forwarder_arguments
-
-    add_forwarder_arguments(fwd)
-    fwd.set_defaults(func=cmd_forwarder)
-
-    fw = _service_parser(sub, "filewriter", "write NeXus files from run start/stop commands")
-    fw.add_argument("--output-dir", type=Path, help="where files go (default: the data dir)")
-    fw.add_argument("--lookback", type=float, default=10.0,
-                    help="seconds before the start time to begin reading each data topic")
-    fw.add_argument("--leeway", type=float, default=1.0,
-                    help="seconds after the stop time to wait for late data")
-    fw.add_argument("--flush-interval", type=float, default=1.0)
-    fw.add_argument("--max-queued-mb", type=int, default=64,
-                    help="data fetched but not yet written, at most; a slow disk then slows "
-                    "the reading instead of growing memory")
-    fw.add_argument("--group", help="consumer group of the job pool (writers sharing it share "
-                    "the jobs)")
-    fw.add_argument("--instance-id", help="this writer's fixed identity in the job pool "
-                    "(default: group-hostname); give each writer on one host its own")
-    fw.add_argument("--reports-apart", action="store_true",
-                    default=os.environ.get("DATASTREAM_FILEWRITER_REPORTS_APART") == "1",
-                    help="send every answ, wrdn and x5f2 to <INST>_writerStatus instead of "
-                    "<INST>_runInfo, so the writer needs no write access to the topic of run "
-                    "starts (Kafka ACLs)")
-    _add_metrics_argument(fw)
-    fw.set_defaults(func=cmd_filewriter)
-
-    live = _service_parser(sub, "liveview", "the live view: the current run's counts and "
-                           "histograms as PVs (<prefix>LIVE:*, PVA)")
-    live.add_argument("--pva-port", type=int, default=5077, help="its PVA server's TCP port")
-    live.add_argument("--pva-search-port", type=int, default=5078,
-                      help="its PVA server's UDP search port (clients list 127.0.0.1:PORT "
-                      "in EPICS_PVA_ADDR_LIST; `datastream env` does)")
-    live.add_argument("--ca-port", type=int, default=5068,
-                      help="its CA server's port, for the counters (0: no CA)")
-    live.add_argument("--command-topic", help="just-bin-it's command topic, where NICOS "
-                      "sends its JSON configs (default <INST>_liveCommands)")
-    live.add_argument("--response-topic", help="answers to commands with a msg_id "
-                      "(default <INST>_liveResponses)")
-    live.add_argument("--status-topic", help="the x5f2 heartbeat (default <INST>_liveStatus)")
-    live.add_argument("--http", metavar="HOST:PORT",
-                      default=os.environ.get("DATASTREAM_LIVE_HTTP"),
-                      help="serve the live page there (env DATASTREAM_LIVE_HTTP)")
-    _add_metrics_argument(live)
-    live.set_defaults(func=cmd_liveview)
 
     doc = _service_parser(sub, "doctor", "check a running instrument, one line a check: the "
                           "broker answers, topics as the table says, this host's clock against "
