@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,15 @@ from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 from datastream.run_window import ABORT_PREFIX
+from filewriter.output_path import UnsafePath, check_name
 
 NS_PER_MS = 1_000_000
+# times are int64 nanoseconds everywhere after the command (numpy, HDF5, Kafka's offset
+# lookup): a millisecond time past this cannot be one (it is in the year 2262)
+MAX_TIME_MS = (2**63 - 1) // NS_PER_MS
+# what Kafka accepts as a topic name: the answers go to the control topic, and a name the
+# client refuses would fail every reply of the job
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class CommandError(Exception):
@@ -71,10 +79,23 @@ def parse_start(payload: bytes) -> StartJob:
         raise CommandError(400, "run start without nexus_structure", msg.job_id)
     try:
         structure = json.loads(msg.nexus_structure)
-    except json.JSONDecodeError as exc:
-        raise CommandError(500, f"nexus_structure is not valid JSON: {exc}", msg.job_id) from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not JSON, or an integer of more digits than Python converts;
+        # RecursionError: nested deeper than the parser goes
+        raise CommandError(500, f"nexus_structure is not valid JSON: {str(exc)[:300]}",
+                           msg.job_id) from exc
     if not isinstance(structure, dict):
         raise CommandError(500, "nexus_structure must be a JSON object", msg.job_id)
+    try:
+        check_name(msg.filename)
+    except UnsafePath as exc:  # refused before the job is journalled, so never resumed
+        raise CommandError(400, f"refused: {exc}", msg.job_id) from exc
+    _check_time("start_time", msg.start_time, msg.job_id)
+    _check_time("stop_time", msg.stop_time, msg.job_id)
+    if msg.control_topic and (not _TOPIC_NAME.fullmatch(msg.control_topic)
+                              or msg.control_topic in (".", "..")):
+        raise CommandError(400, f"control_topic {msg.control_topic[:300]!r} is not a Kafka "
+                           "topic name", msg.job_id)
     return StartJob(
         job_id=msg.job_id, filename=msg.filename, start_ns=msg.start_time * NS_PER_MS,
         stop_ns=msg.stop_time * NS_PER_MS if msg.stop_time else None,
@@ -89,8 +110,14 @@ def parse_stop(payload: bytes) -> StopJob:
         raise CommandError(400, f"malformed run stop (6s4t): {exc}") from exc
     if not _is_uuid(msg.job_id):
         raise CommandError(400, f"job_id {msg.job_id!r} is not a UUID", msg.job_id)
+    _check_time("stop_time", msg.stop_time, msg.job_id)
     command_uuid = msg.command_id.removeprefix(ABORT_PREFIX)
     if msg.command_id and not _is_uuid(command_uuid):
         raise CommandError(400, f"command_id {msg.command_id!r} is not a UUID", msg.job_id)
     return StopJob(msg.job_id, msg.command_id,
                    msg.stop_time * NS_PER_MS if msg.stop_time else None, msg.service_id)
+
+
+def _check_time(name: str, ms: int | None, job_id: str) -> None:
+    if ms is not None and not 0 <= ms <= MAX_TIME_MS:
+        raise CommandError(400, f"{name} {ms} ms is out of range (0 to {MAX_TIME_MS})", job_id)

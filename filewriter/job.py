@@ -24,7 +24,7 @@ from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import NS_PER_MS, StartJob
 from filewriter.disk_space import DiskFull, check_room
 from filewriter.modules import DECODERS, WRITERS, WriterModule
-from filewriter.nexus_structure import Plan, StructureError, build
+from filewriter.nexus_structure import Plan, build
 from filewriter.output_path import UnsafePath, resolve_output
 from filewriter.timing import Window
 
@@ -98,6 +98,13 @@ ISO_WIDTH = 32  # 2026-11-24T23:10:00.000+00:00
 
 def _iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """An exception as an answer's reason: its type when it says nothing else, cut short
+    (a huge nexus_structure may be quoted whole in it)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _release_descriptor(h5file: h5py.File) -> None:
@@ -197,10 +204,25 @@ class WriteJob:
 
     # -- phase 1, in the service thread: the file exists or the job is refused --
     def open(self) -> list[str]:
+        """Create the file from the nexus_structure; JobStartError (400: the command is bad,
+        500: the file cannot be made) for any failure, with no file left behind: a run start
+        that cannot be opened must never take the writer down (it would die again on it at
+        every start, from its journal)."""
         try:
             path = self.path
         except UnsafePath as exc:
             raise JobStartError(400, f"refused: {exc}") from exc
+        try:
+            return self._create(path)
+        except JobStartError:
+            raise
+        except OSError as exc:
+            raise JobStartError(500, f"cannot create {path.name}: {_short(exc)}") from exc
+        except Exception as exc:  # the writer's own failure: still no reason to die
+            log.exception("job %s: opening %s failed", self.command.job_id, path)
+            raise JobStartError(500, f"cannot open {path.name}: {_short(exc)}") from exc
+
+    def _create(self, path: Path) -> list[str]:
         if not path.parent.is_dir():
             raise JobStartError(500, f"output folder {path.parent} does not exist")
         if self.resume and (path.exists() or path.is_symlink()):
@@ -228,13 +250,38 @@ class WriteJob:
             self._file.flush()
             if self._settings.swmr:
                 self._file.swmr_mode = True
-        except (StructureError, ValueError, TypeError) as exc:
-            self._file.close()
-            path.unlink(missing_ok=True)
-            raise JobStartError(500, f"invalid nexus_structure: {exc}") from exc
+        except BaseException as exc:
+            self._unmake(path)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # the filesystem's failure (disk full, permission), not the structure
+            if isinstance(exc, Exception):
+                # whatever a nexus_structure of the wrong shape raises from the builder, a
+                # module, numpy or h5py (a list for an object, a value no dtype holds, a
+                # name used twice, nesting deeper than the stack)
+                raise JobStartError(500, f"invalid nexus_structure: {_short(exc)}") from exc
+            raise
         for warning in self._plan.warnings:
             log.warning("job %s: %s", self.command.job_id, warning)
         return list(self._plan.warnings)
+
+    def _unmake(self, path: Path) -> None:
+        """Close and delete the file a failed open made: no half-made file stays."""
+        h5file, self._file = self._file, None
+        self._writers.clear()
+        self._plan = None
+        if h5file is not None:
+            try:
+                h5file.close()
+            except Exception:
+                _release_descriptor(h5file)
+                _UNCLOSABLE.append(h5file)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+    def cancel(self) -> None:
+        """Undo open() when the job cannot go on to run (the service could not follow its
+        control topic): the file is closed and deleted."""
+        self._unmake(self._resolved)
 
     # -- phase 2, in the job's own thread --
     def run(self) -> JobResult:
@@ -392,6 +439,10 @@ class WriteJob:
         return self._next_offset[(tp.topic, tp.partition)] >= high
 
     def _dispatch(self, topic: str, payload: bytes | None, window: Window, offset: int) -> None:
+        """Write one message. A message that cannot be read or written (a corrupt buffer, a
+        vector missing, a time no file can hold) is counted and skipped, whatever it raises:
+        one bad message must not end the run's file. The writer modules check a message
+        whole before they keep any of it, so a skipped one leaves nothing half-written."""
         try:
             if payload is None:
                 raise MalformedMessage("empty message")
@@ -403,10 +454,14 @@ class WriteJob:
             for writer in self._writers.get((topic, decoded.source), ()):
                 if sid in writer.accepts:
                     writer.write(decoded, window)
-        except MalformedMessage as exc:
+        except OSError:
+            raise  # the file's failure (HDF5 could not write), not the message's: job error
+        except Exception as exc:
             self._malformed += 1
+            reason = str(exc) if isinstance(exc, MalformedMessage) else (
+                f"{type(exc).__name__}: {exc}")
             log.warning("job %s: skipped malformed message at %s offset %d: %s",
-                        self.command.job_id, topic, offset, exc)
+                        self.command.job_id, topic, offset, reason[:300])
 
     def _flush(self) -> None:
         for writers in self._writers.values():

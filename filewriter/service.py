@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from streaming_data_types.action_response_answ import (
     ActionOutcome,
     ActionType,
@@ -73,7 +73,12 @@ class _RunningJob:
                                        daemon=True)
 
     def _run(self) -> None:
-        self.result = self.job.run()
+        try:
+            self.result = self.job.run()
+        except Exception as exc:  # run() reports its failures; this is for its own bugs
+            log.exception("job %s ended with an unexpected error", self.job.command.job_id)
+            self.result = JobResult(self.job.command.filename,
+                                    error=f"the writer failed: {type(exc).__name__}: {exc}")
 
 
 class FileWriterService:
@@ -122,13 +127,20 @@ class FileWriterService:
             self._known_jobs.popitem(last=False)
 
     # -- replies --
-    def _send(self, topic: str, payload: bytes) -> None:
+    def _send(self, topic: str, payload: bytes) -> bool:
+        """False if the report could not even be queued: a reply that fails must not take
+        the writer (and the job it runs) down with it."""
         try:
-            self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
-        except BufferError:
-            self._producer.poll(1)
-            self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
+            try:
+                self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
+            except BufferError:
+                self._producer.poll(1)
+                self._producer.produce(topic, payload, timestamp=time.time_ns() // 1_000_000)
+        except (KafkaException, BufferError, ValueError, TypeError) as exc:
+            log.error("cannot send a report to %s: %s", topic, exc)
+            return False
         self._producer.poll(0)
+        return True
 
     def _reply_topic(self, topic: str) -> str:
         return self.settings.status_topic if self.settings.reports_to_status_topic else topic
@@ -209,22 +221,58 @@ class FileWriterService:
 
     def _start(self, command: StartJob, run_start: bytes, where: tuple[str, int] | None,
                resume: bool = False) -> None:
+        """Open the job's file and start writing it; a job that cannot be opened is answered
+        400 or 500 with the reason and forgotten (out of the journal, no file left), and the
+        writer goes on with the next command: one bad run start must not stop the writer, nor
+        (journalled) stop it again at every start."""
         control_topic = command.control_topic or self.settings.status_topic
         set_context(job_id=command.job_id)
+        try:
+            self._open_and_run(command, run_start, where, resume, control_topic)
+        except JobStartError as exc:
+            self._refuse(command, control_topic, exc.status_code, str(exc), resume)
+        except Exception as exc:  # the writer's own failure, for this job only
+            log.exception("job %s: starting it failed", command.job_id)
+            self._refuse(command, control_topic, 500,
+                         f"the writer could not start the job: {type(exc).__name__}: {exc}",
+                         resume)
+
+    def _refuse(self, command: StartJob, control_topic: str, code: int, reason: str,
+                resume: bool) -> None:
+        with contextlib.suppress(OSError):  # unrecorded or not, the job is answered
+            self.journal.remove(command.job_id)
+        if resume:
+            reason = f"{reason} (resuming it after a writer restart)"
+        self._answer(control_topic, command.job_id, "", ActionType.StartJob, False, code,
+                     reason[:1000])
+        set_context(job_id=None)
+
+    def _open_and_run(self, command: StartJob, run_start: bytes, where: tuple[str, int] | None,
+                      resume: bool, control_topic: str) -> None:
         # owned before the pool moves past it: a writer that dies from here on takes the job
         # back from its journal when it starts again
         if not resume:
-            self.journal.add(command.job_id, run_start)
-            self._commit_pool()
+            try:
+                self.journal.add(command.job_id, run_start)
+            except OSError as exc:
+                raise JobStartError(500, f"cannot record the job: {exc}") from exc
+            finally:
+                # taken either way: a journal that cannot be written refuses this job, and
+                # must not make the writer read it again
+                self._commit_pool()
         job = WriteJob(command, self.settings.job, self._kafka, resume=resume)
+        warnings = job.open()
         try:
-            warnings = job.open()
-        except JobStartError as exc:
-            self.journal.remove(command.job_id)
-            self._answer(control_topic, command.job_id, "", ActionType.StartJob, False,
-                         exc.status_code, str(exc))
-            set_context(job_id=None)
-            return
+            # before the 201: a job whose stop cannot be followed is refused, not left
+            self._follow_control(control_topic, command.start_ns // 1_000_000)
+        except Exception as exc:
+            job.cancel()
+            if self._control is not None:
+                with contextlib.suppress(Exception):
+                    self._control.close()
+                self._control = None
+            raise JobStartError(500, f"cannot follow the control topic {control_topic}: "
+                                f"{exc}") from exc
         self._know(command.job_id)
         what = "resuming" if resume else "writing"
         self._answer(control_topic, command.job_id, "", ActionType.StartJob, True, 201,
@@ -238,17 +286,27 @@ class FileWriterService:
             self._pool.unsubscribe()
             self._in_pool = False
         self._ready.clear()
-        self._follow_control(control_topic, command.start_ns // 1_000_000)
         self._running.thread.start()
         self._ready.set()
         self._status(force=True)
 
     def _follow_control(self, topic: str, since_ms: int) -> None:
+        """Read the control topic from the run's start. A topic made a moment ago may have no
+        leader yet: asked again for a while, as the pool's look-back is."""
         self._control = make_consumer(self._kafka)
-        metadata = self._control.list_topics(topic, timeout=10).topics.get(topic)
-        partitions = [TopicPartition(topic, p, since_ms) for p in (metadata.partitions
-                                                                  if metadata else [0])]
-        self._control.assign(self._control.offsets_for_times(partitions, timeout=10))
+        deadline = time.monotonic() + POOL_LOOKBACK_RETRY_S
+        while True:
+            try:
+                metadata = self._control.list_topics(topic, timeout=10).topics.get(topic)
+                partitions = [TopicPartition(topic, p, since_ms)
+                              for p in (metadata.partitions if metadata else [0])]
+                self._control.assign(self._control.offsets_for_times(partitions, timeout=10))
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.debug("control topic %s (asking again): %s", topic, exc)
+                time.sleep(0.5)
 
     def _on_control_message(self, payload: bytes, topic: str, offset: int) -> bool:
         """True if the message was acted on (answered) here."""
@@ -389,22 +447,37 @@ class FileWriterService:
         self._status(force=True)
 
     def _next_job(self) -> None:
-        """Resume the next job this writer owns, if any; else (re)join the pool."""
+        """Resume the next job this writer owns, if any; else (re)join the pool. A record
+        that cannot be resumed is dropped (and answered): kept, it would fail again at every
+        start."""
         for job_id, run_start in self.journal.owned():
             if self._running is not None:
                 return
             try:
-                command = parse_start(run_start)
-            except CommandError as exc:
-                log.error("dropping the unreadable job record %s: %s", job_id, exc)
-                self.journal.remove(job_id)
-                continue
-            log.warning("resuming job %s (%s), left unfinished when this writer last stopped",
-                        job_id, command.filename)
-            self._start(command, run_start, None, resume=True)
+                self._resume(job_id, run_start)
+            except Exception:
+                log.exception("dropping the job record %s: resuming it failed", job_id)
+                with contextlib.suppress(OSError):
+                    self.journal.remove(job_id)
             if self._running is not None:
                 return
         self._subscribe_pool()
+
+    def _resume(self, job_id: str, run_start: bytes) -> None:
+        try:
+            command = parse_start(run_start)
+        except CommandError as exc:
+            log.error("dropping the unreadable job record %s: %s", job_id, exc)
+            self.journal.remove(job_id)
+            return
+        if command.job_id != job_id:
+            # _start forgets command.job_id: this record would stay, and come back
+            log.error("dropping the job record %s: it holds job %s", job_id, command.job_id)
+            self.journal.remove(job_id)
+            return
+        log.warning("resuming job %s (%s), left unfinished when this writer last stopped",
+                    job_id, command.filename)
+        self._start(command, run_start, None, resume=True)
 
     def _subscribe_pool(self) -> None:
         self._ready.clear()
@@ -476,7 +549,7 @@ class FileWriterService:
             running.job.abandon()
             running.thread.join(60)
         if running.result is not None:
-            self._finish()
+            self._finish_guarded()
 
     @property
     def running_job(self) -> WriteJob | None:
@@ -502,8 +575,22 @@ class FileWriterService:
                     and self._guard(self._on_control_message, msg)):
                 self._handled.add((msg.topic(), msg.partition(), msg.offset()))
             if not self._running.thread.is_alive():
-                self._finish()
+                self._finish_guarded()
         self._status()
+
+    def _finish_guarded(self) -> None:
+        """_finish, which must not fail: if it does (a bug), the job is still let go of, or
+        every later poll would find the same ended job and fail again."""
+        try:
+            self._finish()
+        except Exception:
+            running = self._running
+            log.exception("finishing job %s failed; it is dropped",
+                          running.job.command.job_id if running else "?")
+            if running is not None and self._running is running:
+                with contextlib.suppress(OSError):
+                    self.journal.remove(running.job.command.job_id)
+                self._done_with_job()
 
     def _guard(self, handler: Callable[[bytes, str, int], bool | None], msg: Message) -> bool:
         """The handler's verdict (did it act on the message); False if it failed."""

@@ -15,14 +15,18 @@ from streaming_data_types.dataarray_da00 import deserialise_da00
 from streaming_data_types.histogram_hs00 import deserialise_hs00
 from streaming_data_types.histogram_hs01 import deserialise_hs01
 
-from datastream.schemas import deserialised
+from datastream.schemas import MalformedMessage, deserialised
 from filewriter.modules.base import (
     DTYPES,
+    MAX_CHUNK_ROWS,
     NS_EPOCH_OFFSET,
     Decoded,
     WriterModule,
     append,
     appendable,
+    checked_time,
+    config_int,
+    row_values,
 )
 from filewriter.timing import LogGate, Window
 
@@ -53,7 +57,7 @@ class _Rows(WriterModule):
     """Named datasets of fixed row shape plus `time`, filled one message at a time."""
 
     def _setup(self, shapes: dict[str, tuple[tuple[int, ...], np.dtype, str]]) -> None:
-        chunk = int(self.config.get("chunk_size") or 64)
+        chunk = config_int(self.config, "chunk_size", 64, 1, MAX_CHUNK_ROWS)
         self._gate = LogGate()
         self._datasets: dict[str, h5py.Dataset] = {}
         for name, (shape, dtype, units) in shapes.items():
@@ -66,10 +70,15 @@ class _Rows(WriterModule):
         self.counts = {"wrong_shape": 0, "out_of_order": 0}
 
     def _offer(self, t_ns: int, rows: dict[str, np.ndarray], window: Window) -> None:
+        t_ns = checked_time(t_ns, "array message")
         for name, row in rows.items():
             if row.shape != self._datasets[name].shape[1:]:
                 self.counts["wrong_shape"] += 1
                 return
+            if row.dtype.kind not in "biuf":
+                # checked now: a row that fails the cast at flush would take the rows
+                # buffered with it
+                raise MalformedMessage(f"{name}: {row.dtype} values are not numbers")
         self._pending.extend(self._gate.offer(t_ns, (t_ns, rows), window))
 
     def flush(self) -> None:
@@ -102,6 +111,7 @@ class HistogramWriter(_Rows):
                 isinstance(d, dict) and int(d.get("size", 0)) > 0 for d in dims):
             raise ValueError("hs00/hs01 module needs shape: a list of {size, label, unit}")
         sizes = tuple(int(d["size"]) for d in dims)
+        row_values(sizes, "hs00/hs01 shape")
         self._labels = [str(d.get("label") or f"dim_{i}") for i, d in enumerate(dims)]
         data_dtype = _numeric_dtype(config, ("data_type", "dtype"), "double")
         shapes = {"histograms": (sizes, data_dtype, "")}
@@ -132,6 +142,7 @@ class HistogramWriter(_Rows):
         rows = {"histograms": data}
         if self._with_errors and len(hist["errors"]):
             rows["errors"] = np.asarray(hist["errors"])
+        checked_time(hist["timestamp"], "histogram")
         if not self._edges_known and window.contains(hist["timestamp"]):
             for label, dim in zip(self._labels, hist["dim_metadata"], strict=False):
                 edges = np.asarray(dim["bin_boundaries"])
@@ -153,11 +164,13 @@ class DataArrayWriter(_Rows):
         if not isinstance(variables, list) or not variables or not all(
                 isinstance(v, dict) and v.get("name") for v in variables):
             raise ValueError("da00 module needs variables: a list of {name, dtype, shape}")
-        self._setup({
-            str(v["name"]): (tuple(int(n) for n in v.get("shape") or ()),
-                             _numeric_dtype(v, ("data_type", "dtype"), "double"),
-                             str(v.get("unit") or ""))
-            for v in variables})
+        shapes = {str(v["name"]): (tuple(int(n) for n in v.get("shape") or ()),
+                                   _numeric_dtype(v, ("data_type", "dtype"), "double"),
+                                   str(v.get("unit") or ""))
+                  for v in variables}
+        for name, (shape, _, _) in shapes.items():
+            row_values(shape, f"da00 variable {name}")
+        self._setup(shapes)
         self.counts["unlisted_variables"] = 0
         group.attrs["signal"] = str(variables[0]["name"])
 
@@ -165,7 +178,12 @@ class DataArrayWriter(_Rows):
         rows = {}
         for var in message.data.data:
             if var.name in self._datasets:
-                rows[var.name] = np.asarray(var.data).reshape(var.shape or np.shape(var.data))
+                data = np.asarray(var.data)
+                try:
+                    rows[var.name] = data.reshape(var.shape or np.shape(data))
+                except (ValueError, TypeError) as exc:
+                    raise MalformedMessage(f"da00 {var.name}: shape {var.shape} does not fit "
+                                           f"{data.size} values") from exc
             else:
                 self.counts["unlisted_variables"] += 1
         self._offer(int(message.data.timestamp_ns), rows, window)

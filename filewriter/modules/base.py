@@ -9,7 +9,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from datastream.schemas import MalformedMessage
 from filewriter.timing import Window
+
+# a time in the file is uint64 ns since the epoch, and int64 in numpy on the way there
+MAX_TIME_NS = 2**63 - 1
 
 NS_EPOCH_OFFSET = "1970-01-01T00:00:00Z"
 
@@ -20,6 +24,56 @@ DTYPES: dict[str, str | None] = {
     "int64": "i8", "uint64": "u8", "int": "i4", "uint": "u4", "short": "i2", "ushort": "u2",
     "long": "i8", "ulong": "u8", "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }
+
+
+# bounds of what a stream config may ask for: a nexus_structure comes from the network, and a
+# row of a billion values (or a chunk of them) would take the writer's memory at the first
+# message, not at open
+MAX_ROW_VALUES = 1 << 24
+MAX_STRING_BYTES = 1 << 16
+MAX_CHUNK_ROWS = 1 << 24
+MAX_CHUNK_BYTES = 1 << 30  # HDF5 refuses chunks of 4 GiB and more
+
+
+def config_int(config: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """An integer setting of a stream config, `default` when absent, ValueError outside
+    [low, high] (the job is refused at open rather than failing at its first message)."""
+    raw = config.get(key)
+    if raw is None or raw == "" or raw == 0:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int | str | float):
+        raise ValueError(f"{key} must be an integer, not {raw!r}"[:200])
+    value = int(raw)
+    if not low <= value <= high:
+        raise ValueError(f"{key} {value} is out of range ({low} to {high})")
+    return value
+
+
+def row_values(shape: tuple[int, ...], what: str) -> int:
+    """Values per row of `shape`, ValueError past MAX_ROW_VALUES or for a size under 1."""
+    total = 1
+    for n in shape:
+        if n < 1:
+            raise ValueError(f"{what}: sizes must be 1 or more, not {n}")
+        total *= n
+    if total > MAX_ROW_VALUES:
+        raise ValueError(f"{what}: {total} values per row, more than {MAX_ROW_VALUES}")
+    return total
+
+
+def checked_time(t_ns: Any, what: str) -> int:
+    """A message's time as an int the file can hold, else MalformedMessage: checked when the
+    message comes, because a time that fails the uint64 conversion at the next flush would
+    take every update buffered with it (and at close, the file's end)."""
+    if isinstance(t_ns, float | np.floating) and not np.isfinite(t_ns):
+        raise MalformedMessage(f"{what}: time {t_ns} is not finite")
+    try:
+        value = int(t_ns)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MalformedMessage(f"{what}: time {t_ns!r} is not a number"[:200]) from exc
+    if not 0 <= value <= MAX_TIME_NS:
+        raise MalformedMessage(f"{what}: time {value} ns is out of range (0 to {MAX_TIME_NS})")
+    return value
 
 
 def config_dtype(config: dict[str, Any], default: str = "double") -> np.dtype | None:
@@ -75,7 +129,9 @@ class WriterModule(ABC):
 
 def appendable(group: h5py.Group, name: str, dtype: Any, shape_tail: tuple[int, ...] = (),
                chunk_rows: int = 1 << 16, **attrs: str) -> h5py.Dataset:
-    chunk = (max(1, chunk_rows), *shape_tail)
+    row_bytes = np.dtype(dtype).itemsize * int(np.prod(shape_tail, dtype=np.int64))
+    rows = min(max(1, chunk_rows), max(1, MAX_CHUNK_BYTES // max(1, row_bytes)))
+    chunk = (rows, *shape_tail)
     dset = group.create_dataset(name, shape=(0, *shape_tail), maxshape=(None, *shape_tail),
                                 dtype=dtype, chunks=chunk)
     for key, value in attrs.items():

@@ -12,12 +12,14 @@ from datastream.event_messages import read_events
 from datastream.repeats import RecentMessages
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.modules.base import (
+    MAX_CHUNK_ROWS,
     NS_EPOCH_OFFSET,
     Cues,
     Decoded,
     WriterModule,
     append,
     appendable,
+    config_int,
 )
 from filewriter.timing import Window, pulses_in_window
 
@@ -41,14 +43,14 @@ class EventWriter(WriterModule):
 
     def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
         super().__init__(group, config)
-        chunk = int(config.get("chunk_size", 1 << 20))
+        chunk = config_int(config, "chunk_size", 1 << 20, 1, MAX_CHUNK_ROWS)
         self._event_id = appendable(group, "event_id", np.int32, chunk_rows=chunk)
         self._offset = appendable(group, "event_time_offset", np.int32, chunk_rows=chunk,
                                   units="ns")
         self._time_zero = appendable(group, "event_time_zero", np.uint64, chunk_rows=1 << 14,
                                      units="ns", offset=NS_EPOCH_OFFSET)
         self._index = appendable(group, "event_index", np.int64, chunk_rows=1 << 14)
-        self._cues = Cues(group, int(config.get("cue_interval") or CUE_INTERVAL))
+        self._cues = Cues(group, config_int(config, "cue_interval", CUE_INTERVAL, 1, 2**62))
         self._written = 0  # events in the file
         self._last_pulse_ns: int | None = None
         self.counts = {"out_of_order": 0, "repeated": 0}

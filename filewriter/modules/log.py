@@ -15,13 +15,18 @@ from streaming_data_types.logdata_f144 import deserialise_f144
 from datastream.schemas import deserialised
 from datastream.schemas.f142 import LogData, deserialise_f142
 from filewriter.modules.base import (
+    MAX_CHUNK_ROWS,
+    MAX_ROW_VALUES,
+    MAX_STRING_BYTES,
     NS_EPOCH_OFFSET,
     Cues,
     Decoded,
     WriterModule,
     append,
     appendable,
+    checked_time,
     config_dtype,
+    config_int,
     config_units,
     fixed_strings,
 )
@@ -47,6 +52,11 @@ def decode_al00(payload: bytes) -> Decoded:
 def decode_ep01(payload: bytes) -> Decoded:
     conn = deserialised("ep01", deserialise_ep01, payload)
     return Decoded("ep01", conn.source_name, (conn.timestamp, conn.status.name))
+
+
+def _timed_row(message: Decoded) -> tuple:
+    """An alarm or connection row, its time checked (and a plain int)."""
+    return (checked_time(message.data[0], message.schema), *message.data[1:])
 
 
 STRING_WIDTH = 256  # bytes per string value unless the config says `string_size`
@@ -85,6 +95,17 @@ class _EventLog:
         return self._gate.out_of_order
 
 
+def _fits_integers(values: np.ndarray, dtype: np.dtype) -> bool:
+    if not len(values):
+        return True
+    info = np.iinfo(dtype)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        return False
+    # compared as Python ints: exact for every integer dtype, and for floats in range
+    low, high = values.min(), values.max()
+    return bool(info.min <= low and high <= info.max)
+
+
 class LogWriter(WriterModule):
     """Config (kafka-to-nexus keys): `dtype` or `type` (default double; "string" for text),
     `array_size` (values per update; default a scalar), `value_units` or `units`,
@@ -95,9 +116,10 @@ class LogWriter(WriterModule):
     def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
         super().__init__(group, config)
         self._dtype = config_dtype(config)
-        self._width = int(config.get("array_size") or 0) or None
-        self._string_size = int(config.get("string_size") or STRING_WIDTH)
-        chunk = int(config.get("chunk_size") or 1024)
+        self._width = config_int(config, "array_size", 0, 1, MAX_ROW_VALUES) or None
+        self._string_size = config_int(config, "string_size", STRING_WIDTH, 1,
+                                       MAX_STRING_BYTES)
+        chunk = config_int(config, "chunk_size", 1024, 1, MAX_CHUNK_ROWS)
         units = config_units(config)
         self._gate = LogGate()
         self._values: list[Any] = []
@@ -114,7 +136,7 @@ class LogWriter(WriterModule):
             self._value_ds.attrs["units"] = units
         self._time_ds = appendable(group, "time", np.uint64, chunk_rows=chunk, units="ns",
                                    offset=NS_EPOCH_OFFSET)
-        self._cues = Cues(group, int(config.get("cue_interval") or 0))
+        self._cues = Cues(group, config_int(config, "cue_interval", 0, 0, 2**62))
         self._alarms = _EventLog(group, "alarm_time", {"alarm_severity": SEVERITY_WIDTH,
                                                        "alarm_message": STRING_WIDTH})
         self._connection = _EventLog(group, "connection_status_time",
@@ -130,13 +152,14 @@ class LogWriter(WriterModule):
 
     def write(self, message: Decoded, window: Window) -> None:
         if message.schema == "al00":
-            self._alarms.offer(message.data, window)
+            self._alarms.offer(_timed_row(message), window)
             return
         if message.schema == "ep01":
-            self._connection.offer(message.data, window)
+            self._connection.offer(_timed_row(message), window)
             return
         data: LogData = message.data
-        for item in self._gate.offer(data.timestamp_ns, data, window):
+        checked_time(data.timestamp_ns, message.schema)
+        for item in self._gate.offer(int(data.timestamp_ns), data, window):
             self._buffer(item)
 
     def _buffer(self, data: LogData) -> None:
@@ -155,8 +178,12 @@ class LogWriter(WriterModule):
         if flat.dtype.kind in "USO":
             try:
                 flat = flat.astype(np.float64)
-            except ValueError:
+            except (ValueError, TypeError, OverflowError):
                 return None
+        if flat.dtype.kind not in "biuf":
+            return None  # complex, a date, raw bytes: no number of the dataset's type
+        if self._dtype.kind in "iu" and not _fits_integers(flat, self._dtype):
+            return None  # NaN, inf or past the type's range: numpy would store garbage
         wanted = self._width or 1
         if len(flat) != wanted:
             self.counts["truncated"] += 1

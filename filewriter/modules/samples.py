@@ -13,6 +13,7 @@ from streaming_data_types.timestamps_tdct import deserialise_tdct
 
 from datastream.schemas import MalformedMessage, deserialised
 from filewriter.modules.base import (
+    MAX_CHUNK_ROWS,
     NS_EPOCH_OFFSET,
     Cues,
     Decoded,
@@ -20,6 +21,7 @@ from filewriter.modules.base import (
     append,
     appendable,
     config_dtype,
+    config_int,
     config_units,
 )
 from filewriter.timing import Window
@@ -38,9 +40,12 @@ def _se00_samples(payload: bytes) -> tuple[str, np.ndarray, np.ndarray]:
         return msg.name, times, values
     # the packet timestamp marks the first, middle or last sample
     n = len(values)
+    delta = float(msg.sample_ts_delta)
+    if not np.isfinite(delta) or abs(delta) * n >= 2**62:
+        raise MalformedMessage(f"se00: sample interval {delta} ns gives no sample times")
     shift = {Location.Middle: (n - 1) / 2, Location.End: max(n - 1, 0)}.get(msg.ts_location, 0)
     times = msg.timestamp_unix_ns + np.round(
-        (np.arange(n) - shift) * float(msg.sample_ts_delta)).astype(np.int64)
+        (np.arange(n) - shift) * delta).astype(np.int64)
     return msg.name, times, values
 
 
@@ -60,7 +65,7 @@ class _TimedSamples(WriterModule):
 
     def __init__(self, group: h5py.Group, config: dict[str, Any], with_values: bool) -> None:
         super().__init__(group, config)
-        chunk = int(config.get("chunk_size") or 1 << 16)
+        chunk = config_int(config, "chunk_size", 1 << 16, 1, MAX_CHUNK_ROWS)
         self._values_ds: h5py.Dataset | None = None
         if with_values:
             dtype = config_dtype(config)
@@ -71,7 +76,7 @@ class _TimedSamples(WriterModule):
                 self._values_ds.attrs["units"] = config_units(config)
         self._time_ds = appendable(group, "time", np.uint64, chunk_rows=chunk, units="ns",
                                    offset=NS_EPOCH_OFFSET)
-        self._cues = Cues(group, int(config.get("cue_interval") or 0))
+        self._cues = Cues(group, config_int(config, "cue_interval", 0, 0, 2**62))
         self._times: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._buffered = 0
