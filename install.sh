@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: the Debian packages the tests and
 # operations use (prometheus and promtool, ansible and ansible-lint, procServ, chromium and
-# chromedriver for the live page's browser test), a virtual environment in .venv/ with the
-# datastream package (editable) and its test tools, and the Kafka broker's jars and the
-# Prometheus JMX exporter from Maven Central. Needs python3 (3.11), Java 17+ and Maven on PATH.
+# chromedriver for the live page's browser test, systemd's systemd-analyze for the deployed
+# units' sandbox), a virtual environment in .venv/ with the datastream package (editable) and
+# its test tools, and the Kafka broker's jars and the Prometheus JMX exporter from Maven
+# Central. Needs python3 (3.11), Java 17+ and Maven on PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,7 +15,8 @@ command -v mvn >/dev/null || { echo "install.sh: Maven (mvn) is required to fetc
 # Debian packages, by the command each provides
 declare -A PACKAGES=([prometheus]=prometheus [promtool]=prometheus
                      [ansible-playbook]=ansible [ansible-lint]=ansible-lint [procServ]=procserv
-                     [chromium]=chromium [chromedriver]=chromium-driver)
+                     [chromium]=chromium [chromedriver]=chromium-driver
+                     [systemd-analyze]=systemd)
 missing=()
 for tool in "${!PACKAGES[@]}"; do
     command -v "$tool" >/dev/null || missing+=("${PACKAGES[$tool]}")

@@ -1,19 +1,25 @@
 """Kafka ACLs of an instrument: one principal per service, each allowed what it does and no
 more. Only run control writes run starts (runInfo) and events; the file writer reads the
 instrument's topics and writes only its reports (writerStatus); the forwarder writes the
-sample-environment topics and reads its configuration. Everyone else, anonymous included,
-is refused by a broker whose authorizer allows nothing without an ACL."""
+sample-environment topics and reads its configuration; the live view reads the runs, the
+events, the sample environment and its commands and writes only its answers, status and
+histograms. Everyone else, anonymous included, is refused by a broker whose authorizer
+allows nothing without an ACL."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 
 from datastream.kafka_client import KafkaSettings, make_admin
@@ -28,6 +34,7 @@ class Principals:
     run_control: str = "runcontrol"
     filewriter: str = "filewriter"
     forwarder: str = "forwarder"
+    liveview: str = "liveview"
 
 
 def instrument_acls(topics: InstrumentTopics, principals: Principals = Principals(),
@@ -44,6 +51,7 @@ def instrument_acls(topics: InstrumentTopics, principals: Principals = Principal
     topic, group = ResourceType.TOPIC, ResourceType.GROUP
     read, write, describe = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
     rc, fw, fwd = principals.run_control, principals.filewriter, principals.forwarder
+    lv = principals.liveview
     bindings = [
         # run control: run starts and stops, the DAE's events; what the writer, the forwarder
         # and (after a restart) the events topic say
@@ -62,8 +70,14 @@ def instrument_acls(topics: InstrumentTopics, principals: Principals = Principal
         *(allow(fwd, topic, t, read) for t in (
             topics.forwarder_config, topics.name("forwarderStorage"))),
         allow(fwd, topic, instrument_prefix, describe, prefixed),
+        # the live view: follows the runs and bins the events, shows the sample environment,
+        # answers just-bin-it's commands; writes its answers, heartbeats and histograms only
+        *(allow(lv, topic, t, read) for t in (
+            topics.run_info, topics.events, topics.sample_env, topics.name("liveCommands"))),
+        *(allow(lv, topic, topics.name(t), write) for t in (
+            "liveResponses", "liveStatus", "liveHistograms")),
     ]
-    bindings += [allow(p, group, AD_HOC_GROUPS, read, prefixed) for p in (rc, fw, fwd)]
+    bindings += [allow(p, group, AD_HOC_GROUPS, read, prefixed) for p in (rc, fw, fwd, lv)]
     return bindings
 
 
@@ -78,3 +92,57 @@ def apply_acls(admin_settings: KafkaSettings, bindings: list[AclBinding],
         except Exception as exc:
             raise RuntimeError(f"could not create the ACL {binding}: {exc}") from exc
     return len(futures)
+
+
+def _key(binding: AclBinding) -> tuple:
+    return (binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
+            binding.host, binding.operation, binding.permission_type)
+
+
+def missing_acls(admin_settings: KafkaSettings, bindings: list[AclBinding],
+                 timeout: float = 30.0) -> list[AclBinding]:
+    """The bindings the cluster does not have yet."""
+    admin = make_admin(admin_settings)
+    every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)
+    present = {_key(b) for b in admin.describe_acls(every, request_timeout=timeout)
+               .result(timeout)}
+    return [b for b in bindings if _key(b) not in present]
+
+
+def ensure_acls(admin_settings: KafkaSettings, bindings: list[AclBinding],
+                timeout: float = 30.0) -> int:
+    """Create the bindings the cluster lacks; how many were made (0: nothing changed)."""
+    missing = missing_acls(admin_settings, bindings, timeout)
+    if missing:
+        apply_acls(admin_settings, missing, timeout)
+    return len(missing)
+
+
+def ensure_scram_users(admin_settings: KafkaSettings, users: dict[str, str],
+                       mechanism: str = "SCRAM-SHA-512", iterations: int = 8192,
+                       timeout: float = 30.0) -> list[str]:
+    """Give each user this SCRAM password unless it already logs in with it (tried on the
+    admin's listener); the users whose credential was set."""
+    changed = []
+    for user, password in users.items():
+        as_user = replace(admin_settings, sasl_mechanism=mechanism, sasl_username=user,
+                          sasl_password=password)
+        try:
+            make_admin(as_user).list_topics(timeout=min(timeout, 10))
+            continue  # it logs in: nothing to change
+        except Exception:  # refused (or new): set it
+            pass
+        admin = make_admin(admin_settings)
+        upsert = UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], iterations),
+            password.encode())
+        for name, future in admin.alter_user_scram_credentials(
+                [upsert], request_timeout=timeout).items():
+            try:
+                future.result(timeout)
+            except Exception as exc:
+                raise RuntimeError(f"could not set the SCRAM credential of {name}: {exc}"
+                                   ) from exc
+        changed.append(user)
+    return changed

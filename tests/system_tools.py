@@ -13,7 +13,8 @@ import pytest
 PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus",
             "ansible-playbook": "ansible", "ansible-lint": "ansible-lint",
             "procServ": "procserv", "java": "openjdk-17-jre-headless",
-            "chromium": "chromium", "chromedriver": "chromium-driver"}
+            "chromium": "chromium", "chromedriver": "chromium-driver",
+            "systemd-analyze": "systemd", "javac": "openjdk-17-jdk-headless"}
 
 
 def require(tool: str) -> str:

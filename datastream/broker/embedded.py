@@ -143,26 +143,32 @@ class BrokerConfig:
     def _acl_properties(self) -> dict[str, str]:
         address = f"SASL_PLAINTEXT://127.0.0.1:{self.port}"
         admin = self.admin_password
+        plain_admin = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                       f'username="admin" password="{admin}" user_admin="{admin}";')
         return {
             "listeners": f"{address},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": address,
+            # every listener authenticates: the controller's too (it serves CreateAcls and
+            # more to any client that reaches it), where the brokers log in as the admin
+            # with PLAIN (KRaft's controllers cannot take SCRAM: its credentials live in
+            # the metadata log they serve); the password is only in this 0600 file
             "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
-                                              "CONTROLLER:PLAINTEXT",
+                                              "CONTROLLER:SASL_PLAINTEXT",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
             "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
-                "org.apache.kafka.common.security.plain.PlainLoginModule required "
-                f'username="admin" password="{admin}" user_admin="{admin}";',
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain_admin,
             "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain_admin,
             "authorizer.class.name":
                 "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            # ANONYMOUS is the controller listener's principal (brokers talking to their
-            # controller); no client listener maps to it
-            "super.users": "User:admin;User:ANONYMOUS",
+            # the admin only: no anonymous principal is trusted on any listener
+            "super.users": "User:admin",
             "allow.everyone.if.no.acl.found": "false",
         }
 

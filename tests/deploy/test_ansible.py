@@ -64,8 +64,15 @@ class Unit:
         service = parser["Service"]
         self.argv = shlex.split(service["ExecStart"])
         self.env = dict(os.environ)
-        if "EnvironmentFile" in service:
-            for line in Path(service["EnvironmentFile"]).read_text().splitlines():
+        # every EnvironmentFile= in order, as systemd reads them ("-": may be missing)
+        for entry in path.read_text().splitlines():
+            if not entry.startswith("EnvironmentFile="):
+                continue
+            name = entry.partition("=")[2].strip()
+            env_file = Path(name.lstrip("-"))
+            if name.startswith("-") and not env_file.exists():
+                continue
+            for line in env_file.read_text().splitlines():
                 if line.strip() and not line.startswith("#"):
                     key, _, value = line.partition("=")
                     self.env[key] = value
@@ -118,6 +125,8 @@ def site(tmp_path_factory):
         "instrument_dae": {"frame_rate_hz": 10.0, "events_per_frame": 100, "pixels": 256},
         "instrument_metrics_base": free_port(block=5), "instrument_metrics_host": "127.0.0.1",
         "monitoring_install_packages": False, "monitoring_promtool": require("promtool"),
+        # the cluster's secrets (made by the kafka role) in this test's folder
+        "kafka_credentials_dir": str(work / "credentials"), "kafka_no_log": False,
         **ports}
     (work / "vars.json").write_text(json.dumps(variables))
     local = {"localhost": {"ansible_connection": "local", "kafka_node_id": 1,
