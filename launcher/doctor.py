@@ -125,8 +125,8 @@ def run_checks(config: InstrumentConfig, kafka: KafkaSettings,
         yield check_clock(kafka, config)
     for name, address in services.items():
         yield check_service(name, address)
-    yield check_supervisor(config.data_dir)
     yield check_disk(config.data_dir)
+    yield check_supervisor(config.data_dir)
 
 
 def check_supervisor(data_dir: Path) -> Check:
