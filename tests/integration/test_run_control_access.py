@@ -31,9 +31,8 @@ def channel(user: str, pv: str, host: str | None = None):
     return context, chan
 
 
-def test_only_the_acf_users_write_and_every_put_is_logged(kafka, topics, tmp_path):
-    acf = tmp_path / "run_control.acf"
-    acf.write_text(ACF)
+def start_ioc(kafka, topics, tmp_path, acf):
+    """The run-control IOC in its own process under `acf`: (prefix, its log, the process)."""
     prefix = f"TE:{topics.instrument}:"
     log = tmp_path / "ioc.log"
     with open(log, "wb") as out:
@@ -45,6 +44,18 @@ def test_only_the_acf_users_write_and_every_put_is_logged(kafka, topics, tmp_pat
             env=os.environ | EPICS_PORTS.server_env(EPICS_PORTS.run_control_ca))
     try:
         wait_until(lambda: ca_readable(prefix + "DAE:RUNSTATE"), 60, "the IOC")
+    except BaseException:
+        ioc.terminate()
+        ioc.wait(20)
+        raise
+    return prefix, log, ioc
+
+
+def test_only_the_acf_users_write_and_every_put_is_logged(kafka, topics, tmp_path):
+    acf = tmp_path / "run_control.acf"
+    acf.write_text(ACF)
+    prefix, log, ioc = start_ioc(kafka, topics, tmp_path, acf)
+    try:
         pv = prefix + "DAE:TITLE:SP"
         ctx, mallory = channel("mallory", pv)
         assert mallory.access_rights == AccessRights.READ  # reads, may not write
@@ -92,17 +103,8 @@ def test_read_only_means_read_only_and_levels_and_names_hold(kafka, topics, tmp_
     a client's host name cannot forge a put-log line."""
     acf = tmp_path / "levels.acf"
     acf.write_text(LEVELS_ACF)
-    prefix = f"TE:{topics.instrument}:"
-    log = tmp_path / "ioc.log"
-    with open(log, "wb") as out:
-        ioc = subprocess.Popen(
-            [sys.executable, "-m", "launcher", "ioc", "--instrument", topics.instrument,
-             "--prefix", prefix, "--broker", kafka.bootstrap, "--data-dir", str(tmp_path),
-             "--ca-port", str(EPICS_PORTS.run_control_ca), "--access-security", str(acf)],
-            stdout=out, stderr=subprocess.STDOUT,
-            env=os.environ | EPICS_PORTS.server_env(EPICS_PORTS.run_control_ca))
+    prefix, log, ioc = start_ioc(kafka, topics, tmp_path, acf)
     try:
-        wait_until(lambda: ca_readable(prefix + "DAE:RUNSTATE"), 60, "the IOC")
         for pv in ("DAE:RUNSTATE", "DAE:RUNSTATE.SEVR", "DAE:TOTALCOUNTS",
                    "DAE:TITLE.DESC", "FILEWRITER:STATE", "ED:RBNUMBER"):
             ctx, chan = channel("alice", prefix + pv)
