@@ -111,7 +111,8 @@ def test_after_the_fuzzing_a_run_begins_and_aborts(ioc) -> None:
     wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"SETUP", 90,
                "SETUP after the fuzzing")
     _put(context, prefix + "DAE:BEGINRUN", 1)
-    assert state.read(data_type=ChannelType.STRING).data[0] == b"RUNNING"
+    wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"RUNNING", 30,
+               "RUNNING after the fuzzing")
     _put(context, prefix + "DAE:ABORTRUN", 1)
     wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"SETUP", 30, "SETUP")
     assert proc.poll() is None

@@ -155,7 +155,7 @@ def test_doctor_passes_a_healthy_instrument_and_names_what_is_wrong(instrument):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     lines = ok.stdout.splitlines()
     assert [line.split()[1] for line in lines] == [
-        "broker", "topics", "clock", *instrument.metrics, "data"]
+        "broker", "topics", "clock", *instrument.metrics, "data", "supervisor"]
     assert all(line.startswith(("OK", "WARN")) for line in lines), ok.stdout
     clock = next(line for line in lines if " clock " in line)
     assert "broker minus this host" in clock
