@@ -25,7 +25,7 @@ import time
 import numpy as np
 from streaming_data_types.eventdata_ev44 import deserialise_ev44, serialise_ev44
 
-from liveview.binning import SparseHistogram, _add, bin_linear
+from datastream.binning import SparseHistogram, _add, bin_linear
 
 TOF_MAX_NS = 100_000_000.0  # a 10 Hz frame, in ns
 SIZES = {"a": (4096, 1000), "b": (16384, 8000), "c": (1 << 20, 8000)}

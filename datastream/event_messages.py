@@ -8,6 +8,7 @@ flight and one pixel id) must never get past this reader."""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -15,8 +16,11 @@ from streaming_data_types.eventdata_ev42 import deserialise_ev42
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
 from datastream.schemas import MalformedMessage, deserialised, schema_id
+from datastream.schemas.pu00 import PulseMetadata, deserialise_pu00
 
 EVENT_SCHEMAS = frozenset({"ev44", "ev42"})
+# what an events topic carries: the events, and ISIS's pulse metadata before each frame's
+STREAM_SCHEMAS = EVENT_SCHEMAS | {"pu00"}
 
 
 class Events(NamedTuple):
@@ -27,8 +31,10 @@ class Events(NamedTuple):
     time_of_flight: np.ndarray
     pixel_id: np.ndarray
     # ISIS's period (from 0): an ev42's is84 period_number; ev44 has none (ISIS sends it in
-    # pu00, which ess-streaming-data-types does not provide), so 0
+    # the frame's pu00: datastream.frames), so 0
     period: int = 0
+    # an ev42's is84 proton charge (µAh in its one frame); ev44 has none (pu00 has)
+    proton_charge: float = 0.0
 
 
 def _vector(value: object, dtype: type) -> np.ndarray:
@@ -41,6 +47,12 @@ def _vector(value: object, dtype: type) -> np.ndarray:
     if isinstance(value, int) and value == 0:
         return np.zeros(0, dtype)
     raise MalformedMessage(f"an event vector that is not an array: {type(value).__name__}")
+
+
+def _charge(value: object) -> float:
+    """An is84 proton charge; a non-finite or negative one counts as none."""
+    charge = float(value) if isinstance(value, int | float) else 0.0
+    return charge if math.isfinite(charge) and charge >= 0 else 0.0
 
 
 def check_events(reference_time: np.ndarray, reference_time_index: np.ndarray,
@@ -84,9 +96,18 @@ def read_events(payload: bytes) -> Events | None:
             raise MalformedMessage(f"pulse time {ev.pulse_time} ns is past 2262")
         events = Events(ev.source_name, ev.message_id, np.array([ev.pulse_time], np.int64),
                         np.zeros(1, np.int64), _vector(ev.time_of_flight, np.uint32),
-                        _vector(ev.detector_id, np.uint32), int(isis.get("period_number", 0)))
+                        _vector(ev.detector_id, np.uint32), int(isis.get("period_number", 0)),
+                        _charge(isis.get("proton_charge", 0.0)))
     else:
         return None
     check_events(events.reference_time, events.reference_time_index, events.time_of_flight,
                  events.pixel_id)
     return events
+
+
+def read_stream(payload: bytes) -> Events | PulseMetadata | None:
+    """A message of an events topic: its events, a frame's pu00, or None for another schema;
+    MalformedMessage as read_events and deserialise_pu00 say."""
+    if schema_id(payload) == "pu00":
+        return deserialise_pu00(payload)
+    return read_events(payload)

@@ -464,18 +464,15 @@ class DaePVs(PVGroup):
         run = control.run
         # counters before the state: a client that sees SETUP already reads the final counts
         c = control.dae.counters()
-        index = c.period - 1
-        frames_pd = c.period_good_frames[index] if index < len(c.period_good_frames) else 0
-        uah_pd = c.period_good_uah[index] if index < len(c.period_good_uah) else 0.0
-        seconds_pd = c.period_seconds[index] if index < len(c.period_seconds) else 0.0
+        frames_pd, raw_frames_pd, uah_pd, seconds_pd = c.of_period(c.period)
         await write_changed((
             (self.totalcounts, c.total_counts), (self.events, c.total_counts),
             (self.mevents, round(c.total_counts / 1e6, 6)),
             (self.totaldaecounts, round(c.total_counts / 1e6, 6)),
             (self.goodframes, c.good_frames), (self.rawframes, c.raw_frames),
-            (self.goodframes_pd, frames_pd), (self.rawframes_pd, frames_pd),
+            (self.goodframes_pd, frames_pd), (self.rawframes_pd, raw_frames_pd),
             (self.countrate, c.count_rate), (self.gooduah, round(c.good_uah, 6)),
-            (self.gooduah_pd, round(uah_pd, 6)), (self.totaluamps, round(c.good_uah, 6)),
+            (self.gooduah_pd, round(uah_pd, 6)), (self.totaluamps, round(c.raw_uah, 6)),
             (self.npratio, round(c.total_counts / 1e6 / c.good_uah, 6) if c.good_uah else 0.0),
             (self.beamcurrent, c.beam_current_ua), (self.monitorcounts, c.monitor_counts),
             (self.runduration_pd, int(seconds_pd)),

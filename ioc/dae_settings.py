@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datastream.durable import write_durably
+from ioc.dae import PeriodPlan
 from ioc.labview_xml import Element, SettingsError, parse, to_xml, whole
 from ioc.labview_xml import number as num
-from ioc.simulated_dae import PeriodPlan
 
 DAE_CLUSTER = "Data Acquisition"
 TCB_CLUSTER = "Time Channels"

@@ -9,20 +9,24 @@ import logging
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from datastream.event_messages import read_events
+from datastream.event_messages import Events, read_stream
+from datastream.frames import FrameBook
 from datastream.kafka_client import KafkaSettings, make_consumer
 from datastream.repeats import RecentMessages
 from datastream.run_window import Window, pulses_in_window
+from ioc.dae import DaeCounters
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
 
 
 def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: int,
-                     timeout: float = 60.0, stop_ns: int | None = None) -> tuple[int, int]:
-    """(events, frames) of `source` on `topic` in the run's pulses (start_ns <= t < stop_ns),
-    up to the end of the topic as it is now: by the writer's and the live view's rules, so a
-    message sent again (a producer's retry) counts once, as in the file."""
+                     timeout: float = 60.0, stop_ns: int | None = None,
+                     periods: int = 1, monitors: frozenset[str] = frozenset()) -> DaeCounters:
+    """The counters of `source`'s events on `topic` in the run's pulses (start_ns <= t <
+    stop_ns), up to the end of the topic as it is now: by the writer's and the live view's
+    rules (datastream.frames), so a message sent again (a producer's retry) counts once, as
+    in the file."""
     consumer = make_consumer(kafka)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -32,8 +36,7 @@ def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: in
         starts = consumer.offsets_for_times(wanted, timeout=10)
         todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
         consumer.assign([tp for tp in starts if tp.partition in todo])
-        events = frames = 0
-        counter = _RunCounter(source, Window(start_ns, stop_ns))
+        counter = RunCounter(source, Window(start_ns, stop_ns), monitors)
         while todo:
             msg = consumer.poll(timeout)
             if msg is None:
@@ -42,33 +45,61 @@ def count_run_events(kafka: KafkaSettings, topic: str, source: str, start_ns: in
                 continue
             if msg.offset() + 1 >= ends[msg.partition()]:
                 todo.discard(msg.partition())
-            value = msg.value()
             try:
-                counted = counter.count(value)
+                counter.count(msg.value())
             except Exception:  # a malformed message counts for nothing, as in the writer
                 continue
-            events += counted[0]
-            frames += counted[1]
-        return events, frames
+        return counter.counters(periods)
     finally:
         consumer.close()
 
 
-class _RunCounter:
-    """Events and frames of one source's messages in a run window, each message once."""
+class RunCounter:
+    """Frames (from pu00, datastream.frames) and the events of good frames of one source in a
+    run window, each message once; the monitors' events apart."""
 
-    def __init__(self, source: str, window: Window) -> None:
-        self.source, self.window = source, window
+    def __init__(self, source: str, window: Window,
+                 monitors: frozenset[str] = frozenset()) -> None:
+        self.source, self.window, self.monitors = source, window, monitors
+        self.book = FrameBook(window)
+        self.events = self.monitor_events = 0
         self._recent = RecentMessages()
 
-    def count(self, value: bytes | None) -> tuple[int, int]:
-        """(events, frames) of one event message (ev44, or ev42 from a DAE set to Mantid's
-        schema) in the run's pulses; (0, 0) for another source's or one seen already."""
-        ev = read_events(value) if value else None
-        if ev is None or ev.source_name != self.source or not len(ev.reference_time):
-            return 0, 0
-        if self._recent.repeated(ev.message_id, int(ev.reference_time[0])):
-            return 0, 0
-        keep = pulses_in_window(ev.reference_time, self.window)
-        per_pulse = np.diff(np.append(ev.reference_time_index, len(ev.time_of_flight)))
-        return int(per_pulse[keep].sum()), int(keep.sum())
+    def count(self, value: bytes | None) -> int:
+        """One message of the events topic; the events it adds to the run's counts."""
+        msg = read_stream(value) if value else None
+        if msg is None:
+            return 0
+        if not isinstance(msg, Events):
+            self.book.add_pulse(msg)
+            return 0
+        ours = msg.source_name == self.source
+        if not (ours or msg.source_name in self.monitors) or not len(msg.reference_time):
+            return 0
+        if self._recent.repeated(msg.message_id, int(msg.reference_time[0])):
+            return 0
+        keep = pulses_in_window(msg.reference_time, self.window)
+        per_pulse = np.diff(np.append(msg.reference_time_index, len(msg.time_of_flight)))
+        # frames are the detector's: a monitor's messages name the same frames again
+        groups = (self.book.take(msg.reference_time, keep, msg.period,
+                                  msg.proton_charge) if ours else
+                  [(0, keep & self._good(msg.reference_time))])
+        n = sum(int(per_pulse[chosen].sum()) for _, chosen in groups)
+        if ours:
+            self.events += n
+        else:
+            self.monitor_events += n
+        return n
+
+    def _good(self, reference_time: np.ndarray) -> np.ndarray:
+        return np.array([self.book.is_good(t) for t in reference_time.tolist()], bool)
+
+    def counters(self, periods: int = 1) -> DaeCounters:
+        t = self.book.totals
+        good = t.per_period("good_frames", periods)
+        return DaeCounters(
+            total_counts=self.events, good_frames=t.good_frames, raw_frames=t.raw_frames,
+            good_uah=t.good_uah, raw_uah=t.raw_uah, period_good_frames=tuple(good),
+            period_good_uah=tuple(t.per_period("good_uah", periods)),
+            period_raw_frames=tuple(t.per_period("raw_frames", periods)),
+            monitor_counts=self.monitor_events)

@@ -16,6 +16,7 @@ from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
 from ioc.access_security import AcfError, default_config, load_acf, secure
+from ioc.dae import DaeCounters
 from ioc.dae_settings import (
     HARDWARE_PERIOD_SLOTS,
     DaeConfig,
@@ -135,9 +136,12 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
     except (SettingsError, ValueError) as exc:
         raise SystemExit(f"DAE settings: {exc}") from exc
 
-    def count(run: RunInfo) -> tuple[int, int]:
+    monitors = frozenset(m.name for m in geometry.monitors) if geometry else frozenset()
+
+    def count(run: RunInfo) -> DaeCounters:
         return count_run_events(kafka, topics.events, dae_settings.source_name, run.start_ns,
-                                stop_ns=run.stop_ns or None)
+                                stop_ns=run.stop_ns or None, periods=control.dae.periods,
+                                monitors=monitors)
 
     control.restore(count)
     # a run carried on from before the restart: what the writer said of it meanwhile counts

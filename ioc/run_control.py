@@ -29,30 +29,16 @@ from datastream.logs import set_context
 from datastream.run_window import ABORT_PREFIX
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
+from ioc.dae import Dae, DaeCounters
 from ioc.dae_settings import DaeConfig, DaeConfigStore
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
 from ioc.run_record import PendingStop, RunInfo, RunRecord, RunRecordStore
 from ioc.runstate import Command, CommandRefused, RunState, check
-from ioc.simulated_dae import DaeCounters, PeriodPlan
 
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
-
-
-class Dae(Protocol):
-    def begin(self, start_ns: int, paused: bool = False) -> None: ...
-    def pause(self, at_ns: int) -> None: ...
-    def resume(self, at_ns: int) -> None: ...
-    def end(self, stop_ns: int) -> DaeCounters: ...
-    def flush(self, timeout: float) -> int: ...
-    def restore(self, total_counts: int, frames: int) -> None: ...
-    def counters(self) -> DaeCounters: ...
-    @property
-    def periods(self) -> int: ...
-    def set_periods(self, plan: PeriodPlan) -> None: ...
-    def set_period(self, period: int) -> None: ...
 
 
 class WriterDone(Protocol):
@@ -383,9 +369,9 @@ class RunControl:
             self._set(RunState.SETUP)
 
     # -- after a restart --
-    def restore(self, count_events: Callable[[RunInfo], tuple[int, int]]) -> None:
-        """Carry on with the run on disk. `count_events(run)` gives (events, frames) the DAE
-        delivered for it. Call once, before the PVs are served."""
+    def restore(self, count_events: Callable[[RunInfo], DaeCounters]) -> None:
+        """Carry on with the run on disk. `count_events(run)` gives the counters of what
+        the DAE delivered for it. Call once, before the PVs are served."""
         record = self.record_store.load() if self.record_store else None
         if record is None:
             return
@@ -402,19 +388,19 @@ class RunControl:
             self._error(f"run {run.run_number} was being started when the IOC stopped; it is "
                         "aborted with no counts")
         elif record.state in _RESUMES:
-            events, frames = count_events(run)
-            self.dae.restore(events, frames)
+            counted = count_events(run)
+            self.dae.restore(counted)
             self._state = _RESUMES[record.state]
             if self._state is RunState.RUNNING:
                 self.dae.resume(self.clock_ns())
             self._set(self._state)
             self._error(f"run {run.run_number} resumed after an IOC restart, "
-                        f"{self._state.name}, with {events} events in {frames} frames; no "
-                        "frames were counted while the IOC was down")
+                        f"{self._state.name}, with {counted.total_counts} events in "
+                        f"{counted.good_frames} good frames; no frames were counted while "
+                        "the IOC was down")
             return
         else:  # ENDING or ABORTING: counting had stopped
-            events, frames = count_events(run)
-            self.dae.restore(events, frames)
+            self.dae.restore(count_events(run))
             self._state = record.state
             if self._pending is None:  # the stop was delivered: wait for the file
                 self._ending_since = self.monotonic()

@@ -1,4 +1,9 @@
-"""A simulated DAE: neutron event frames (ev44) to Kafka while a run is counting.
+"""A simulated DAE: neutron event frames to Kafka while a run is counting, as ISIS's DAE
+streams them today: per frame one pu00 (period from 0, proton charge in µAh, veto mask) and
+then the frame's ev44 messages, at most `max_events_per_message` events each, sorted by time
+of flight, all with the frame's key (kafka_event_aggregator's form). A vetoed frame sends its
+pu00 alone: it is a raw frame, not a good one, and its neutrons are not data. A dwell
+period's frames carry the dwell veto (ioc.beam_model.VETO_BITS).
 
 Frames lie on a fixed grid from the run's start time; a frame belongs to the run iff
 start <= frame time < stop, the same rule the file writer applies. The frame time is also the
@@ -12,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from confluent_kafka import KafkaError, Producer
@@ -23,6 +28,9 @@ from streaming_data_types.fbschemas.isis_event_info_is84.RunState import (
 )
 
 from datastream.geometry import NS_PER_ANGSTROM_METRE, Geometry, Monitor
+from datastream.schemas.pu00 import serialise_pu00
+from ioc.beam_model import VETO_BITS, BeamModel, BeamSettings, veto_names
+from ioc.dae import DaeCounters, PeriodPlan
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +46,19 @@ class DaeSettings:
     pixels: int = 16384
     source_name: str = "DAE"
     flight_path_m: float = 10.0
-    # proton beam current on target, for the good-charge counter (GOODUAH)
+    # the proton beam on target (ioc.beam_model): its current, the relative jitter of each
+    # frame's charge, beam-off spells (on average every `beam_off_every_s` for
+    # `beam_off_for_s`; 0: never) and random vetoes (name -> fraction of frames)
     beam_current_ua: float = 40.0
+    beam_jitter: float = 0.0
+    beam_off_every_s: float = 0.0
+    beam_off_for_s: float = 0.0
+    vetoes: dict[str, float] = field(default_factory=dict)
+    # kafka_event_aggregator's bound on one ev44
+    max_events_per_message: int = 100_000
     seed: int | None = None
-    # "ev44", or "ev42" for Mantid's live listener (which reads ev42 only), with ISIS's
-    # period, run state and proton charge per frame as is84 facility data
+    # "ev44" (with pu00), or "ev42" for Mantid's live listener (which reads ev42 only), with
+    # ISIS's period, run state and proton charge per frame as is84 facility data
     event_schema: str = "ev44"
     # with a geometry (iocBoot/<INST>/geometry.toml): a powder sample with these d-spacings
     # (Å), `background` of the events flat in time, and monitor events per frame as a
@@ -50,10 +66,8 @@ class DaeSettings:
     d_spacings: tuple[float, ...] = (1.1, 1.6, 2.3)
     background: float = 0.2
     monitor_fraction: float = 0.05
-    # hardware periods: frame k of a run counts into period k % periods (is84 period_number,
-    # from 0; period 1 to IBEX). ev44 has no period field: ISIS sends periods in pu00
-    # messages, which ess-streaming-data-types does not provide, so more than one period
-    # needs ev42
+    # hardware periods: frame k of a run counts into period k % periods (pu00's or is84's
+    # period_number, from 0; period 1 to IBEX)
     periods: int = 1
 
     def __post_init__(self) -> None:
@@ -64,9 +78,12 @@ class DaeSettings:
         if self.periods > 8:
             raise ValueError(f"periods = {self.periods}: hardware periods have 8 slots (as "
                              "ISISDAE's); for more, use software periods (NUMPERIODS:SP)")
-        if self.periods > 1 and self.event_schema != "ev42":
-            raise ValueError(f"periods = {self.periods} needs event_schema = \"ev42\": ev44 "
-                             "carries no period")
+        if not isinstance(self.max_events_per_message, int) \
+                or self.max_events_per_message < 1:
+            raise ValueError(f"max_events_per_message {self.max_events_per_message!r}: a "
+                             "whole number, at least 1")
+        object.__setattr__(self, "vetoes", dict(self.vetoes))
+        _ = self.beam  # checks the beam's settings
         object.__setattr__(self, "d_spacings", tuple(float(d) for d in self.d_spacings))
         if not self.d_spacings or min(self.d_spacings) <= 0:
             raise ValueError("d_spacings: at least one, each above 0 Å")
@@ -76,6 +93,11 @@ class DaeSettings:
     @property
     def frame_period_ns(self) -> int:
         return round(1e9 / self.frame_rate_hz)
+
+    @property
+    def beam(self) -> BeamSettings:
+        return BeamSettings(self.beam_current_ua, self.beam_jitter, self.beam_off_every_s,
+                            self.beam_off_for_s, self.vetoes)
 
 
 class EventGenerator:
@@ -140,51 +162,39 @@ class MonitorGenerator(EventGenerator):
                                               * settings.monitor_fraction)))
 
 
-@dataclass(frozen=True)
-class DaeCounters:
-    total_counts: int = 0
-    good_frames: int = 0
-    raw_frames: int = 0
-    count_rate: float = 0.0  # events per second over the last second of frames
-    delivery_errors: int = 0
-    good_uah: float = 0.0  # proton charge on target during good frames, micro-amp hours
-    # per period, period 1 first (ISISDAE's _PD counters are of the current period)
-    period_good_frames: tuple[int, ...] = (0,)
-    period_good_uah: tuple[float, ...] = (0.0,)
-    period: int = 1  # the period frames count into now (software periods: PERIOD:SP)
-    monitor_counts: int = 0  # the beam monitors' events
-    period_seconds: tuple[float, ...] = (0.0,)  # time counted in each period
-    beam_current_ua: float = 0.0  # on target now (0 while not counting)
+@dataclass
+class _Tally:
+    """What the DAE counted of the current run (under the DAE's lock)."""
 
+    periods: int = 1
+    total: int = 0  # events of good frames
+    monitor: int = 0
+    good_uah: float = 0.0
+    raw_uah: float = 0.0
+    good: list[int] = field(default_factory=list)  # per period
+    raw: list[int] = field(default_factory=list)
+    period_uah: list[float] = field(default_factory=list)
+    vetoed: collections.Counter[str] = field(default_factory=collections.Counter)
 
-@dataclass(frozen=True)
-class PeriodPlan:
-    """Which period each frame counts into. Software periods (`hardware` empty): the current
-    period, which PERIOD:SP chooses. Hardware periods: the DAE steps through `hardware`, each
-    (period from 0, frames, dwell) for its frames, then again; a dwell period's frames send
-    no events."""
+    def __post_init__(self) -> None:
+        self.good = [0] * self.periods
+        self.raw = [0] * self.periods
+        self.period_uah = [0.0] * self.periods
 
-    number: int = 1
-    hardware: tuple[tuple[int, int, bool], ...] = ()
-
-    @classmethod
-    def every_frame(cls, periods: int) -> PeriodPlan:
-        """[dae] periods = N: frame k of a run in period k mod N."""
-        if periods <= 1:
-            return cls()
-        return cls(periods, tuple((p, 1, False) for p in range(periods)))
-
-    def of_frame(self, frame: int, current: int) -> tuple[int, bool]:
-        """(period from 0, dwell) of a run's frame `frame` (from 0)."""
-        if not self.hardware:
-            return current, False
-        cycle = sum(n for _, n, _ in self.hardware)
-        k = frame % cycle
-        for period, n, dwell in self.hardware:
-            if k < n:
-                return period, dwell
-            k -= n
-        raise AssertionError("unreachable: k < cycle")
+    def frame(self, period: int, charge: float, vetos: int, events: int,
+              monitor: int) -> None:
+        self.raw_uah += charge
+        if period < self.periods:
+            self.raw[period] += 1
+        if vetos:
+            self.vetoed.update(veto_names(vetos))
+            return
+        self.good_uah += charge
+        self.total += events
+        self.monitor += monitor
+        if period < self.periods:
+            self.good[period] += 1
+            self.period_uah[period] += charge
 
 
 class SimulatedDae:
@@ -203,42 +213,55 @@ class SimulatedDae:
                            else EventGenerator(settings))
         self._monitors = [(m.name, MonitorGenerator(settings, m, geometry.source_distance_m))
                           for m in (geometry.monitors if geometry is not None else ())]
-        # µAh on target in one frame, the same figure GOODUAH sums
-        self._frame_charge_uah = settings.beam_current_ua / settings.frame_rate_hz / 3600.0
+        self._beam = BeamModel(settings.beam, settings.frame_rate_hz, settings.seed)
         self._cond = threading.Condition()
         self._next_ns: int | None = None  # next frame time while counting
         self._until_ns: int | None = None  # no frame at or after this time
+        self._paused_from: int | None = None  # frames at or after this time are vetoed
         self._closed = False
         self._thread: threading.Thread | None = None
         # from the clock, so a restarted DAE never repeats a message id of the one before
         self._message_id = clock() // 1000
-        self._total = 0
-        self._frames = 0
+        self._frame_key = 0
+        self._frames = 0  # frames of the run (raw), which step the hardware periods
         self._delivery_errors = 0
         self._recent: collections.deque[tuple[int, int]] = collections.deque()
         self._plan = PeriodPlan.every_frame(settings.periods)
         self._period = 0  # the current period (from 0) of software periods
-        self._period_frames = [0] * self._plan.number
-        self._monitor_counts = 0
+        self._tally = _Tally(self._plan.number)
 
     # -- commands (called by run control; each returns once the DAE is in the new state) --
     def begin(self, start_ns: int, paused: bool = False) -> None:
         with self._cond:
-            self._total = self._frames = self._monitor_counts = 0
-            self._period_frames = [0] * self._plan.number
+            self._frames = 0
+            self._tally = _Tally(self._plan.number)
             self._recent.clear()
-            self._next_ns = None if paused else start_ns
+            self._next_ns = start_ns
+            self._paused_from = start_ns if paused else None
             self._until_ns = None
             self._cond.notify_all()
 
+    # PAUSE is the software veto, as at ISIS: frames go on, each vetoed (a raw frame, its
+    # pu00 alone), until RESUME. Each returns once the frames before `at_ns` are made.
     def pause(self, at_ns: int, timeout: float = 30.0) -> None:
-        self._stop_at(at_ns, timeout)
-
-    def resume(self, at_ns: int) -> None:
         with self._cond:
-            self._next_ns = at_ns
-            self._until_ns = None
+            self._paused_from = at_ns
             self._cond.notify_all()
+        self._catch_up(at_ns, timeout)
+
+    def resume(self, at_ns: int, timeout: float = 30.0) -> None:
+        self._catch_up(at_ns, timeout)
+        with self._cond:
+            self._paused_from = None
+            if self._next_ns is None:  # a DAE restored after a restart, not counting yet
+                self._next_ns = at_ns
+            self._cond.notify_all()
+
+    def _catch_up(self, at_ns: int, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(
+                    lambda: self._next_ns is None or self._next_ns >= at_ns, timeout):
+                raise TimeoutError(f"the DAE did not catch up to {at_ns} ns within {timeout}s")
 
     def end(self, stop_ns: int, timeout: float = 30.0) -> DaeCounters:
         """Stop counting at stop_ns; returns once no frame at or after it will be made.
@@ -250,14 +273,19 @@ class SimulatedDae:
         """Wait for the frames made to be delivered; how many are still not."""
         return self._producer.flush(timeout)
 
-    def restore(self, total_counts: int, frames: int) -> None:
+    def restore(self, counters: DaeCounters) -> None:
         """Counters of a run this DAE carries on with after a restart (counted back from
-        the events topic)."""
+        the events topic, as a real DAE keeps them while its IOC restarts)."""
         with self._cond:
-            self._total, self._frames = total_counts, frames
-            # the recount gives totals only: shown as the current period's
-            self._period_frames = [0] * self._plan.number
-            self._period_frames[self._period] = frames
+            tally = _Tally(self._plan.number)
+            tally.total, tally.monitor = counters.total_counts, counters.monitor_counts
+            tally.good_uah, tally.raw_uah = counters.good_uah, counters.raw_uah
+            for p in range(tally.periods):
+                good, raw, uah, _ = counters.of_period(p + 1)
+                tally.good[p], tally.raw[p], tally.period_uah[p] = good, raw, uah
+            tally.vetoed.update(dict(counters.vetoed_frames))
+            self._tally = tally
+            self._frames = counters.raw_frames
             self._recent.clear()
 
     def _stop_at(self, at_ns: int, timeout: float) -> None:
@@ -272,16 +300,11 @@ class SimulatedDae:
         return self._plan.number
 
     def set_periods(self, plan: PeriodPlan) -> None:
-        """New periods, between runs. More than one needs ev42, whose is84 carries the
-        period: ValueError says so."""
-        if plan.number > 1 and self._settings.event_schema != "ev42":
-            raise ValueError(f"{plan.number} periods need [dae] event_schema = \"ev42\": ev44 "
-                             "carries no period (ISIS sends it in pu00, which "
-                             "ess-streaming-data-types does not provide)")
+        """New periods, between runs."""
         with self._cond:
             self._plan = plan
             self._period = min(self._period, plan.number - 1)
-            self._period_frames = [0] * plan.number
+            self._tally = _Tally(plan.number)
 
     def set_period(self, period: int) -> None:
         """The software period (from 1) that frames count into from now on."""
@@ -299,13 +322,13 @@ class SimulatedDae:
             while self._recent and self._recent[0][0] < now - 1_000_000_000:
                 self._recent.popleft()
             rate = float(sum(n for _, n in self._recent))
+            t = self._tally
             return DaeCounters(
-                self._total, self._frames, self._frames, rate, self._delivery_errors,
-                self._frames * self._frame_charge_uah, tuple(self._period_frames),
-                tuple(f * self._frame_charge_uah for f in self._period_frames),
-                self._period + 1, self._monitor_counts,
-                tuple(f / self._settings.frame_rate_hz for f in self._period_frames),
-                self._settings.beam_current_ua if self._next_ns is not None else 0.0)
+                t.total, sum(t.good), sum(t.raw), rate, self._delivery_errors, t.good_uah,
+                tuple(t.good), tuple(t.period_uah), self._period + 1, t.monitor,
+                tuple(f / self._settings.frame_rate_hz for f in t.good),
+                self._beam.current_ua if self._next_ns is not None else 0.0,
+                t.raw_uah, tuple(t.raw), tuple(sorted(t.vetoed.items())))
 
     # -- the frame thread --
     def start(self) -> None:
@@ -339,44 +362,72 @@ class SimulatedDae:
                     self._cond.wait(min(wait_ns / 1e9, 0.5))
                     continue
                 in_period, dwell = self._plan.of_frame(self._frames, self._period)
-            n_events, n_monitor = (0, 0) if dwell else self._emit(frame_ns, in_period)
+                paused = self._paused_from is not None and frame_ns >= self._paused_from
+            charge, vetos = self._beam.frame()
+            if dwell:
+                vetos |= 1 << VETO_BITS["dwell"]
+            if paused:
+                vetos |= 1 << VETO_BITS["pause"]
+            n_events, n_monitor = self._emit(frame_ns, in_period, charge, vetos, dwell)
             with self._cond:
                 if self._next_ns == frame_ns:
                     self._next_ns = frame_ns + period
-                self._total += n_events
-                self._monitor_counts += n_monitor
+                    self._cond.notify_all()  # pause and resume wait for the frames made
                 self._frames += 1
-                if in_period < len(self._period_frames):
-                    self._period_frames[in_period] += 1
+                self._tally.frame(in_period, charge, vetos, n_events, n_monitor)
                 self._recent.append((frame_ns, n_events))
 
-    def _emit(self, frame_ns: int, period: int) -> tuple[int, int]:
-        """One frame: the detector's events, then each monitor's. Returns how many of each."""
+    def _emit(self, frame_ns: int, period: int, charge: float, vetos: int,
+              dwell: bool) -> tuple[int, int]:
+        """One frame: its pu00, then (unless vetoed, or a dwell period's) the detector's
+        events and each monitor's. Returns how many of each were sent."""
+        # one key a frame, so its messages stay in order: kafka_event_aggregator's frame
+        # counter, 8 bytes big-endian
+        self._frame_key += 1
+        key = self._frame_key.to_bytes(8, "big")
+        ev42 = self._settings.event_schema == "ev42"
+        if not ev42:
+            self._message_id += 1
+            self._produce(serialise_pu00(self._settings.source_name, self._message_id,
+                                         frame_ns, vetos, period, charge), frame_ns, key)
+        if vetos or dwell:
+            self._producer.poll(0)
+            return 0, 0
         tof, pixel = self._generator.frame()
-        self._send(self._settings.source_name, frame_ns, period, tof, pixel)
+        self._send(self._settings.source_name, frame_ns, period, charge, tof, pixel, key)
         monitor_events = 0
         for name, monitor in self._monitors:
             m_tof, m_pixel = monitor.frame()
-            self._send(name, frame_ns, period, m_tof, m_pixel)
+            self._send(name, frame_ns, period, charge, m_tof, m_pixel, key)
             monitor_events += len(m_tof)
         self._producer.poll(0)
         return len(tof), monitor_events
 
-    def _send(self, source: str, frame_ns: int, period: int, tof: np.ndarray,
-              pixel: np.ndarray) -> None:
-        self._message_id += 1
+    def _send(self, source: str, frame_ns: int, period: int, charge: float, tof: np.ndarray,
+              pixel: np.ndarray, key: bytes) -> None:
         if self._settings.event_schema == "ev42":
+            self._message_id += 1
             payload = serialise_ev42(source, self._message_id, frame_ns, tof, pixel,
                                      isis_specific={"period_number": period,
                                                     "run_state": IsisRunState.RUNNING,
-                                                    "proton_charge": self._frame_charge_uah})
-        else:
-            payload = serialise_ev44(source, self._message_id,
-                                     np.array([frame_ns], dtype=np.int64),
-                                     np.array([0], np.int32), tof, pixel)
+                                                    "proton_charge": charge})
+            self._produce(payload, frame_ns, key)
+            return
+        order = np.argsort(tof, kind="stable")  # sorted by time of flight, as ISIS sends
+        tof, pixel = tof[order], pixel[order]
+        chunk = self._settings.max_events_per_message
+        ref, index = np.array([frame_ns], np.int64), np.zeros(1, np.int32)
+        for start in range(0, max(len(tof), 1), chunk):
+            self._message_id += 1
+            self._produce(serialise_ev44(source, self._message_id, ref, index,
+                                         tof[start:start + chunk], pixel[start:start + chunk]),
+                          frame_ns, key)
+
+    def _produce(self, payload: bytes, frame_ns: int, key: bytes) -> None:
         while True:
             try:
-                self._producer.produce(self._topic, payload, timestamp=frame_ns // 1_000_000,
+                self._producer.produce(self._topic, payload, key=key,
+                                       timestamp=frame_ns // 1_000_000,
                                        on_delivery=self._on_delivery)
                 return
             except BufferError:

@@ -32,8 +32,8 @@ import numpy as np
 from p4p.nt import NTNDArray, NTScalar
 from p4p.server.thread import SharedPV
 
+from datastream.time_channels import MAX_CHANNELS, MAX_TOF_NS
 from liveview.dae_arrays import spectrum_value
-from liveview.time_channels import MAX_CHANNELS, MAX_TOF_NS
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,10 @@ import numpy as np
 from streaming_data_types.histogram_hs00 import serialise_hs00
 from streaming_data_types.histogram_hs01 import serialise_hs01
 
-from datastream.event_messages import read_events
+from datastream.event_messages import read_stream
+from datastream.frames import FrameBook
 from datastream.run_window import Window, events_of_pulses, pulses_in_window
+from datastream.schemas.pu00 import PulseMetadata
 from liveview.jbi_commands import Command
 from liveview.jbi_histograms import JbiHistogram, make_histogram
 
@@ -53,6 +55,7 @@ class JbiSession:
         self.events = 0
         self._stats = [_Stats() for _ in self.histograms]
         self._published_final = False
+        self._frames = FrameBook(self.window)
 
     @property
     def data_topics(self) -> list[str]:
@@ -65,9 +68,12 @@ class JbiSession:
         out (another partition may deliver them a little later)."""
         if self.state == ERROR or self.done:
             return
-        ev = read_events(payload)
+        ev = read_stream(payload)
         if ev is None:
             self.skipped += 1
+            return
+        if isinstance(ev, PulseMetadata):  # a frame's pu00: a vetoed frame's events are no data
+            self._frames.add_pulse(ev)
             return
         ref = ev.reference_time
         if len(ref) == 0:
@@ -75,6 +81,7 @@ class JbiSession:
         if self.window.stop_ns is not None and np.any(ref >= self.window.stop_ns):
             self.finish()  # counted up to now: the last pulses before the stop are below
         mask = pulses_in_window(ref, self.window)
+        mask &= np.fromiter((self._frames.is_good(t) for t in ref.tolist()), bool, len(ref))
         if not mask.any():
             return
         tof, det = np.asarray(ev.time_of_flight), np.asarray(ev.pixel_id)

@@ -21,6 +21,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "COUNTRATE": ("d", "events/s"),
     "GOODFRAMES": ("l", "frames"),
     "RAWFRAMES": ("l", "frames"),
+    "GOODUAH": ("d", "uA hour"),
+    "RAWUAH": ("d", "uA hour"),
     "PROCESSINGLAG": ("d", "s"),
     "NUMSPECTRA": ("l", ""),
     "NUMPERIODS": ("l", ""),
@@ -39,7 +41,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
 # the snapshot's list)
 PER_PERIOD: dict[str, tuple[str, str, str]] = {
     "GOODFRAMES_PD": ("al", "frames", "period_frames"),
-    "RAWFRAMES_PD": ("al", "frames", "period_frames"),
+    "RAWFRAMES_PD": ("al", "frames", "period_raw_frames"),
+    "GOODUAH_PD": ("ad", "uA hour", "period_uah"),
     "EVENTS_PD": ("al", "events", "period_events"),
 }
 
@@ -113,7 +116,9 @@ class LivePVs:
         events = int(snapshot["events"])
         last = int(snapshot["last_pulse_ns"])
         self.post({"EVENTS": events, "MEVENTS": round(events / 1e6, 6),
-                   "GOODFRAMES": int(snapshot["frames"]), "RAWFRAMES": int(snapshot["frames"]),
+                   "GOODFRAMES": int(snapshot["frames"]), "RAWFRAMES": int(snapshot["raw_frames"]),
+                   "GOODUAH": round(float(snapshot["good_uah"]), 6),
+                   "RAWUAH": round(float(snapshot["raw_uah"]), 6),
                    "COUNTRATE": round(rate, 1),
                    "PROCESSINGLAG": round(max(0.0, time.time() - last / 1e9), 3) if last else 0.0,
                    "NUMSPECTRA": n_spectra, "NUMTIMECHANNELS": n_channels,

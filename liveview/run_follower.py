@@ -15,7 +15,7 @@ from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 from datastream.schemas import schema_id
-from liveview.time_channels import TimeChannels
+from datastream.time_channels import TimeChannels
 
 NS_PER_MS = 1_000_000
 # a run's start and stop are ns in an int64 everywhere past here (numpy, Kafka's offsets for

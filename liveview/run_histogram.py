@@ -2,10 +2,11 @@
 repeat filter as the file writer, so the totals equal the file's), and a periods x pixels x
 time channels histogram of them. Pure: decoded messages in, numbers out.
 
-Periods are ISIS's: each frame counts into one (is84's period_number, from 0; ev44 frames
-into period 0). The histogram holds the periods seen so far, up to max_periods and within
-max_mb of memory: a run's events in a period past those are counted (EVENTS stays exact) but
-not binned."""
+Frames are ISIS's (datastream.frames): a frame's pu00 gives its period (from 0), proton
+charge and vetoes; a vetoed frame is raw, not good, and its events are not data (older
+streams: an ev42's is84 period, ev44 alone period 0). The histogram holds the periods seen so
+far, up to max_periods and within max_mb of memory: a run's events in a period past those are
+counted (EVENTS stays exact) but not binned."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import threading
 
 import numpy as np
 
+from datastream.binning import bin_edges, bin_linear
 from datastream.event_messages import check_events
+from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
 from datastream.run_window import Window, events_of_pulses, pulses_in_window
-from liveview.binning import bin_edges, bin_linear
-from liveview.time_channels import TimeChannels
+from datastream.schemas.pu00 import PulseMetadata
+from datastream.time_channels import TimeChannels
 
 # periods binned at most, unless [liveview] max_periods says otherwise: each is a whole
 # pixels x channels histogram (16 MB for 4096 pixels x 1000 channels)
@@ -74,9 +77,8 @@ class RunHistogram:
             else:
                 self.counts[:] = 0
             self.period_events = [0]
-            self.period_frames = [0]
-            self.events = 0  # every event of the run's pulses, binned or not
-            self.frames = 0
+            self.book = FrameBook(window)  # the run's frames: good, raw, charge, periods
+            self.events = 0  # every event of the run's good frames, binned or not
             # events of the run outside the pixels, time channels or periods binned
             self.outside = 0
             self.repeated = 0
@@ -90,12 +92,19 @@ class RunHistogram:
     def set_stop(self, stop_ns: int) -> None:
         with self._lock:
             self.window = Window(self.window.start_ns, stop_ns)
+            self.book.set_stop(stop_ns)
+
+    def add_pulse(self, pulse: PulseMetadata) -> None:
+        """A frame's pu00 (before its events)."""
+        with self._lock:
+            self.book.add_pulse(pulse)
 
     def add(self, message_id: int, reference_time: np.ndarray, reference_index: np.ndarray,
             tof: np.ndarray, pixel_id: np.ndarray, bin_events: bool = True,
-            period: int = 0) -> int:
-        """One message's events of the run's pulses, all in one period; returns how many
-        were taken. bin_events=False: counted, not binned (liveview.load_shedding).
+            period: int = 0, proton_charge: float = 0.0) -> int:
+        """One message's events of the run's pulses, of good frames; returns how many were
+        taken. `period` and `proton_charge` are an older stream's (ev42's is84), for frames
+        with no pu00. bin_events=False: counted, not binned (liveview.load_shedding).
         Arrays that disagree raise MalformedMessage (datastream.event_messages.check_events,
         as read_events checked them already: the kernels index by them)."""
         ref = np.asarray(reference_time, np.int64)
@@ -110,25 +119,33 @@ class RunHistogram:
                 self.repeated += 1
                 return 0
             idx = np.asarray(reference_index, np.int64)
-            ends = np.append(idx[1:], len(tof))
-            frames = int(mask.sum())
-            if not 0 <= period < self.max_periods:  # counted, and said in `outside`
-                n = int((ends - idx)[mask].sum())
-                return self._counted(n, frames, ref[mask], n, None)
-            if not bin_events:  # count only: no copy, no kernel
-                n = int((ends - idx)[mask].sum())
-                self.skipped += n
-                return self._counted(n, frames, ref[mask], 0, period)
-            taken = events_of_pulses(idx, len(tof), mask)
-            pixel_id, tof = pixel_id[taken], tof[taken]
-            hist = self._period(period)
-            c = self.channels
-            if c.logarithmic:
-                skipped = bin_edges(hist, pixel_id, tof, self.first_pixel, self._edges)
-            else:
-                skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
-                                     c.tof_min_ns, c.tof_max_ns, c.channels)
-            return self._counted(len(tof), frames, ref[mask], int(skipped), period)
+            taken = sum(self._add_pulses(idx, tof, pixel_id, chosen, p, bin_events)
+                        for p, chosen in self.book.take(ref, mask, period,
+                                                                proton_charge))
+            self.last_pulse_ns = max(self.last_pulse_ns, int(ref[mask].max()))
+            return taken
+
+    def _add_pulses(self, idx: np.ndarray, tof: np.ndarray, pixel_id: np.ndarray,
+                    chosen: np.ndarray, period: int, bin_events: bool) -> int:
+        """Under the lock: the events of the pulses `chosen`, all of good frames of one
+        period, counted and binned."""
+        if not 0 <= period < self.max_periods:  # counted, and said in `outside`
+            n = int((np.append(idx[1:], len(tof)) - idx)[chosen].sum())
+            return self._counted(n, n, None)
+        if not bin_events:  # count only: no copy, no kernel
+            n = int((np.append(idx[1:], len(tof)) - idx)[chosen].sum())
+            self.skipped += n
+            return self._counted(n, 0, period)
+        taken = events_of_pulses(idx, len(tof), chosen)
+        pixel_id, tof = pixel_id[taken], tof[taken]
+        hist = self._period(period)
+        c = self.channels
+        if c.logarithmic:
+            skipped = bin_edges(hist, pixel_id, tof, self.first_pixel, self._edges)
+        else:
+            skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
+                                 c.tof_min_ns, c.tof_max_ns, c.channels)
+        return self._counted(len(tof), int(skipped), period)
 
     def _period(self, period: int) -> np.ndarray:
         """Under the lock: one period's (pixels, channels), the histogram grown to hold it."""
@@ -138,31 +155,38 @@ class RunHistogram:
             self.counts = grown
         return self.counts[period]
 
-    def _counted(self, events: int, frames: int, pulses: np.ndarray, outside: int,
-                 period: int | None) -> int:
+    def _counted(self, events: int, outside: int, period: int | None) -> int:
         """Under the lock: the totals of what add() took."""
         self.events += events
         self.events_ever += events
         self.outside += outside
-        self.frames += frames
         if period is not None:
             while len(self.period_events) <= period:
                 self.period_events.append(0)
-                self.period_frames.append(0)
             self.period_events[period] += events
-            self.period_frames[period] += frames
             self.current_period = period
-        self.last_pulse_ns = max(self.last_pulse_ns, int(pulses.max()))
         return events
+
+    @property
+    def frames(self) -> int:
+        """Good frames of the run."""
+        return self.book.totals.good_frames
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:
-            return {"events": self.events, "frames": self.frames, "outside": self.outside,
+            t = self.book.totals
+            periods = max(len(self.period_events), max(t.periods, default=0) + 1)
+            return {"events": self.events, "frames": t.good_frames,
+                    "raw_frames": t.raw_frames, "good_uah": t.good_uah, "raw_uah": t.raw_uah,
+                    "outside": self.outside,
                     "repeated": self.repeated, "skipped": self.skipped,
                     "last_pulse_ns": self.last_pulse_ns,
-                    "periods": len(self.period_events),
-                    "period_events": list(self.period_events),
-                    "period_frames": list(self.period_frames),
+                    "periods": periods,
+                    "period_events": self.period_events + [0] * (periods
+                                                                 - len(self.period_events)),
+                    "period_frames": t.per_period("good_frames", periods),
+                    "period_raw_frames": t.per_period("raw_frames", periods),
+                    "period_uah": t.per_period("good_uah", periods),
                     "start_ns": self.window.start_ns, "stop_ns": self.window.stop_ns}
 
     # Readers: of one period (from 0), or with period=None of all of them summed. A period

@@ -17,11 +17,13 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from datastream.epics_network import EpicsPorts
-from datastream.event_messages import read_events
+from datastream.event_messages import read_stream
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
+from datastream.schemas.pu00 import PulseMetadata
+from datastream.time_channels import TimeChannels
 from liveview.array_pvs import ArrayPVs
 from liveview.dae_ca import DaeSpectra
 from liveview.jbi_service import JbiService, JbiTopics
@@ -31,7 +33,6 @@ from liveview.pvs import LivePVs
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import MAX_HISTOGRAM_MB, MAX_PERIODS, RunHistogram, check_size
 from liveview.se_logs import SampleEnvLogs
-from liveview.time_channels import TimeChannels
 from liveview.web import WebServer, image_shape, live_state, make_app, page_entry
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,10 @@ class LiveView:
             log.info("run %s stops at %d ms", self.run_name, decision.stop_ns // NS_PER_MS)
 
     def _on_event(self, payload: bytes) -> None:
-        ev = read_events(payload)
+        ev = read_stream(payload)
+        if isinstance(ev, PulseMetadata):
+            self.histogram.add_pulse(ev)
+            return
         if ev is None or ev.source_name != self.settings.source_name:
             return  # not events, or a monitor's (another source's)
         ref = ev.reference_time
@@ -261,7 +265,7 @@ class LiveView:
                         "run)", ev.period + 1, self.histogram.max_periods)
         self.histogram.add(ev.message_id, ref, ev.reference_time_index, ev.time_of_flight,
                            ev.pixel_id, bin_events=self.shedder.bin_next(lag_s),
-                           period=ev.period)
+                           period=ev.period, proton_charge=ev.proton_charge)
 
     def _start_reading(self, consumer: Consumer, stop: threading.Event) -> None:
         """Join the run in progress, or wait at the end; retried until the broker answers."""

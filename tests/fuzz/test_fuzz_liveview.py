@@ -46,9 +46,9 @@ from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import make_producer
 from datastream.run_window import Window
 from datastream.schemas import MalformedMessage
+from datastream.time_channels import TimeChannels
 from liveview.pvs import COUNTERS
 from liveview.run_histogram import RunHistogram
-from liveview.time_channels import TimeChannels
 from tests.conftest import EPICS_PORTS, free_port, http_get, wait_until
 from tests.integration.conftest import read_all, run_simulated_dae
 

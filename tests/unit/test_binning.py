@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveview.binning import CHUNK, SparseHistogram, bin_edges, bin_linear
+from datastream.binning import CHUNK, SparseHistogram, bin_edges, bin_linear
 
 
 def _events(n, pixels, first, tof_max, seed=1):

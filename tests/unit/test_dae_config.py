@@ -11,10 +11,10 @@ from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 from datastream.run_window import ABORT_PREFIX
+from ioc.dae import PeriodPlan
 from ioc.dae_settings import DaeConfig, DaeConfigStore, Periods, PeriodSlot, Tcb, TimeRow
 from ioc.labview_xml import SettingsError
 from ioc.runstate import CommandRefused, RunState
-from ioc.simulated_dae import PeriodPlan
 from tests.unit.test_run_control import control  # noqa: F401  (the fixture)
 
 

@@ -48,9 +48,9 @@ def test_sample_environment_logs_keep_numeric_scalars():
 
 
 def _arrays(banks):
+    from datastream.time_channels import TimeChannels
     from liveview.array_pvs import ArrayPVs
     from liveview.run_histogram import RunHistogram
-    from liveview.time_channels import TimeChannels
 
     return ArrayPVs("IN:X:LIVE:", RunHistogram(1, 10, TimeChannels(0, 1000, 4)), (3, 4), banks)
 

@@ -14,11 +14,11 @@ import pytest
 from streaming_data_types.run_start_pl72 import serialise_pl72
 
 from datastream.run_window import Window
+from datastream.time_channels import TimeChannels
 from liveview import dae_arrays
 from liveview.dae_ca import DaeSpectra, parse_spec
 from liveview.run_follower import decide
 from liveview.run_histogram import RunHistogram
-from liveview.time_channels import TimeChannels
 from tests.conftest import EPICS_PORTS
 
 TC = TimeChannels(0, 3000, 3)  # 3 channels of 1 µs

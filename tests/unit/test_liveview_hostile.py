@@ -26,9 +26,9 @@ from streaming_data_types.run_stop_6s4t import serialise_6s4t
 from datastream.event_messages import read_events
 from datastream.run_window import Window
 from datastream.schemas import MalformedMessage
+from datastream.time_channels import TimeChannels
 from liveview.run_follower import decide
 from liveview.run_histogram import RunHistogram
-from liveview.time_channels import TimeChannels
 
 T0 = 1_700_000_000_000_000_000
 JOB = "0c8f7a0e-3a57-4ad7-a5a1-2f9b5bb0f0a1"
@@ -99,7 +99,7 @@ def test_a_message_of_100000_events_and_one_pixel_bins_no_phantom_events():
 
 KERNEL_SCRIPT = textwrap.dedent("""
     import numpy as np
-    from liveview.binning import SparseHistogram, bin_edges, bin_linear
+    from datastream.binning import SparseHistogram, bin_edges, bin_linear
     hist = np.zeros((4, 10), np.uint32)
     pix = np.array([1, 2, 3, 4], np.int32)
     tof = np.array([0, 5, 50, 99], np.int32)

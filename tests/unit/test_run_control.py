@@ -6,10 +6,10 @@ from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
 from datastream.streams import LogStream, Stream
 from datastream.topics import InstrumentTopics
+from ioc.dae import DaeCounters
 from ioc.run_control import RunControl, RunControlError
 from ioc.run_numbers import RunNumberStore
 from ioc.runstate import CommandRefused, RunState
-from ioc.simulated_dae import DaeCounters
 from tests.fakes import FakeProducer
 
 T0_NS = 1_700_000_000_123_456_789
@@ -37,8 +37,8 @@ class FakeDae:
     def flush(self, timeout):
         return 0
 
-    def restore(self, total_counts, frames):
-        self.calls.append(("restore", total_counts, frames))
+    def restore(self, counters):
+        self.calls.append(("restore", counters.total_counts, counters.good_frames))
 
     def counters(self):
         return DaeCounters()
@@ -207,7 +207,7 @@ def _restarted(control, tmp_path):
     fresh = dataclasses.replace(control, dae=FakeDae(), writer=FakeWriter(),
                                 producer=FakeProducer())
     fresh.clock = control.clock
-    fresh.restore(lambda run: (1234, 56))
+    fresh.restore(lambda run: DaeCounters(total_counts=1234, good_frames=56))
     return fresh
 
 

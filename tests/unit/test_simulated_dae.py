@@ -3,6 +3,8 @@ import time
 import numpy as np
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
 
+from datastream.schemas import schema_id
+from datastream.schemas.pu00 import deserialise_pu00
 from ioc.simulated_dae import DaeSettings, EventGenerator, SimulatedDae
 from tests.fakes import FakeProducer
 
@@ -20,16 +22,19 @@ def test_frames_lie_on_the_grid_inside_the_run():
         counters = dae.end(stop)
     finally:
         dae.close()
-    frames = [deserialise_ev44(s.value) for s in producer.sent]
+    events = [s for s in producer.sent if schema_id(s.value) == "ev44"]
+    frames = [deserialise_ev44(s.value) for s in events]
     times = np.array([f.reference_time[0] for f in frames])
     assert len(frames) == counters.good_frames >= 15
     assert np.all((times >= start) & (times < stop))
     assert np.all(np.diff(times) == 20_000_000)
     assert counters.total_counts == sum(len(f.pixel_id) for f in frames) == 20 * len(frames)
-    assert [s.timestamp for s in producer.sent] == [t // 1_000_000 for t in times]
+    assert [s.timestamp for s in events] == [t // 1_000_000 for t in times]
+    pulses = [deserialise_pu00(s.value) for s in producer.sent if schema_id(s.value) == "pu00"]
+    assert [p.reference_time for p in pulses] == times.tolist()  # one pu00 a frame
 
 
-def test_pause_stops_counting():
+def test_pause_is_the_software_veto():
     producer = FakeProducer()
     dae = SimulatedDae(producer, "X_events", DaeSettings(frame_rate_hz=100, events_per_frame=5))
     dae.start()
@@ -38,8 +43,11 @@ def test_pause_stops_counting():
         time.sleep(0.1)
         dae.pause(time.time_ns())
         paused_at = dae.counters().good_frames
+        raw_at = dae.counters().raw_frames
         time.sleep(0.2)
         assert dae.counters().good_frames == paused_at
+        assert dae.counters().raw_frames > raw_at  # frames go on, vetoed
+        assert dict(dae.counters().vetoed_frames)["pause"] > 0
         dae.resume(time.time_ns())
         time.sleep(0.1)
         assert dae.end(time.time_ns()).good_frames > paused_at
