@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
@@ -41,6 +42,10 @@ class StartJob:
     run_name: str
     instrument: str
     service_id: str
+    # the pl72's metadata JSON (run control's title and TCB) and its detector-spectrum map
+    # as (spectrum numbers, detector ids): ISIS's histograms are binned with them
+    metadata: str = ""
+    spectrum_map: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,20 @@ def parse_start(payload: bytes) -> StartJob:
         job_id=msg.job_id, filename=msg.filename, start_ns=msg.start_time * NS_PER_MS,
         stop_ns=msg.stop_time * NS_PER_MS if msg.stop_time else None,
         nexus_structure=structure, control_topic=msg.control_topic, run_name=msg.run_name,
-        instrument=msg.instrument_name, service_id=msg.service_id)
+        instrument=msg.instrument_name, service_id=msg.service_id,
+        metadata=msg.metadata or "", spectrum_map=_spectrum_map(msg.detector_spectrum_map))
+
+
+def _spectrum_map(mapping: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A map whose two vectors disagree in length is no map (the writer falls back to one
+    spectrum a pixel) rather than a refused run: the events are still worth writing."""
+    if mapping is None:
+        return None
+    spectra = np.asarray(mapping.spectrum_numbers, dtype=np.int64).ravel()
+    detectors = np.asarray(mapping.detector_ids, dtype=np.int64).ravel()
+    if len(spectra) != len(detectors) or not len(spectra):
+        return None
+    return spectra, detectors
 
 
 def parse_stop(payload: bytes) -> StopJob:

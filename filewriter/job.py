@@ -24,8 +24,10 @@ from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import NS_PER_MS, StartJob
 from filewriter.disk_space import DiskFull, check_room
 from filewriter.modules import DECODERS, WRITERS, WriterModule
+from filewriter.modules.base import RunModule
 from filewriter.nexus_structure import Plan, build
 from filewriter.output_path import UnsafePath, resolve_output
+from filewriter.run_context import RunContext
 from filewriter.timing import Window
 
 log = logging.getLogger(__name__)
@@ -237,10 +239,19 @@ class WriteJob:
             raise JobStartError(500, f"cannot create {path}: {exc}") from exc
         try:
             self._plan = build(self._file, self.command.nexus_structure, set(WRITERS))
+            run = RunContext.of(self.command.start_ns, self.command.instrument,
+                                self.command.metadata, self.command.spectrum_map)
             for spec in self._plan.streams:
                 group = self._file[spec.group_path]
-                writer = WRITERS[spec.module](group, spec.config)
+                cls = WRITERS[spec.module]
+                if issubclass(cls, RunModule):
+                    writer = cls(group, spec.config, run)
+                    for source in writer.more_sources:
+                        self._writers[(spec.topic, source)].append(writer)
+                else:
+                    writer = cls(group, spec.config)
                 self._writers[(spec.topic, spec.source)].append(writer)
+                self._plan.warnings.extend(writer.warnings)
             for meta in self._plan.metadata:
                 group = self._file[meta.group_path]
                 if meta.name == "start_time":
@@ -321,10 +332,9 @@ class WriteJob:
                                    f"{self.partial_path.name}")
         result.events = self.events_written
         result.malformed = self._malformed
-        for writers in self._writers.values():
-            for writer in writers:
-                for kind, n in writer.counts.items():
-                    result.counts[kind] = result.counts.get(kind, 0) + n
+        for writer in self._all_writers():
+            for kind, n in writer.counts.items():
+                result.counts[kind] = result.counts.get(kind, 0) + n
         return result
 
     def _seek(self, consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
@@ -414,7 +424,7 @@ class WriteJob:
 
     @property
     def events_written(self) -> int:
-        return sum(getattr(w, "total_events", 0) for ws in self._writers.values() for w in ws)
+        return sum(getattr(w, "total_events", 0) for w in self._all_writers())
 
     def _wait_for_stop(self) -> None:
         while not self._abandon.is_set():
@@ -463,10 +473,13 @@ class WriteJob:
             log.warning("job %s: skipped malformed message at %s offset %d: %s",
                         self.command.job_id, topic, offset, reason[:300])
 
+    def _all_writers(self) -> list[WriterModule]:
+        """Each writer once (a RunModule is listed under each source it reads)."""
+        return list({id(w): w for ws in self._writers.values() for w in ws}.values())
+
     def _flush(self) -> None:
-        for writers in self._writers.values():
-            for writer in writers:
-                writer.flush()
+        for writer in self._all_writers():
+            writer.flush()
         self._file.flush()
         self._unflushed_bytes = 0
 
@@ -474,10 +487,11 @@ class WriteJob:
         if self._file is None:
             return
         try:
-            for writers in self._writers.values():
-                for writer in writers:
-                    writer.close()
             stop_ns = self.stop_ns
+            for writer in self._all_writers():
+                if isinstance(writer, RunModule):
+                    writer.set_stop(stop_ns)
+                writer.close()
             for meta in self._plan.metadata if self._plan else []:
                 if meta.name == "end_time" and stop_ns is not None:
                     self._file[meta.group_path]["end_time"][()] = _iso(stop_ns).encode()

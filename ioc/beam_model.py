@@ -31,6 +31,16 @@ VETO_BITS: dict[str, int] = {
 BEAM_OFF_VETO = "ext0"
 
 
+def veto_mask(names: object) -> int:
+    """The bits of these vetoes (ValueError for a name not in VETO_BITS)."""
+    mask = 0
+    for name in names:  # type: ignore[attr-defined]
+        if name not in VETO_BITS:
+            raise ValueError(f"veto {name!r}: one of {', '.join(VETO_BITS)}")
+        mask |= 1 << VETO_BITS[name]
+    return mask
+
+
 def veto_names(mask: int) -> list[str]:
     return [name for name, bit in VETO_BITS.items() if mask >> bit & 1]
 
@@ -78,7 +88,8 @@ class BeamModel:
         self.beam_on = True
 
     def frame(self) -> tuple[float, int]:
-        """(proton charge in µAh, as the float32 pu00 carries it; veto mask) of the next frame."""
+        """(proton charge in µAh, as the float32 pu00 carries it; the veto signals, as a
+        mask) of the next frame: the DAE vetoes it on the signals of the vetoes enabled."""
         s, rng = self.settings, self._rng
         if self.beam_on and self._p_off and rng.random() < self._p_off:
             self.beam_on = False

@@ -477,8 +477,12 @@ class DaePVs(PVGroup):
             (self.beamcurrent, c.beam_current_ua), (self.monitorcounts, c.monitor_counts),
             (self.runduration_pd, int(seconds_pd)),
             (self.period, c.period), (self.numperiods, control.dae.periods)))
+        await self.parent.veto.refresh(c)
+        # RUNNING with most frames vetoed shows as VETOING, as ISISDAE shows it
+        shown = ("VETOING" if state is RunState.RUNNING and self.parent.veto.vetoing()
+                 else state.name)
         await write_changed((
-            (self.runstate, state.name), (self.runstate_str, state.name),
+            (self.runstate, shown), (self.runstate_str, shown),
             (self.runnumber, f"{control.shown_run_number:08d}"),
             (self.irunnumber, control.shown_run_number)))
         if state is RunState.SETUP:  # what the next run will have

@@ -36,6 +36,11 @@ _VETOS_A = ((" Fermi Chopper Veto", NO_YES),)
 _VETOS_B = (("Veto 1", NO_YES), ("Veto 2", NO_YES), ("Veto 3", NO_YES),
             ("Muon Cerenkov Pulse", ("FIRST", "SECOND")), (" TS2 Pulse Veto", NO_YES),
             (" ISIS 50Hz Veto", NO_YES))
+# DAESETTINGS's veto switches -> the veto each enables (ioc.beam_model.VETO_BITS): ISISDAE's
+# 50 Hz veto is the DAE's "ISIS slow" input, the Fermi chopper's its first fast chopper
+VETO_SWITCHES = {"SMP (Chopper) Veto": "smp", "Veto 0": "ext0", "Veto 1": "ext1",
+                 "Veto 2": "ext2", "Veto 3": "ext3", " Fermi Chopper Veto": "fermi0",
+                 " TS2 Pulse Veto": "ts2_pulse", " ISIS 50Hz Veto": "isis_slow"}
 HARDWARE_PERIOD_SLOTS = 8
 TIME_REGIMES = 6
 TIME_ROWS = 5
@@ -62,6 +67,11 @@ class DaeSetup:
     fc_delay: float = 0.0
     fc_width: float = 0.0
     veto_names: tuple[str, str, str, str] = ("", "", "", "")
+
+    def enabled_vetoes(self) -> frozenset[str]:
+        """The vetoes these settings switch on (VETO_SWITCHES)."""
+        return frozenset(veto for switch, veto in VETO_SWITCHES.items()
+                         if self.flags.get(switch))
 
     def xml(self) -> str:
         def ew(name: str, choices: tuple[str, ...]) -> Element:

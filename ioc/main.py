@@ -16,11 +16,14 @@ from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
 from ioc.access_security import AcfError, default_config, load_acf, secure
+from ioc.beam_model import BEAM_OFF_VETO
 from ioc.dae import DaeCounters
 from ioc.dae_settings import (
     HARDWARE_PERIOD_SLOTS,
+    VETO_SWITCHES,
     DaeConfig,
     DaeConfigStore,
+    DaeSetup,
     Periods,
     PeriodSlot,
     Tcb,
@@ -81,6 +84,17 @@ def legacy_periods(n: int) -> Periods:
     return Periods(period_type=1, slots=tuple(slots))
 
 
+def initial_setup(dae: DaeSettings) -> DaeSetup:
+    """DAESETTINGS with the vetoes of what the simulated DAE simulates switched on ([dae]
+    vetoes, and the external veto the target station raises in a beam-off spell), as an
+    instrument's vetoes are set up before its first run."""
+    simulated = set(dae.vetoes) | ({BEAM_OFF_VETO} if dae.beam_off_every_s else set())
+    flags = {switch: 1 for switch, veto in VETO_SWITCHES.items() if veto in simulated}
+    names = tuple("TS1 not ready" if f"ext{i}" == BEAM_OFF_VETO and BEAM_OFF_VETO in simulated
+                  else "" for i in range(4))
+    return DaeSetup(flags=flags, veto_names=names)  # type: ignore[arg-type]
+
+
 def initial_tcb(config: InstrumentConfig) -> Tcb:
     """The TCB the live view bins with by default ([liveview] time channels), so the first
     run binned with TCBSETTINGS bins as before."""
@@ -128,7 +142,7 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         broker=kafka.bootstrap, end_timeout_s=config.end_timeout_s,
         record_store=RunRecordStore(runinfo_dir / f"{config.name}_run.json"),
         spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry,
-        dae_config=DaeConfig(tcb=initial_tcb(config),
+        dae_config=DaeConfig(setup=initial_setup(dae_settings), tcb=initial_tcb(config),
                              periods=legacy_periods(dae_settings.periods)),
         config_store=DaeConfigStore(runinfo_dir / f"{config.name}_dae_settings.json"))
     try:

@@ -102,6 +102,9 @@ def _geometry(geometry: Geometry | None, events_topic: str
                                          "m")])])
     monitors = [_group(m.name, "NXmonitor", [
         _dataset("detector_number", m.id, "int32"),
+        # spectrum 0: LoadISISNexus2 passes over this event monitor (its histogram is
+        # monitor_hist_<i>, which isis_histogram writes)
+        _dataset("spectrum_index", [0], "int32"),
         *_placed(f"/raw_data_1/{m.name}", [("position", "translation", m.z_m,
                                             [0.0, 0.0, 1.0], "m")]),
         {"module": "ev44", "config": {"topic": events_topic, "source": m.name}},
@@ -110,12 +113,37 @@ def _geometry(geometry: Geometry | None, events_topic: str
                                                                                  *monitors]
 
 
+def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | None
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """ISIS's run-level data from the events topic's pu00 and ev44 (filewriter.modules.
+    isis_frames, isis_histogram): the entry's totals and histograms, and the framelog
+    group. The histogram's spectra are the pl72's detector-spectrum map; the geometry's
+    pixels when there is none."""
+    stream = {"topic": events_topic, "source": events_source}
+    histogram: dict[str, Any] = dict(stream)
+    if geometry is not None:
+        ids = geometry.pixel_ids()
+        histogram |= {"first_pixel": int(ids.min()), "pixels": int(ids.max() - ids.min() + 1),
+                      "monitors": [{"source": m.name, "detector_id": m.id,
+                                    "name": f"monitor_hist_{i}"}
+                                   for i, m in enumerate(geometry.monitors, start=1)]}
+    in_entry = [{"module": "isis_totals", "config": dict(stream)},
+                {"module": "isis_histogram", "config": histogram}]
+    framelog = _group("framelog", "NXcollection", [{"module": "isis_framelog",
+                                                    "config": dict(stream)}])
+    return in_entry, framelog
+
+
 def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
                     logs: list[LogStream], run_log: list[LogStream] = (),
                     geometry: Geometry | None = None) -> dict[str, Any]:
     """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog;
     `geometry` places the source, sample, detector banks and monitors."""
     in_instrument, in_entry = _geometry(geometry, events_topic)
+    isis_modules, framelog = _isis_modules(events_topic, events_source, geometry)
+    # Mantid's LoadISISNexus2 cannot load a file without an NXsample
+    sample = [] if geometry is not None else [_group("sample", "NXsample",
+                                                     [_dataset("name", "")])]
     users = [
         _group(f"user_{i}", "NXuser", [_dataset("name", name)])
         for i, name in enumerate(meta.users, start=1)
@@ -131,9 +159,15 @@ def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
         _group("instrument", "NXinstrument", [_dataset("name", meta.instrument),
                                               *in_instrument]),
         *in_entry,
+        *sample,
         _group("detector_1_events", "NXevent_data", [
             {"module": "ev44", "config": {"topic": events_topic, "source": events_source}},
+            # LoadEventNexus shifts the times of flight of a bank of this name by a random
+            # fraction of a channel unless told they are events already
+            _dataset("event_time_offset_shift", "random"),
         ]),
+        framelog,
+        *isis_modules,
         _group("selog", "NXcollection", _logs(logs)),
         *([_group("runlog", "NXcollection", _logs(list(run_log)))] if run_log else []),
         *users,

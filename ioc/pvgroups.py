@@ -20,6 +20,7 @@ from ioc.pv_records import BO, is_one, string, text, write_changed
 from ioc.run_control import RunControl
 from ioc.simulated_dae import SimulatedDae
 from ioc.standalone_job import JobRefused, StandaloneJob
+from ioc.veto_pvs import VetoPVs
 from ioc.writer_status import WriterState, WriterStatus
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class RunControlIOC(PVGroup):
     DAE streaming events to Kafka, <prefix>FILEWRITER: file-writer status."""
 
     dae = SubGroup(DaePVs, prefix="DAE:")
+    veto = SubGroup(VetoPVs, prefix="DAE:")  # ISISDAE's veto records, beside the others
     ed = SubGroup(ExperimentPVs, prefix="ED:")
     filewriter = SubGroup(FileWriterPVs, prefix="FILEWRITER:")
     forwarder = SubGroup(ForwarderPVs, prefix="FORWARDER:")

@@ -91,6 +91,8 @@ class RunControl:
     # DAE counts with their periods; the TCB goes in each run's pl72, and the live view bins
     # the run with it. Kept in config_store when there is one.
     dae_config: DaeConfig = field(default_factory=DaeConfig)
+    # vetoes switched at run time (veto -> on), over what the settings say
+    runtime_vetoes: dict[str, bool] = field(default_factory=lambda: {"fifo": True})
     config_store: DaeConfigStore | None = None
 
     def _spectrum_map(self) -> DetectorSpectrumMap | None:
@@ -249,6 +251,9 @@ class RunControl:
         if self.config_store is not None:
             self.config_store.save(config)
         self.dae_config = config
+        # the settings say which vetoes are on now; only FIFO's runtime switch outlives them
+        self.runtime_vetoes = {v: on for v, on in self.runtime_vetoes.items() if v == "fifo"}
+        self.dae.set_vetoes(self.enabled_vetoes())
 
     def load_config(self) -> None:
         """The settings kept on disk, over the ones given at start-up; the DAE takes their
@@ -256,6 +261,23 @@ class RunControl:
         if self.config_store is not None:
             self.dae_config = self.config_store.load(self.dae_config)
         self.dae.set_periods(self.dae_config.periods.plan())
+        self.dae.set_vetoes(self.enabled_vetoes())
+
+    # -- vetoes: DAESETTINGS switches them; VETO:ENABLE:SP/DISABLE:SP at any time, as
+    # ISISDAE's setVeto (the FIFO veto, on unless switched off, is switched only so) --
+    def enabled_vetoes(self) -> frozenset[str]:
+        enabled = set(self.dae_config.setup.enabled_vetoes())
+        for veto, on in self.runtime_vetoes.items():
+            if on:
+                enabled.add(veto)
+            else:
+                enabled.discard(veto)
+        return frozenset(enabled)
+
+    def set_veto(self, veto: str, on: bool) -> None:
+        self.runtime_vetoes[veto] = on
+        self.dae.set_vetoes(self.enabled_vetoes())
+        log.info("veto %s %s", veto, "enabled" if on else "disabled")
 
     def pause(self) -> None:
         self._enter(Command.PAUSE)

@@ -29,7 +29,7 @@ from streaming_data_types.fbschemas.isis_event_info_is84.RunState import (
 
 from datastream.geometry import NS_PER_ANGSTROM_METRE, Geometry, Monitor
 from datastream.schemas.pu00 import serialise_pu00
-from ioc.beam_model import VETO_BITS, BeamModel, BeamSettings, veto_names
+from ioc.beam_model import VETO_BITS, BeamModel, BeamSettings, veto_mask, veto_names
 from ioc.dae import DaeCounters, PeriodPlan
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,10 @@ class SimulatedDae:
         self._plan = PeriodPlan.every_frame(settings.periods)
         self._period = 0  # the current period (from 0) of software periods
         self._tally = _Tally(self._plan.number)
+        # the vetoes that stop frames (the rest of the beam's signals are ignored, as a DAE
+        # ignores a veto input switched off); the software ones always do
+        self._always = 1 << VETO_BITS["pause"] | 1 << VETO_BITS["dwell"]
+        self._enabled = self._always | veto_mask(VETO_BITS)
 
     # -- commands (called by run control; each returns once the DAE is in the new state) --
     def begin(self, start_ns: int, paused: bool = False) -> None:
@@ -306,6 +310,12 @@ class SimulatedDae:
             self._period = min(self._period, plan.number - 1)
             self._tally = _Tally(plan.number)
 
+    def set_vetoes(self, enabled: frozenset[str]) -> None:
+        """The vetoes that stop frames from now on (names of ioc.beam_model.VETO_BITS)."""
+        mask = veto_mask(enabled)
+        with self._cond:
+            self._enabled = self._always | mask
+
     def set_period(self, period: int) -> None:
         """The software period (from 1) that frames count into from now on."""
         with self._cond:
@@ -363,7 +373,8 @@ class SimulatedDae:
                     continue
                 in_period, dwell = self._plan.of_frame(self._frames, self._period)
                 paused = self._paused_from is not None and frame_ns >= self._paused_from
-            charge, vetos = self._beam.frame()
+            charge, signals = self._beam.frame()
+            vetos = signals & self._enabled
             if dwell:
                 vetos |= 1 << VETO_BITS["dwell"]
             if paused:

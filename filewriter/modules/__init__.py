@@ -14,7 +14,9 @@ from filewriter.modules.arrays import (
     decode_hs01,
 )
 from filewriter.modules.base import Decoded, WriterModule
-from filewriter.modules.ev44 import EventWriter, decode_events
+from filewriter.modules.ev44 import EventWriter, decode_events, decode_pulse
+from filewriter.modules.isis_frames import FrameLogWriter, TotalsWriter
+from filewriter.modules.isis_histogram import IsisHistogramWriter
 from filewriter.modules.log import LogWriter, decode_al00, decode_ep01, decode_f142, decode_f144
 from filewriter.modules.samples import SampleWriter, TimestampWriter, decode_se00, decode_tdct
 
@@ -28,6 +30,10 @@ WRITERS: dict[str, type[WriterModule]] = {
     "hs00": HistogramWriter,
     "hs01": HistogramWriter,
     "da00": DataArrayWriter,
+    # ISIS's run-level data, from the events topic's pu00 and ev44
+    "isis_framelog": FrameLogWriter,
+    "isis_totals": TotalsWriter,
+    "isis_histogram": IsisHistogramWriter,
 }
 
 DECODERS = {
@@ -42,6 +48,7 @@ DECODERS = {
     "hs00": decode_hs00,
     "hs01": decode_hs01,
     "da00": decode_da00,
+    "pu00": decode_pulse,
 }
 
 __all__ = ["DECODERS", "WRITERS", "Decoded", "WriterModule"]

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from datastream.schemas import MalformedMessage
+from filewriter.run_context import RunContext
 from filewriter.timing import Window
 
 # a time in the file is uint64 ns since the epoch, and int64 in numpy on the way there
@@ -114,6 +115,8 @@ class WriterModule(ABC):
         self.config = config
         # what was written differently from how it came (out_of_order, truncated, …)
         self.counts: dict[str, int] = {}
+        # what the module refused to write, for the job's answer (the file is still written)
+        self.warnings: list[str] = []
 
     @abstractmethod
     def write(self, message: Decoded, window: Window) -> None:
@@ -125,6 +128,21 @@ class WriterModule(ABC):
 
     def close(self) -> None:
         self.flush()
+
+
+class RunModule(WriterModule):
+    """A module that writes run-level data (ISIS's frames, totals, histograms): it is given
+    the run as well, may read sources besides its own on the same topic (`more_sources`),
+    and is told the run's stop before it closes."""
+
+    def __init__(self, group: h5py.Group, config: dict[str, Any], run: RunContext) -> None:
+        super().__init__(group, config)
+        self.run = run
+        self.more_sources: tuple[str, ...] = ()
+        self.stop_ns: int | None = None
+
+    def set_stop(self, stop_ns: int | None) -> None:
+        self.stop_ns = stop_ns
 
 
 def appendable(group: h5py.Group, name: str, dtype: Any, shape_tail: tuple[int, ...] = (),

@@ -1,5 +1,11 @@
 """ev44 and ev42 -> NXevent_data (event_id, event_time_offset, event_time_zero, event_index,
-cue_index / cue_timestamp_zero)."""
+cue_index / cue_timestamp_zero), one event_time_zero entry per frame.
+
+ISIS sends a frame as its pu00 and then its events in several ev44 chunks, all with the
+frame's reference time; Mantid wants one entry per pulse (framelog/period_log is matched to
+event_time_zero by position). So a pu00 opens its frame's entry (a vetoed frame keeps an
+empty one: it is still a frame of the run), and a pulse whose time is the entry just opened
+adds its events to it instead of opening another."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import numpy as np
 from datastream.event_messages import read_events
 from datastream.repeats import RecentMessages
 from datastream.schemas import MalformedMessage, schema_id
+from datastream.schemas.pu00 import PulseMetadata, deserialise_pu00
 from filewriter.modules.base import (
     MAX_CHUNK_ROWS,
     NS_EPOCH_OFFSET,
@@ -36,10 +43,16 @@ def decode_events(payload: bytes) -> Decoded:
     return Decoded(schema_id(payload), ev.source_name, ev)
 
 
+def decode_pulse(payload: bytes) -> Decoded:
+    """pu00: a frame's period, proton charge and vetos, on the events topic."""
+    pulse = deserialise_pu00(payload)
+    return Decoded("pu00", pulse.source_name, pulse)
+
+
 class EventWriter(WriterModule):
     """Config (kafka-to-nexus keys): `chunk_size` (events), `cue_interval` (events)."""
 
-    accepts = frozenset({"ev44", "ev42"})
+    accepts = frozenset({"ev44", "ev42", "pu00"})
 
     def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
         super().__init__(group, config)
@@ -55,6 +68,11 @@ class EventWriter(WriterModule):
         self._last_pulse_ns: int | None = None
         self.counts = {"out_of_order": 0, "repeated": 0}
         self._recent = RecentMessages()
+        # pu00 apart: a DAE may number a frame's pu00 and its first ev44 alike
+        self._recent_pulses = RecentMessages()
+        # the last entry written: a flush of events only (a frame's later chunks) still
+        # finds the time of the pulse its cue rows lie in
+        self._last_written: tuple[int, int] = (0, 0)
         # events wait in two buffers allocated once: copying into warm memory is what keeps
         # this near disk speed (a fresh array per flush spends its time in page faults)
         self._ids = np.empty(FLUSH_EVENTS, np.int32)
@@ -69,6 +87,9 @@ class EventWriter(WriterModule):
         return self._total
 
     def write(self, message: Decoded, window: Window) -> None:
+        if message.schema == "pu00":
+            self._open_frame(message.data, window)
+            return
         ev = message.data
         ref = np.asarray(ev.reference_time, dtype=np.int64)
         idx = np.asarray(ev.reference_time_index, dtype=np.int64)
@@ -101,7 +122,10 @@ class EventWriter(WriterModule):
             self.counts["out_of_order"] += 1
         if len(kept) > 1:
             self.counts["out_of_order"] += int(np.count_nonzero(np.diff(kept) < 0))
-        self._last_pulse_ns = int(kept[-1])
+        new = _new_pulses(kept, self._last_pulse_ns)
+        if new is not None:  # a chunk of the frame already open: no entry of its own
+            kept, local = kept[new], local[new]
+        self._last_pulse_ns = int(ref[mask][-1])
         added = int(counts.sum())
         if self._buffered + added > len(self._ids):
             self.flush()
@@ -110,27 +134,62 @@ class EventWriter(WriterModule):
                 self._tofs = np.empty(added, np.int32)
         self._ids[self._buffered:self._buffered + added] = pix
         self._tofs[self._buffered:self._buffered + added] = tof
-        self._pulses["tz"].append(kept.astype(np.uint64))
-        self._pulses["idx"].append(local.astype(np.int64))
+        if len(kept):
+            self._pulses["tz"].append(kept.astype(np.uint64))
+            self._pulses["idx"].append(local.astype(np.int64))
         self._total += added
         self._buffered += added
-        self.pulses += int(mask.sum())
+        self.pulses += len(kept)
+
+    def _open_frame(self, pulse: PulseMetadata, window: Window) -> None:
+        """A frame's entry, empty until its events come: ISIS's pu00 precedes them."""
+        t = pulse.reference_time
+        if not window.contains(t) or t == self._last_pulse_ns:
+            return
+        if self._recent_pulses.repeated(int(pulse.message_id), t):
+            self.counts["repeated"] += 1
+            return
+        if self._last_pulse_ns is not None and t < self._last_pulse_ns:
+            self.counts["out_of_order"] += 1
+        self._last_pulse_ns = t
+        self._pulses["tz"].append(np.array([t], np.uint64))
+        self._pulses["idx"].append(np.array([self._total], np.int64))
+        self.pulses += 1
 
     def flush(self) -> None:
-        if not self._pulses["tz"]:
+        if not self._pulses["tz"] and not self._buffered:
             return
         append(self._event_id, self._ids[:self._buffered])
         append(self._offset, self._tofs[:self._buffered])
-        tz = np.concatenate(self._pulses["tz"])
-        idx = np.concatenate(self._pulses["idx"])
-        append(self._time_zero, tz)
-        append(self._index, idx)
-        self._pulses["tz"].clear()
-        self._pulses["idx"].clear()
+        if self._pulses["tz"]:
+            tz = np.concatenate(self._pulses["tz"])
+            idx = np.concatenate(self._pulses["idx"])
+            append(self._time_zero, tz)
+            append(self._index, idx)
+            self._pulses["tz"].clear()
+            self._pulses["idx"].clear()
+        else:
+            tz, idx = np.empty(0, np.uint64), np.empty(0, np.int64)
         rows = self._cues.rows(self._written, self._buffered)
         if len(rows):
             # each cue row lies in the last pulse starting at or before it
-            pulse = np.searchsorted(idx, rows, side="right") - 1
-            self._cues.add(rows, tz[pulse])
+            last_idx, last_tz = self._last_written
+            idx_all = np.concatenate(([last_idx], idx))
+            tz_all = np.concatenate((np.array([last_tz], np.uint64), tz))
+            pulse = np.searchsorted(idx_all, rows, side="right") - 1
+            self._cues.add(rows, tz_all[pulse])
+        if len(tz):
+            self._last_written = (int(idx[-1]), int(tz[-1]))
         self._written += self._buffered
         self._buffered = 0
+
+
+def _new_pulses(kept: np.ndarray, last_ns: int | None) -> np.ndarray | None:
+    """Which pulses open an entry, None for all: not one whose time is the entry before
+    (the last written, or the previous pulse of the message)."""
+    if len(kept) == 1:  # the common case (one frame a message), without numpy's overhead
+        return None if int(kept[0]) != last_ns else np.zeros(1, bool)
+    new = np.empty(len(kept), bool)
+    new[0] = last_ns is None or int(kept[0]) != last_ns
+    new[1:] = kept[1:] != kept[:-1]
+    return None if new.all() else new

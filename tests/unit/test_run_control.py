@@ -43,6 +43,9 @@ class FakeDae:
     def counters(self):
         return DaeCounters()
 
+    def set_vetoes(self, enabled):
+        self.vetoes = enabled
+
 
 class FakeWriter:
     def __init__(self):
