@@ -109,11 +109,16 @@ def load_config(path: Path) -> InstrumentConfig:
 def write_config(config: InstrumentConfig, path: Path) -> Path:
     """The config.toml that load_config reads back as `config` (tests and benchmarks make
     their instruments this way)."""
+    def value(v: object) -> str:
+        # JSON scalars (quoted strings, numbers, true/false) and arrays of them are valid
+        # TOML values; a dict is an inline table
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
+        return json.dumps(str(v) if isinstance(v, Path) else v)
+
     def table(name: str, values: dict[str, object]) -> str:
-        # JSON scalars (quoted strings, numbers, true/false) are valid TOML values
-        return f"[{name}]\n" + "".join(
-            f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}\n"
-            for k, v in values.items() if v is not None)
+        return f"[{name}]\n" + "".join(f"{k} = {value(v)}\n"
+                                        for k, v in values.items() if v is not None)
 
     path.write_text("".join([
         table("instrument", {"name": config.name, "prefix": config.prefix,

@@ -1,7 +1,8 @@
 """The pl72's metadata JSON, as run control fills it: `{"title": str, "users": [str],
 "rb_number": str, "tcb": {"tof_min_ns": float, "tof_max_ns": float, "channels": int,
-"logarithmic": bool}}`. Read here once for every consumer of run starts (the file writer
-bins its histograms with the run's TCB, as the live view does)."""
+"logarithmic": bool}, "periods": int}` (the DAE's number of periods). Read here once for
+every consumer of run starts (the file writer bins its histograms with the run's TCB, as the
+live view does)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,11 @@ def time_channels(metadata: dict[str, object]) -> TimeChannels | None:
         return TimeChannels(float(low), float(high), int(channels), logarithmic)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
+
+
+def periods(metadata: dict[str, object]) -> int | None:
+    """The DAE's number of periods for the run; None if absent or not a count (1..10000)."""
+    number = metadata.get("periods")
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 10_000:
+        return None
+    return number

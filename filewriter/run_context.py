@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datastream.run_metadata import parse_metadata, time_channels
+from datastream.run_metadata import parse_metadata, periods, time_channels
 from datastream.time_channels import TimeChannels
 
 
@@ -36,6 +36,12 @@ class RunContext:
     @property
     def channels(self) -> TimeChannels | None:
         return time_channels(self.metadata)
+
+    @property
+    def periods(self) -> int:
+        """The DAE's number of periods, as run control says in the pl72 (1 if it does not):
+        a period no frame came in still has its row in the file."""
+        return periods(self.metadata) or 1
 
     @property
     def start_iso(self) -> str:

@@ -214,7 +214,8 @@ class RunControl:
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),
             instrument_name=self.instrument, broker=self.broker,
             metadata=json.dumps({"title": run.title, "users": list(users),
-                                 "rb_number": run.rb_number, "tcb": self._tcb_metadata()}),
+                                 "rb_number": run.rb_number, "tcb": self._tcb_metadata(),
+                                 "periods": self.dae.periods}),
             control_topic=self.topics.run_info, detector_spectrum_map=self._spectrum_map())
         self.writer.expect(run.job_id)
         previous_run, self._run, self._pending = self._run, run, None

@@ -8,12 +8,12 @@ JSON: `{"title": str, ..., "tcb": {"tof_min_ns": float, "tof_max_ns": float, "ch
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
 
+from datastream.run_metadata import parse_metadata, time_channels
 from datastream.schemas import schema_id
 from datastream.time_channels import TimeChannels
 
@@ -68,35 +68,13 @@ def _check_time(name: str, ms: int) -> None:
         raise ValueError(f"a run {name} time of {ms} ms is past 2262")
 
 
-def _metadata(metadata: str | None) -> dict[str, object]:
-    """The pl72's metadata JSON as a dict; {} if it is none or not a JSON object (or nested
-    past the parser's recursion limit: RecursionError is no ValueError)."""
-    try:
-        parsed = json.loads(metadata or "{}")
-    except (ValueError, RecursionError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 def _title(metadata: str | None) -> str:
     """The run's title from the pl72's metadata JSON (run control puts it there)."""
-    title = _metadata(metadata).get("title", "")
+    title = parse_metadata(metadata).get("title", "")
     return title if isinstance(title, str) else ""
 
 
 def _channels(metadata: str | None) -> TimeChannels | None:
-    """The run's time channels from the metadata's "tcb"; None if absent or malformed: the
-    run is still followed, binned with the channels the live view has."""
-    tcb = _metadata(metadata).get("tcb")
-    if not isinstance(tcb, dict):
-        return None
-    try:
-        low, high = tcb["tof_min_ns"], tcb["tof_max_ns"]
-        channels, logarithmic = tcb["channels"], tcb.get("logarithmic", False)
-        numbers = (low, high, channels)
-        if (any(isinstance(n, bool) or not isinstance(n, int | float) for n in numbers)
-                or channels != int(channels) or not isinstance(logarithmic, bool)):
-            return None
-        return TimeChannels(float(low), float(high), int(channels), logarithmic)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
+    """The run's time channels; None if absent or malformed: the run is still followed,
+    binned with the channels the live view has."""
+    return time_channels(parse_metadata(metadata))

@@ -215,7 +215,8 @@ class TotalsWriter(RunModule):
 
     def __init__(self, group: h5py.Group, config: dict[str, Any], run: RunContext) -> None:
         super().__init__(group, config, run)
-        self._min_periods = config_int(config, "periods", 1, 1, MAX_PERIODS_COUNTED)
+        self._min_periods = max(config_int(config, "periods", 1, 1, MAX_PERIODS_COUNTED),
+                                run.periods)
         self.frames = FrameEntries(run.start_ns)
         self._last_frame_ns: int | None = None
         d = self._datasets = {

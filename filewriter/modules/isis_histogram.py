@@ -155,7 +155,8 @@ class IsisHistogramWriter(RunModule):
         self._source = str(config.get("source"))
         self._max_bytes = config_int(config, "max_bytes", DEFAULT_MAX_BYTES, 1, 1 << 48)
         self._max_periods = config_int(config, "max_periods", DEFAULT_MAX_PERIODS, 1, 1 << 20)
-        self._min_periods = config_int(config, "periods", 1, 1, self._max_periods)
+        self._min_periods = min(max(config_int(config, "periods", 1, 1, self._max_periods),
+                                    run.periods), self._max_periods)
         self.book = FrameBook(Window(run.start_ns, None))
         self._recent: dict[str, RecentMessages] = {}
         self.counts = {"histogram_refused_events": 0, "histogram_skipped_events": 0}
