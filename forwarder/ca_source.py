@@ -1,4 +1,8 @@
-"""Channel Access monitors through caproto's threading client."""
+"""Channel Access monitors through caproto's threading client.
+
+Each PV has two subscriptions: its values (DBR_TIME_*), and its units (DBR_CTRL_*, one
+element, DBE_PROPERTY: the server sends it once at subscribing, then only when a property such
+as EGU changes), so the value path carries no metadata and costs nothing more."""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import logging
 import struct
 import threading
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from forwarder.source import MonitorSource
-from forwarder.update import EPICS_EPOCH_OFFSET_S, Connection, Update
+from forwarder.update import EPICS_EPOCH_OFFSET_S, Connection, Update, units_text
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,24 @@ def _time_types() -> dict[int, tuple[int, np.dtype]]:
     return {int(t): (ctypes.sizeof(DBR_TYPES[t]), type_map[native_type(t)])
             for t in (ChannelType.TIME_DOUBLE, ChannelType.TIME_FLOAT, ChannelType.TIME_LONG,
                       ChannelType.TIME_INT, ChannelType.TIME_ENUM, ChannelType.TIME_CHAR)}
+
+
+def _units_offsets() -> dict[int, int]:
+    """DBR_CTRL_* types with units, decoded on the fast path too: where the units (8 bytes,
+    NUL-padded) start. The others (enum, string) have none and take caproto's path."""
+    from caproto import ChannelType
+    from caproto._dbr import DBR_TYPES
+
+    return {int(t): DBR_TYPES[t].units.offset
+            for t in (ChannelType.CTRL_DOUBLE, ChannelType.CTRL_FLOAT, ChannelType.CTRL_LONG,
+                      ChannelType.CTRL_INT, ChannelType.CTRL_CHAR)}
+
+
+UNITS_SIZE = 8  # MAX_UNITS_SIZE of db_access.h
+
+
+def _decode_units(raw: bytes) -> str | None:
+    return units_text(raw.split(b"\0", 1)[0].decode("latin-1"))
 
 
 def _parse_linearly() -> None:
@@ -164,21 +188,34 @@ class _SerialCallbacks:
 
 class CaSource(MonitorSource):
     protocol = "ca"
+    # DBR_CTRL_* layouts of the fast path, set with the context (caproto imported late)
+    _units_offsets: Mapping[int, int] = MappingProxyType({})
 
     def _make_context(self) -> object:
         from caproto.threading.client import Context
 
         _parse_linearly()
         self._time_types = _time_types()
+        self._units_offsets = _units_offsets()
         return Context()
 
     def _subscribe(self, channels: list[str]) -> dict[str, object]:
+        from caproto import SubscriptionType
+
         pvs = self._context.get_pvs(*channels, connection_state_callback=self._pv_connection)
         subscriptions = {}
         for pv in pvs:
-            sub = pv.subscribe(data_type="time")
+            # one element: the metadata is all it is for, and a waveform's would be the whole
+            # array at every reconnection
+            units = pv.subscribe(data_type="control", data_count=1,
+                                 mask=SubscriptionType.DBE_PROPERTY)
+            units.add_callback(self._units_callback)
+            # values and alarms (libca's default): caproto's default adds DBE_PROPERTY, which
+            # repeated the value, unchanged, whenever a property such as EGU changed
+            sub = pv.subscribe(data_type="time",
+                               mask=SubscriptionType.DBE_VALUE | SubscriptionType.DBE_ALARM)
             sub.add_callback(self._callback)
-            subscriptions[pv.name] = sub
+            subscriptions[pv.name] = (sub, units)
         return subscriptions
 
     def _pv_connection(self, pv: object, state: str) -> None:
@@ -203,7 +240,14 @@ class CaSource(MonitorSource):
         layout = self._time_types.get(data_type)
         sub = manager.subscriptions.get(subscription_id)
         if layout is None or sub is None:
-            return False
+            # the units subscription's (DBR_CTRL_*) here too, so that a changed EGU keeps its
+            # place among the values: caproto's path reports it after this chunk's values
+            units_at = self._units_offsets.get(data_type)
+            if units_at is None or sub is None or len(payload) < units_at + UNITS_SIZE:
+                return False
+            units = _decode_units(bytes(payload[units_at:units_at + UNITS_SIZE]))
+            manager.user_callback_executor.submit(self._units, sub.pv.name, units)
+            return True
         offset, dtype = layout
         if len(payload) < offset + count * dtype.itemsize:
             return False  # caproto reports the malformed message
@@ -227,8 +271,20 @@ class CaSource(MonitorSource):
         except Exception:  # a callback that raises would be silently dropped by caproto
             log.exception("CA update of %s could not be forwarded", sub.pv.name)
 
+    def _units_callback(self, sub: object, response: object) -> None:
+        """caproto's path: DBR_CTRL_ENUM and DBR_CTRL_STRING, which carry no units."""
+        raw = getattr(response.metadata, "units", b"")
+        self._units(sub.pv.name, _decode_units(raw if isinstance(raw, bytes) else b""))
+
+    def _units(self, channel: str, units: str | None) -> None:
+        try:
+            self._on_units(channel, units, self.protocol, False)
+        except Exception:
+            log.exception("CA units of %s could not be forwarded", channel)
+
     def _end_subscription(self, subscription: object) -> None:
-        subscription.clear()
+        for sub in subscription:
+            sub.clear()
 
     def _close_context(self) -> None:
         self._context.disconnect()

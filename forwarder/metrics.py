@@ -59,6 +59,8 @@ def collect(service: ForwarderService) -> Iterable[Metric]:
         ("epics_backlog",): sum(s.dropped for s in service.sources.values()),
         ("delivery_failed",): sent.delivery_errors,
     }, labels=["cause"])
+    yield counter("forwarder_units_sent", "un00 messages sent: a PV's units at connect and "
+                  "when they change, once per stream", counters.units_sent)
     yield counter("processing_errors", "updates that could not be serialised",
                   counters.serialise_errors)
     yield counter("forwarder_config_commands", "messages on the config topic",

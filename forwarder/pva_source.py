@@ -1,4 +1,5 @@
-"""PV Access monitors through p4p (NTScalar, NTScalarArray, NTEnum as its index).
+"""PV Access monitors through p4p (NTScalar, NTScalarArray, NTEnum as its index), and their
+`display.units`.
 
 Built on p4p's raw client: pvxs calls a handler on its network thread whenever a monitor's
 queue becomes non-empty, and the handler forwards what the queue holds there and then.
@@ -14,13 +15,15 @@ import threading
 import numpy as np
 
 from forwarder.source import MonitorSource
-from forwarder.update import Connection, Update
+from forwarder.update import Connection, Update, units_text
 
 log = logging.getLogger(__name__)
 
 # only what is forwarded: a full NTScalar also carries display, control and valueAlarm, and
-# copying those into every update costs most of the forwarder's CPU
-_REQUEST = "field(value,alarm,timeStamp)"
+# copying those into every update costs most of the forwarder's CPU. Of display, the units
+# (for un00): a short string, and a client Value keeps a field the server did not resend.
+_REQUEST = "field(value,alarm,timeStamp,display.units)"
+_UNITS = "display.units"
 
 
 def update_from_pva(channel: str, value: object) -> Update:
@@ -60,7 +63,7 @@ def keep_thread_state() -> None:
 
 
 class _Monitor:
-    __slots__ = ("channel", "connected", "ended", "missed", "subscription")
+    __slots__ = ("channel", "connected", "ended", "missed", "subscription", "units")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -68,6 +71,8 @@ class _Monitor:
         self.ended = False
         self.missed = False  # pvxs called before monitor() had returned the subscription
         self.subscription: object | None = None
+        # display.units as last reported; None: the type has none (NTEnum, a plain structure)
+        self.units: str | None = None
 
 
 class PvaSource(MonitorSource):
@@ -142,10 +147,30 @@ class PvaSource(MonitorSource):
         if not monitor.connected:  # p4p has no connect event: the first value is it
             monitor.connected = True
             self._connection(channel, Connection.CONNECTED)
+            try:
+                monitor.units = item[_UNITS]
+            except KeyError:
+                monitor.units = None
+            self._report_units(monitor, True)
+        elif monitor.units is not None and item[_UNITS] != monitor.units:
+            # a property change: a string compare per update finds it (changed() costs more)
+            monitor.units = item[_UNITS]
+            # QSRV sends a changed EGU alone, with the value unchanged: not a new value
+            value_follows = item.changed("value", "alarm", "timeStamp")
+            self._report_units(monitor, value_follows)
+            if not value_follows:
+                return
         try:
             self._on_update(update_from_pva(channel, item))
         except Exception:
             log.exception("PVA update of %s could not be forwarded", channel)
+
+    def _report_units(self, monitor: _Monitor, update_follows: bool) -> None:
+        try:
+            self._on_units(monitor.channel, units_text(monitor.units or ""), self.protocol,
+                           update_follows)
+        except Exception:
+            log.exception("PVA units of %s could not be forwarded", monitor.channel)
 
     def _end_subscription(self, monitor: _Monitor) -> None:
         monitor.ended = True

@@ -1,4 +1,4 @@
-"""Update -> FlatBuffers payload, one entry per schema; plus al00 and ep01.
+"""Update -> FlatBuffers payload, one entry per schema; plus al00, ep01 and un00.
 
 Each serialiser takes the update and the stream's message counter (tdct and se00 carry one).
 """
@@ -15,6 +15,7 @@ from streaming_data_types.logdata_f144 import serialise_f144
 from streaming_data_types.timestamps_tdct import serialise_tdct
 
 from datastream.schemas.f142 import serialise_f142
+from datastream.schemas.un00 import serialise_un00
 from forwarder.message_templates import TemplateCache
 from forwarder.update import Connection, Update
 
@@ -89,6 +90,11 @@ _CONNECTION = {
 def alarm_message(update: Update) -> bytes:
     return serialise_al00(update.channel, update.timestamp_ns,
                           _SEVERITY.get(update.severity, Severity.INVALID), update.message)
+
+
+def units_message(channel: str, timestamp_ns: int, units: str | None) -> bytes:
+    """un00, ISIS's units schema: None is a PV without units."""
+    return serialise_un00(channel, timestamp_ns, units)
 
 
 def connection_message(channel: str, state: Connection, timestamp_ns: int,

@@ -58,10 +58,13 @@ class ForwarderService:
             delivery_report_only_error=True,
             enable_idempotence=self.options.idempotent, acks="all",
             stats_cb=self.producer_latency.on_stats, statistics_interval_ms=5000))
-        self.forwarding = Forwarding([], self.publisher, self.service_id)
+        # both sources report every connection's units (un00, as ISIS's forwarder sends)
+        self.forwarding = Forwarding([], self.publisher, self.service_id, units_reported=True)
         self.sources: dict[str, MonitorSource] = {
-            "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection),
-            "pva": PvaSource(self.forwarding.on_update, self.forwarding.on_connection),
+            "ca": CaSource(self.forwarding.on_update, self.forwarding.on_connection,
+                           self.forwarding.on_units),
+            "pva": PvaSource(self.forwarding.on_update, self.forwarding.on_connection,
+                             self.forwarding.on_units),
         }
         self._apply_lock = threading.Lock()
         self.changed = threading.Event()
@@ -197,6 +200,7 @@ class ForwarderService:
             while not stop.is_set():
                 self.changed.wait(0.25)
                 self.health.tick()
+                self.forwarding.release_overdue()
                 now = time.monotonic()
                 if now - last_periodic >= self.options.periodic_interval_s:
                     self.forwarding.republish()

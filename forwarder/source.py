@@ -1,5 +1,6 @@
-"""What the CA and PVA monitors share: the subscribed channels, where updates and connection
-changes go, opening and closing subscriptions while running, and the end (DESTROYED)."""
+"""What the CA and PVA monitors share: the subscribed channels, where updates, units and
+connection changes go, opening and closing subscriptions while running, and the end
+(DESTROYED)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,26 @@ from collections.abc import Callable, Iterable
 
 from forwarder.update import Connection, Update
 
+# (channel, units or None, protocol, whether an update carrying them follows at once)
+UnitsCallback = Callable[[str, "str | None", str, bool], None]
+
+
+def _ignore_units(_channel: str, _units: str | None, _protocol: str, _follows: bool) -> None:
+    pass
+
 
 class MonitorSource:
+    """Reports each connection's units once it connected (before or after its first value),
+    then whenever they may have changed; the receiver (Forwarding.on_units) tells changes."""
+
     protocol = ""
 
     def __init__(self, on_update: Callable[[Update], None],
-                 on_connection: Callable[[str, Connection, str], None]) -> None:
+                 on_connection: Callable[[str, Connection, str], None],
+                 on_units: UnitsCallback = _ignore_units) -> None:
         self._on_update = on_update
         self._on_connection = on_connection
+        self._on_units = on_units
         self._context: object | None = None
         self._lock = threading.Lock()
         self._subscriptions: dict[str, object] = {}

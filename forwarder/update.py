@@ -22,6 +22,12 @@ class Update(NamedTuple):
     protocol: str = "ca"  # which monitor delivered it: a PV may be forwarded over both
 
 
+def units_text(raw: str) -> str | None:
+    """EPICS units (EGU, display.units) as un00 carries them: a PV without units has an empty
+    string there, which neither protocol tells apart from none."""
+    return raw or None
+
+
 class Connection(Enum):
     NEVER_CONNECTED = "never_connected"
     CONNECTED = "connected"
