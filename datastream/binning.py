@@ -77,6 +77,20 @@ def bin_linear(hist, pixel_id, tof, first_pixel, tof_min, tof_max, n_channels):
 
 
 @numba.njit(cache=True, nogil=True)
+def _edge_channel(edges, t):
+    """The channel c with edges[c] <= t < edges[c + 1], t already within the edges: a
+    bisection without a branch on the data (a conditional move each step), as a branch the
+    CPU cannot predict costs more than the step itself."""
+    low = 0
+    n = len(edges) - 1  # channels still in the running, from low
+    while n > 1:
+        half = n >> 1
+        low = low + half if edges[low + half] <= t else low
+        n -= half
+    return low
+
+
+@numba.njit(cache=True, nogil=True)
 def bin_edges(hist, pixel_id, tof, first_pixel, edges):
     """Add events to hist (pixels, len(edges) - 1) by ascending boundaries (log binning)."""
     if len(pixel_id) != len(tof):
@@ -97,11 +111,92 @@ def bin_edges(hist, pixel_id, tof, first_pixel, edges):
             if p < 0 or p >= n_pixels or not (t >= edges[0] and t < edges[last]):
                 skipped += 1
                 continue
-            c = np.searchsorted(edges, t, side="right") - 1
-            if c < 0 or c >= n_channels:  # edges not ascending (or NaN): never past them
+            c = _edge_channel(edges, t)
+            if c < 0 or c >= n_channels:  # never past the edges, ascending or not
                 skipped += 1
                 continue
             index[n] = np.int64(p) * n_channels + c
+            n += 1
+        _add(flat, index, n)
+    return skipped
+
+
+# cells of the uniform grid an EdgeIndex lays over the boundaries, per channel: with several
+# cells to a channel, most events' cell holds one channel and no search is left to do
+GRID_CELLS_PER_CHANNEL = 4
+
+
+class EdgeIndex:
+    """Ascending boundaries with a uniform grid over them that says, for each grid cell,
+    the channels it spans: binning by it costs about what linear binning costs, where a
+    bisection per event (bin_edges) is held up by a branch the CPU cannot predict at every
+    step (measured 16 M events/s against 130 for 1,000 channels: benchmarks/
+    filewriter_throughput.py). Exact for any ascending boundaries."""
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = np.ascontiguousarray(edges, dtype=np.float64)
+        n_channels = len(self.edges) - 1
+        cells = max(1, GRID_CELLS_PER_CHANNEL * n_channels)
+        low, high = float(self.edges[0]), float(self.edges[-1])
+        self.inv_width = cells / (high - low) if high > low else 0.0
+        starts = low + np.arange(cells + 1) * ((high - low) / cells)
+        self.table = np.clip(np.searchsorted(self.edges, starts, side="right") - 1, 0,
+                             max(n_channels - 1, 0)).astype(np.int64)
+        # equal channels (a linear TCB): the channel is one multiply away, give or take
+        # one, and the table is not read at all
+        widths = np.diff(self.edges)
+        self.uniform = bool(len(widths)) and bool(
+            np.all(np.abs(widths - widths.mean()) <= 1e-9 * abs(widths.mean())))
+        if self.uniform:
+            self.inv_width = n_channels / (high - low)
+
+    def bin(self, hist: np.ndarray, pixel_id: np.ndarray, tof: np.ndarray,
+            first_pixel: int) -> int:
+        """As bin_edges: events added to hist (pixels, channels); returns those skipped."""
+        return _bin_indexed(hist, pixel_id, tof, first_pixel, self.edges, self.table,
+                            self.inv_width, self.uniform)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_indexed(hist, pixel_id, tof, first_pixel, edges, table, inv_width, uniform):
+    if len(pixel_id) != len(tof):
+        raise ValueError("EdgeIndex.bin: pixel ids and times of flight differ in length")
+    n_pixels = hist.shape[0]
+    n_channels = hist.shape[1]
+    if len(edges) != n_channels + 1:
+        raise ValueError("EdgeIndex.bin: not one edge more than the histogram's channels")
+    flat = hist.reshape(-1)
+    last = len(edges) - 1
+    cells = len(table) - 1
+    index = np.empty(CHUNK, np.int64)
+    skipped = 0
+    for start in range(0, len(tof), CHUNK):
+        n = 0
+        for i in range(start, min(start + CHUNK, len(tof))):
+            p = pixel_id[i] - first_pixel
+            t = tof[i]
+            if p < 0 or p >= n_pixels or not (t >= edges[0] and t < edges[last]):
+                skipped += 1
+                continue
+            if uniform:
+                lo = min(max(int((t - edges[0]) * inv_width), 0), n_channels - 1)
+                hi = lo
+            else:
+                g = min(max(int((t - edges[0]) * inv_width), 0), cells - 1)
+                lo, hi = table[g], table[g + 1]
+            # the grid's arithmetic may round a time into a neighbouring cell: widen to
+            # the channels that surely hold it, then search what is left (usually nothing)
+            while lo > 0 and edges[lo] > t:
+                lo -= 1
+            while hi < n_channels - 1 and edges[hi + 1] <= t:
+                hi += 1
+            while lo < hi:
+                mid = (lo + hi + 1) >> 1
+                if edges[mid] <= t:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            index[n] = np.int64(p) * n_channels + lo
             n += 1
         _add(flat, index, n)
     return skipped
@@ -223,3 +318,13 @@ class SparseHistogram:
         mine = rows == pixel - self.first_pixel
         out[self.keys[hit][mine] % self.n_channels] = self.counts[hit][mine]
         return out
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels now, on a few events: a service calls this as it starts,
+    so its first run does not spend half a second in numba's cache before binning."""
+    hist = np.zeros((2, 4), np.uint32)
+    ids, tof = np.ones(3, np.int32), np.array([1, 2, 3], np.int32)
+    bin_linear(hist, ids, tof, 1, 0.0, 4.0, 4)
+    bin_edges(hist, ids, tof, 1, np.arange(5, dtype=np.float64))
+    EdgeIndex(np.arange(5, dtype=np.float64)).bin(hist, ids, tof, 1)

@@ -28,6 +28,7 @@ from streaming_data_types.finished_writing_wrdn import deserialise_wrdn, seriali
 from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
+from datastream.binning import warm_up
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.logs import set_context
 from datastream.metrics import Health, serve_metrics
@@ -620,6 +621,7 @@ def run(instrument_topic: str, kafka: KafkaSettings, job: JobSettings, group_id:
                                instance_id=instance_id or f"{group_id}-{socket.gethostname()}",
                                reports_to_status_topic=status_topic is not None)
     job.output_dir.mkdir(parents=True, exist_ok=True)
+    warm_up()  # the histogram kernels, before the writer says it is there
     service = FileWriterService(settings, kafka)
     metrics = serve_metrics(metrics_port, "filewriter", instrument, service.health,
                             lambda: collect(service))

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from datastream.binning import bin_edges, bin_linear
+from datastream.binning import EdgeIndex, bin_linear
 from datastream.event_messages import check_events
 from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
@@ -60,6 +60,7 @@ class RunHistogram:
         self.window = Window(0, 0)  # no run: nothing belongs
         self.counts = np.zeros((1, n_pixels, channels.channels), np.uint32)
         self._edges = channels.edges()
+        self._index = EdgeIndex(self._edges)
         self.events_ever = 0  # over every run this process binned, for the metrics
         self.reset(self.window)
 
@@ -141,7 +142,7 @@ class RunHistogram:
         hist = self._period(period)
         c = self.channels
         if c.logarithmic:
-            skipped = bin_edges(hist, pixel_id, tof, self.first_pixel, self._edges)
+            skipped = self._index.bin(hist, pixel_id, tof, self.first_pixel)
         else:
             skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
                                  c.tof_min_ns, c.tof_max_ns, c.channels)

@@ -11,13 +11,18 @@ the file is written without it."""
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
 
-from datastream.binning import bin_edges
+from datastream.binning import EdgeIndex
 from datastream.event_messages import Events
 from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
@@ -80,6 +85,54 @@ class SpectrumMap:
         rows = np.full(len(pixel_id), -1, np.int32)
         rows[inside] = self.rows[offset[inside]]
         return rows, 0
+
+
+log = logging.getLogger(__name__)
+# messages the binning thread may be behind the job by: bounds the memory they hold
+BINNER_DEPTH = 64
+_DONE = object()
+
+
+class _Binner:
+    """Calls `take(message, window)` for each item in order in its own thread. An error
+    stops the binning (finish() returns it): the events are still written, the histogram
+    is left out. The thread ends at finish(), or once its module is gone (a job that failed
+    before closing its modules)."""
+
+    def __init__(self, take: Callable[[Decoded, Window], None]) -> None:
+        self._take = weakref.WeakMethod(take)
+        self._queue: queue.Queue[object] = queue.Queue(BINNER_DEPTH)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="isis-histogram", daemon=True)
+        self._thread.start()
+
+    def put(self, item: tuple[Decoded, Window]) -> None:
+        if self.error is None:
+            self._queue.put(item)
+
+    def finish(self) -> BaseException | None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        return self.error
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=30)
+            except queue.Empty:
+                if self._take() is None:  # the module is gone without closing
+                    return
+                continue
+            if item is _DONE:
+                return
+            take = self._take()
+            if take is None or self.error is not None:
+                continue  # drained, not binned: the producer must never block for ever
+            try:
+                take(*item)  # type: ignore[misc]
+            except Exception as exc:
+                log.exception("isis_histogram: binning failed")
+                self.error = exc
 
 
 @dataclass
@@ -163,6 +216,7 @@ class IsisHistogramWriter(RunModule):
         self._hist: dict[int, np.ndarray] = {}
         self._monitor_hist: dict[str, dict[int, np.ndarray]] = {}
         self.enabled = False
+        self._binner: _Binner | None = None
         try:
             self._channels = _channels(config, run)
             self._map = _spectrum_map(config, run)
@@ -177,6 +231,7 @@ class IsisHistogramWriter(RunModule):
             self.warnings.append(f"isis_histogram refused, the file has no histograms: {exc}")
             return
         self._edges = self._channels.edges()
+        self._index = EdgeIndex(self._edges)
         self._monitors = _monitors(config, int(self._map.spectra.max()))
         self.more_sources = tuple(m.source for m in self._monitors)
         self.enabled = True
@@ -258,10 +313,16 @@ class IsisHistogramWriter(RunModule):
                      "RRPB": vms.create_dataset("RRPB", data=np.zeros(VMS_REAL_WORDS,
                                                                       np.float32))}
 
-    # -- binning --
+    # -- binning, in a thread of its own beside the job's (the kernel runs without the GIL):
+    # the events' writing to disk and their binning overlap --
     def write(self, message: Decoded, window: Window) -> None:
         if not self.enabled:
             return
+        if self._binner is None:
+            self._binner = _Binner(self._take)
+        self._binner.put((message, window))
+
+    def _take(self, message: Decoded, window: Window) -> None:
         if self.book.window.stop_ns != window.stop_ns:
             self.book.set_stop(window.stop_ns)
         if message.schema == "pu00":
@@ -291,7 +352,7 @@ class IsisHistogramWriter(RunModule):
             else:  # a monitor is one spectrum, whatever its events' ids
                 rows, first = np.zeros(len(tof), np.int32), 0
             self.counts["histogram_skipped_events"] += int(
-                bin_edges(hist, rows, tof, first, self._edges))
+                self._index.bin(hist, rows, tof, first))
 
     def _period(self, source: str, period: int, n_events: int) -> np.ndarray | None:
         """The period's histogram of `source`, made when first needed; None (its events
@@ -314,6 +375,12 @@ class IsisHistogramWriter(RunModule):
     def close(self) -> None:
         if not self.enabled:
             return
+        if self._binner is not None:
+            error, self._binner = self._binner.finish(), None
+            if error is not None:
+                self.warnings.append(f"isis_histogram failed, the file has no histograms: "
+                                     f"{error}")
+                return
         seen = [*self._hist, *(p for h in self._monitor_hist.values() for p in h)]
         n_periods = min(self._max_periods, max(self._min_periods, max(seen, default=-1) + 1))
         self._write(self._counts, self._hist, n_periods)
@@ -341,5 +408,7 @@ class IsisHistogramWriter(RunModule):
         dset.resize(n_periods, axis=0)
         for period, hist in hists.items():
             if period < n_periods:
-                # counts past 2^31 in one bin do not happen in one run: clipped, not wrapped
-                dset[period] = np.minimum(hist, np.iinfo(np.int32).max).astype(np.int32)
+                # counts past 2^31 in one bin do not happen in one run: clipped, not
+                # wrapped; in place, then seen as int32 (no copy of a histogram of GBs)
+                np.minimum(hist, np.iinfo(np.int32).max, out=hist)
+                dset[period] = hist.view(np.int32)

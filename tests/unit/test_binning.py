@@ -72,3 +72,38 @@ def test_every_chunk_boundary_is_exact():
         hist[:] = 0
         assert bin_edges(hist, pixel, tof, first, edges) == skipped
         np.testing.assert_array_equal(hist, ref)
+
+
+def test_the_edge_index_bins_as_the_bisection_does_for_any_ascending_edges():
+    from datastream.binning import EdgeIndex
+
+    rng = np.random.default_rng(11)
+    for n_channels in (1, 2, 7, 1000):
+        # uneven channels, some a thousand times narrower than others
+        widths = rng.choice([1.0, 1000.0], n_channels) * rng.uniform(0.5, 1.5, n_channels)
+        edges = np.concatenate([[37.0], 37.0 + np.cumsum(widths)])
+        tof = np.concatenate([rng.uniform(0, edges[-1] + 10, 20_000), edges])  # edges too
+        pixel = rng.integers(0, 6, len(tof)).astype(np.int32)
+        expected = np.zeros((5, n_channels), np.uint32)
+        got = np.zeros((5, n_channels), np.uint32)
+        skipped = bin_edges(expected, pixel, tof, 1, edges)
+        assert EdgeIndex(edges).bin(got, pixel, tof, 1) == skipped
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_edge_index_of_equal_channels_is_exact_at_every_boundary():
+    from datastream.binning import EdgeIndex
+
+    # a linear TCB of whole microseconds in ns, and times of flight on every boundary: the
+    # multiply that finds the channel rounds, the boundaries decide
+    edges = np.linspace(0, 100_000_000, 1001)
+    index = EdgeIndex(edges)
+    assert index.uniform
+    rng = np.random.default_rng(3)
+    tof = np.concatenate([edges[:-1], edges[:-1] - 1, rng.integers(0, 100_000_000, 10_000)]
+                         ).astype(np.int32)
+    pixel = np.ones(len(tof), np.int32)
+    expected = np.zeros((1, 1000), np.uint32)
+    got = np.zeros((1, 1000), np.uint32)
+    assert index.bin(got, pixel, tof, 1) == bin_edges(expected, pixel, tof, 1, edges)
+    np.testing.assert_array_equal(got, expected)
