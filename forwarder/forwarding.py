@@ -113,6 +113,9 @@ class Forwarding:
         # with the periodic values, so a file of a run that began long after the last
         # connection change still has its connection state
         self._last_connection: dict[Subscription, bytes] = {}
+        # the last un00 of each channel: re-sent before the periodic values, so a file of a
+        # run that began long after the units were last sent still has them
+        self._last_units: dict[str, bytes] = {}
         self._updates = self._forwarded = self._old = self._bad_time = self._errors = 0
         self._units_sent = 0
         self._holding: set[Subscription] = set()  # those whose values wait for their units
@@ -342,6 +345,7 @@ class Forwarding:
         sent = sum(self._publisher.publish(topic, key, payload, ts_ms) for topic in topics)
         with self._lock:
             self._units_sent += sent
+            self._last_units[channel] = payload
 
     def announce(self, sub: Subscription, state: Connection, streams: list[Stream]) -> None:
         """ep01 for the subscription on every topic it goes to."""
@@ -359,8 +363,12 @@ class Forwarding:
         """Send the last value of every periodic stream again, stamped now in Kafka (the
         payload keeps the EPICS timestamp). Returns how many were sent."""
         with self._lock:
-            pending = [(s, p) for s, p in self._last_payload.items()
-                       if self._connection.get((s.protocol, s.channel)) is Connection.CONNECTED]
+            connected = [s for s in self._last_payload
+                         if self._connection.get((s.protocol, s.channel)) is Connection.CONNECTED]
+            # each stream's units before its value, as when they were first sent
+            pending = [(s, self._last_units[s.channel]) for s in connected
+                       if s.channel in self._last_units]
+            pending += [(s, self._last_payload[s]) for s in connected]
             # the connection state of every periodic stream, connected or not
             pending += [(t.stream, self._last_connection[sub])
                         for sub, subscribed in self._subscribed.items()

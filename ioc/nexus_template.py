@@ -38,17 +38,53 @@ def _group(name: str, nx_class: str, children: list[dict[str, Any]]) -> dict[str
     return {"type": "group", "name": name, "attributes": _attrs(nx_class), "children": children}
 
 
-def _logs(logs: list[LogStream]) -> list[dict[str, Any]]:
-    return [
-        _group(log.name, "NXlog", [{
-            "module": log.stream.schema,
+# how the file holds its run and SE logs: "mantid", ISIS's (IXrunlog / IXselog groups of
+# NXlogs in seconds after the run start, which LoadNexusLogs loads); "kafka-to-nexus", ESS's
+# (NXcollection groups of f144-module NXlogs in ns since the epoch, which Mantid skips)
+MANTID = "mantid"
+KAFKA_TO_NEXUS = "kafka-to-nexus"
+LOG_LAYOUTS = (MANTID, KAFKA_TO_NEXUS)
+# the schemas isis_log writes; another (tdct, se00) keeps its own module and layout
+MANTID_LOG_SCHEMAS = ("f142", "f144")
+
+
+def _log_module(log: LogStream, module: str) -> dict[str, Any]:
+    return {"module": module,
             "config": {"topic": log.stream.topic, "source": log.stream.channel,
                        "dtype": log.dtype,
                        **({"array_size": log.array_size} if log.array_size else {}),
-                       **({"value_units": log.units} if log.units else {})},
-        }])
-        for log in logs
-    ]
+                       **({"value_units": log.units} if log.units else {})}}
+
+
+def _mantid(log: LogStream) -> bool:
+    return log.stream.schema in MANTID_LOG_SCHEMAS
+
+
+def _logs(logs: list[LogStream], layout: str = KAFKA_TO_NEXUS) -> list[dict[str, Any]]:
+    """One NXlog per log, named for it; isis_log's for the Mantid layout."""
+    return [_group(log.name, "NXlog", [
+        _log_module(log, "isis_log" if layout == MANTID and _mantid(log) else log.stream.schema)])
+        for log in logs]
+
+
+def _se_blocks(logs: list[LogStream]) -> list[dict[str, Any]]:
+    """selog's children as ICP writes them, which LoadNexusLogs loads by class: an IXseblock
+    per log, its values in the NXlog `value_log`."""
+    return [_group(log.name, "IXseblock", [
+        _group("value_log", "NXlog", [_log_module(log, "isis_log")])]) if _mantid(log)
+        else _logs([log])[0] for log in logs]
+
+
+def _log_groups(logs: list[LogStream], run_log: list[LogStream], layout: str
+                ) -> list[dict[str, Any]]:
+    """selog (sample environment) and runlog (DAE counters; only if there are any)."""
+    if layout not in LOG_LAYOUTS:
+        raise ValueError(f"log layout {layout!r} is not one of {LOG_LAYOUTS}")
+    if layout == KAFKA_TO_NEXUS:
+        return [_group("selog", "NXcollection", _logs(logs)),
+                *([_group("runlog", "NXcollection", _logs(run_log))] if run_log else [])]
+    return [_group("selog", "IXselog", _se_blocks(logs)),
+            *([_group("runlog", "IXrunlog", _logs(run_log, MANTID))] if run_log else [])]
 
 
 def _transform(name: str, kind: str, value: float, vector: list[float], units: str,
@@ -136,9 +172,11 @@ def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | No
 
 def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
                     logs: list[LogStream], run_log: list[LogStream] = (),
-                    geometry: Geometry | None = None) -> dict[str, Any]:
-    """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog;
-    `geometry` places the source, sample, detector banks and monitors."""
+                    geometry: Geometry | None = None, log_layout: str = MANTID
+                    ) -> dict[str, Any]:
+    """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog, laid out
+    as `log_layout` says (LOG_LAYOUTS); `geometry` places the source, sample, detector banks
+    and monitors."""
     in_instrument, in_entry = _geometry(geometry, events_topic)
     isis_modules, framelog = _isis_modules(events_topic, events_source, geometry)
     # Mantid's LoadISISNexus2 cannot load a file without an NXsample
@@ -168,8 +206,7 @@ def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
         ]),
         framelog,
         *isis_modules,
-        _group("selog", "NXcollection", _logs(logs)),
-        *([_group("runlog", "NXcollection", _logs(list(run_log)))] if run_log else []),
+        *_log_groups(list(logs), list(run_log), log_layout),
         *users,
     ])
     return {"children": [entry]}

@@ -38,3 +38,21 @@ def deserialised(schema: str, deserialise: Callable[[bytes], T], payload: bytes)
         raise
     except Exception as exc:
         raise MalformedMessage(f"corrupt {schema} message: {exc}") from exc
+
+
+def check_strings_inside(table: object, slots: tuple[int, ...], payload: bytes,
+                         schema: str) -> None:
+    """MalformedMessage unless each string of a generated table (`table`: its `_tab`; `slots`:
+    the strings' vtable slots) ends inside the message: the generated readers slice a string
+    cut short by a truncation without a word (a source "TE:T" cut to "TE" would label
+    another source's data)."""
+    import flatbuffers  # the runtime of the generated code
+
+    for slot in slots:
+        o = table.Offset(slot)  # type: ignore[attr-defined]
+        if o:
+            start = table.Indirect(o + table.Pos)  # type: ignore[attr-defined]
+            length = flatbuffers.encode.Get(flatbuffers.packer.uoffset, payload, start)
+            if start + 4 + length >= len(payload):  # the bytes and their NUL terminator
+                raise MalformedMessage(f"{schema}: a string of {length} bytes runs past the "
+                                       f"{len(payload)}-byte message")

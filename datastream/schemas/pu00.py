@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import flatbuffers
 
-from datastream.schemas import MalformedMessage, check_root, schema_id
+from datastream.schemas import MalformedMessage, check_root, check_strings_inside, schema_id
 from datastream.schemas.isis.generated import Pu00Message as _pu00
 
 FILE_IDENTIFIER = b"pu00"
@@ -54,10 +54,13 @@ def deserialise_pu00(payload: bytes) -> PulseMetadata:
     check_root(payload)
     try:
         msg = _pu00.Pu00Message.GetRootAs(payload, 0)
+        check_strings_inside(msg._tab, (4,), payload, "pu00")  # source_name
         source = msg.SourceName()
         pulse = PulseMetadata(source.decode() if source is not None else "", msg.MessageId(),
                               msg.ReferenceTime(), msg.Vetos(), msg.PeriodNumber(),
                               msg.ProtonCharge())
+    except MalformedMessage:
+        raise
     except Exception as exc:
         raise MalformedMessage(f"corrupt pu00 message: {exc}") from exc
     if source is None:

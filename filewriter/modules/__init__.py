@@ -17,7 +17,15 @@ from filewriter.modules.base import Decoded, WriterModule
 from filewriter.modules.ev44 import EventWriter, decode_events, decode_pulse
 from filewriter.modules.isis_frames import FrameLogWriter, TotalsWriter
 from filewriter.modules.isis_histogram import IsisHistogramWriter
-from filewriter.modules.log import LogWriter, decode_al00, decode_ep01, decode_f142, decode_f144
+from filewriter.modules.isis_log import IsisLogWriter
+from filewriter.modules.log import (
+    LogWriter,
+    decode_al00,
+    decode_ep01,
+    decode_f142,
+    decode_f144,
+    decode_un00,
+)
 from filewriter.modules.samples import SampleWriter, TimestampWriter, decode_se00, decode_tdct
 
 WRITERS: dict[str, type[WriterModule]] = {
@@ -34,6 +42,8 @@ WRITERS: dict[str, type[WriterModule]] = {
     "isis_framelog": FrameLogWriter,
     "isis_totals": TotalsWriter,
     "isis_histogram": IsisHistogramWriter,
+    # an f142 / f144 log as Mantid loads it (ISIS's runlog and selog), beside f144's layout
+    "isis_log": IsisLogWriter,
 }
 
 DECODERS = {
@@ -49,6 +59,8 @@ DECODERS = {
     "hs01": decode_hs01,
     "da00": decode_da00,
     "pu00": decode_pulse,
+    # ISIS's units of a log's source: for the log modules (others do not accept it)
+    "un00": decode_un00,
 }
 
 __all__ = ["DECODERS", "WRITERS", "Decoded", "WriterModule"]

@@ -1,10 +1,13 @@
 """f142 / f144 -> NXlog (value, time), keeping the value the run started with; al00 alarms
 and ep01 connection changes of the same source -> alarm_* and connection_status_* beside them;
-minimum / maximum / average of numeric scalar values at close."""
+un00 (ISIS's units message) -> the value's units; minimum / maximum / average of numeric
+scalar values at close. Times are kafka-to-nexus's (uint64 ns since the epoch) unless the
+module using LogWriter gives another TimeAxis (isis_log: seconds after the run start)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -14,6 +17,7 @@ from streaming_data_types.logdata_f144 import deserialise_f144
 
 from datastream.schemas import deserialised
 from datastream.schemas.f142 import LogData, deserialise_f142
+from datastream.schemas.un00 import deserialise_un00
 from filewriter.modules.base import (
     MAX_CHUNK_ROWS,
     MAX_ROW_VALUES,
@@ -54,6 +58,33 @@ def decode_ep01(payload: bytes) -> Decoded:
     return Decoded("ep01", conn.source_name, (conn.timestamp, conn.status.name))
 
 
+def decode_un00(payload: bytes) -> Decoded:
+    units = deserialise_un00(payload)  # every check a reader needs (datastream.schemas)
+    return Decoded("un00", units.source_name, units)
+
+
+class TimeAxis(Protocol):
+    """How a log's times are stored: the dataset's dtype and attributes, and the values."""
+
+    dtype: type
+    attrs: dict[str, str]
+
+    def of(self, times_ns: Sequence[int]) -> np.ndarray: ...
+
+
+class EpochNs:
+    """kafka-to-nexus's times: uint64 ns since the epoch."""
+
+    dtype = np.uint64
+    attrs = {"units": "ns", "offset": NS_EPOCH_OFFSET}
+
+    def of(self, times_ns: Sequence[int]) -> np.ndarray:
+        return np.asarray(times_ns, dtype=np.uint64)
+
+
+EPOCH_NS = EpochNs()
+
+
 def _timed_row(message: Decoded) -> tuple:
     """An alarm or connection row, its time checked (and a plain int)."""
     return (checked_time(message.data[0], message.schema), *message.data[1:])
@@ -69,11 +100,12 @@ class _EventLog:
     same rules as the values: the state at start, the changes inside the run. Its datasets
     exist from the start (a SWMR file takes no new objects), empty if nothing changed."""
 
-    def __init__(self, group: h5py.Group, time_name: str, fields: dict[str, int]) -> None:
+    def __init__(self, group: h5py.Group, time_name: str, fields: dict[str, int],
+                 times: TimeAxis) -> None:
         self._gate = LogGate()
         self._rows: list[tuple] = []
-        self._time = appendable(group, time_name, np.uint64, chunk_rows=256, units="ns",
-                                offset=NS_EPOCH_OFFSET)
+        self._times = times
+        self._time = appendable(group, time_name, times.dtype, chunk_rows=256, **times.attrs)
         self._fields = [(appendable(group, name, f"S{width}", chunk_rows=256), width)
                         for name, width in fields.items()]
 
@@ -85,7 +117,7 @@ class _EventLog:
             self._rows.extend(self._gate.flush_pending())
         if not self._rows:
             return
-        append(self._time, np.array([r[0] for r in self._rows], dtype=np.uint64))
+        append(self._time, self._times.of([r[0] for r in self._rows]))
         for i, (dset, width) in enumerate(self._fields, start=1):
             append(dset, fixed_strings([str(r[i]) for r in self._rows], width)[0])
         self._rows.clear()
@@ -108,19 +140,32 @@ def _fits_integers(values: np.ndarray, dtype: np.dtype) -> bool:
 
 class LogWriter(WriterModule):
     """Config (kafka-to-nexus keys): `dtype` or `type` (default double; "string" for text),
-    `array_size` (values per update; default a scalar), `value_units` or `units`,
-    `cue_interval` (rows; default never), `chunk_size` (rows), `string_size` (bytes)."""
+    `array_size` (values per update; default a scalar), `value_units` or `units` (the units
+    until the stream's un00 says; also when it says the PV has none), `cue_interval` (rows;
+    default never), `chunk_size` (rows), `string_size` (bytes).
 
-    accepts = frozenset({"f142", "f144", "al00", "ep01"})
+    `times`, `value_dtype` and `cues` are for modules writing another layout with it
+    (isis_log): how times are stored, the dtype a config's values are stored as, and
+    whether the kafka-to-nexus cue_* index is written."""
 
-    def __init__(self, group: h5py.Group, config: dict[str, Any]) -> None:
+    accepts = frozenset({"f142", "f144", "al00", "ep01", "un00"})
+
+    def __init__(self, group: h5py.Group, config: dict[str, Any],
+                 times: TimeAxis = EPOCH_NS,
+                 value_dtype: Callable[[dict[str, Any]], np.dtype | None] = config_dtype,
+                 cues: bool = True) -> None:
         super().__init__(group, config)
-        self._dtype = config_dtype(config)
+        self._times_axis = times
+        self._dtype = value_dtype(config)
         self._width = config_int(config, "array_size", 0, 1, MAX_ROW_VALUES) or None
         self._string_size = config_int(config, "string_size", STRING_WIDTH, 1,
                                        MAX_STRING_BYTES)
         chunk = config_int(config, "chunk_size", 1024, 1, MAX_CHUNK_ROWS)
         units = config_units(config)
+        # the configured units; the stream's (un00, the latest before close) replace them
+        self._config_units = units
+        self._stream_units: str | None = None
+        self._units_written = units
         self._gate = LogGate()
         self._values: list[Any] = []
         self._times: list[int] = []
@@ -134,13 +179,14 @@ class LogWriter(WriterModule):
             self._value_ds = appendable(group, "value", self._dtype, tail, chunk_rows=chunk)
         if units:
             self._value_ds.attrs["units"] = units
-        self._time_ds = appendable(group, "time", np.uint64, chunk_rows=chunk, units="ns",
-                                   offset=NS_EPOCH_OFFSET)
-        self._cues = Cues(group, config_int(config, "cue_interval", 0, 0, 2**62))
+        self._time_ds = appendable(group, "time", times.dtype, chunk_rows=chunk,
+                                   **times.attrs)
+        self._cues = (Cues(group, config_int(config, "cue_interval", 0, 0, 2**62))
+                      if cues else None)
         self._alarms = _EventLog(group, "alarm_time", {"alarm_severity": SEVERITY_WIDTH,
-                                                       "alarm_message": STRING_WIDTH})
+                                                       "alarm_message": STRING_WIDTH}, times)
         self._connection = _EventLog(group, "connection_status_time",
-                                     {"connection_status": CONNECTION_WIDTH})
+                                     {"connection_status": CONNECTION_WIDTH}, times)
         # minimum / maximum / average of numeric scalars, filled in at close
         self._stats: list[tuple[float, float, float, int]] = []
         self._stat_ds: dict[str, h5py.Dataset] = {}
@@ -156,6 +202,12 @@ class LogWriter(WriterModule):
             return
         if message.schema == "ep01":
             self._connection.offer(_timed_row(message), window)
+            return
+        if message.schema == "un00":
+            # not gated by the run window: units sent before the start (at connect) label
+            # the run's values, and a change during the run relabels them all, as the file
+            # has one units attribute
+            self._stream_units = message.data.units or None  # checked by deserialise_un00
             return
         data: LogData = message.data
         checked_time(data.timestamp_ns, message.schema)
@@ -193,6 +245,7 @@ class LogWriter(WriterModule):
     def flush(self, closing: bool = False) -> None:
         self._alarms.flush(closing)
         self._connection.flush(closing)
+        self._write_units()
         if not self._values:
             return
         if self._dtype is None:
@@ -200,17 +253,32 @@ class LogWriter(WriterModule):
             self.counts["truncated"] += cut
         else:
             rows = np.array(self._values).astype(self._dtype, copy=False)
-        times = np.asarray(self._times, dtype=np.uint64)
+        times = self._times_axis.of(self._times)
         append(self._value_ds, rows)
         append(self._time_ds, times)
-        cue_rows = self._cues.rows(self._rows_written, len(times))
-        self._cues.add(cue_rows, times[cue_rows - self._rows_written])
+        if self._cues is not None:
+            cue_rows = self._cues.rows(self._rows_written, len(times))
+            self._cues.add(cue_rows, times[cue_rows - self._rows_written])
         self._rows_written += len(times)
         if self._stat_ds:
             values = rows.astype(np.float64)
             self._stats.append((values.min(), values.max(), values.sum(), len(values)))
         self._values.clear()
         self._times.clear()
+
+    def _write_units(self) -> None:
+        """The units attribute of value (and the statistics) as the latest un00 says, else
+        as configured; rewritten only when that changes (an attribute's write is allowed in
+        SWMR mode, but is metadata a live reader sees change)."""
+        units = self._stream_units or self._config_units
+        if units == self._units_written:
+            return
+        for dset in (self._value_ds, *self._stat_ds.values()):
+            if units:
+                dset.attrs["units"] = units
+            elif "units" in dset.attrs:
+                del dset.attrs["units"]
+        self._units_written = units
 
     def close(self) -> None:
         # a PV that never changed during the run still records the value it had at the start

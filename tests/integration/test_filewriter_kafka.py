@@ -68,7 +68,7 @@ def frame(t_ns, n, first_id=0):
 def start_run(producer, topics, start_ms, job_id, filename, stop_ms=None):
     logs = [LogStream(Stream("TE:IT:TEMP", "ca", "f142", topics.sample_env), "Temperature", "K")]
     structure = nexus_structure(RunMetadata(topics.instrument, 1, "a title", ("Ada",), "RB1"),
-                                topics.events, "DAE", logs)
+                                topics.events, "DAE", logs, log_layout="kafka-to-nexus")
     deliver(producer, topics.run_info, serialise_pl72(
         job_id, filename, start_time=start_ms, stop_time=stop_ms,
         nexus_structure=json.dumps(structure), control_topic=topics.run_info,

@@ -3,6 +3,7 @@ event, on real parts only."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
@@ -97,21 +98,26 @@ def check_file(run: dict, title: str, kafka=None) -> None:
         assert int(entry["run_number"][()]) == run["run_number"]
         assert entry["user_1/name"][()].decode() == "Ada Lovelace"
         assert entry["start_time"][()] and entry["end_time"][()]
-        field = entry["selog/Field"]
+        assert entry["selog"].attrs["NX_class"] == "IXselog"
+        assert entry["selog/Field"].attrs["NX_class"] == "IXseblock"
+        field = entry["selog/Field/value_log"]
         assert field.attrs["NX_class"] == "NXlog"
         values = field["value"][:].tolist()
         assert run["field"] in values, (
             values, field["time"][:], kafka and field_messages(kafka, "TE:SYS:SE:FIELD"))
         t_field = field["time"][:][values.index(run["field"])]
-        assert int(t_field) == run["field_ns"], (  # the EPICS timestamp, to the nanosecond
+        start = dt.datetime.fromisoformat(field["time"].attrs["start"])
+        start_ns = int(start.timestamp()) * 1_000_000_000 + start.microsecond * 1000
+        # the EPICS timestamp, to the nanosecond: `start` plus the seconds after it
+        assert start_ns + round(t_field * 1e9) == run["field_ns"], (
             field["value"][:], field["time"][:], run["field_ns"],
             kafka and field_messages(kafka, "TE:SYS:SE:FIELD"))
-        assert len(entry["selog/Temperature/value"]) >= 1
-        spectrum = entry["selog/Spectrum/value"]
+        assert len(entry["selog/Temperature/value_log/value"]) >= 1
+        spectrum = entry["selog/Spectrum/value_log/value"]
         assert spectrum.shape[1:] == (8,) and spectrum[0].tolist()[:3] == [3.0, 7.0, 12.0]
-        assert entry["selog/Status/value"][0] in (b"idle", "idle")
+        assert entry["selog/Status/value_log/value"][0] in (b"idle", "idle")
         # the DAE counters through the forwarder's run log; the last is the final count
-        assert entry["runlog"].attrs["NX_class"] == "NXcollection"
+        assert entry["runlog"].attrs["NX_class"] == "IXrunlog"
         assert entry["runlog/goodframes"].attrs["NX_class"] == "NXlog"
         assert len(entry["runlog/goodframes/value"]) >= 1
         assert len(entry["runlog/totalcounts/value"]) >= 1
@@ -119,12 +125,12 @@ def check_file(run: dict, title: str, kafka=None) -> None:
         loaded = f["raw_data_1"]["detector_1_events"][...]
         assert loaded.bins.size().sum().value == run["total"]
         # an NXlog with connection_status_* / alarm_* loads as a group of sub-logs
-        temp_group = f["raw_data_1"]["selog"]["Temperature"][...]
+        temp_group = f["raw_data_1"]["selog"]["Temperature"]["value_log"][...]
         assert "connection_status" in temp_group
         temp = temp_group["value"]
         assert temp.coords["time"].dtype == "datetime64"
         assert str(temp.unit) == "K"
-        assert f["raw_data_1"]["selog"]["Spectrum"][...]["value"].ndim == 2
+        assert f["raw_data_1"]["selog"]["Spectrum"]["value_log"][...]["value"].ndim == 2
 
 
 def check_geometry(run: dict) -> None:

@@ -305,3 +305,19 @@ def test_pva_types_without_display_report_none_once():
     assert events == [("units", PV, None, "pva", True), ("value", 1.0), ("value", 1.0)]
     _, events = pva_source([empty])
     assert events[0] == ("units", PV, None, "pva", True)
+
+
+def test_periodic_republish_sends_the_units_again_before_the_value():
+    # a run that begins long after the PV connected still gets its units: the writer looks
+    # back seconds, not hours
+    producer, clock = FakeProducer(), Clock()
+    fwd = Forwarding([F144], Publisher(producer), "svc", clock_ns=clock, units_reported=True,
+                     periodic={F144})
+    fwd.on_connection(PV, Connection.CONNECTED)
+    fwd.on_units(PV, "K")
+    fwd.on_update(value(1))
+    before = len(producer.sent)
+    fwd.republish()
+    again = [schema_id(s.value) for s in producer.sent[before:]]
+    assert again.index("un00") < again.index("f144")
+    assert units_sent(producer)[-1].units == "K"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipp as sc
 import scippnexus as snx
 
 from tests.unit.test_icp_file_modules import isis_stream, write_file
@@ -59,7 +60,31 @@ def _check_log(log: h5py.Group) -> int:
     assert value.dtype.kind == "S" or value.dtype in (
         np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32, np.float32, np.float64)
     assert len(value) == len(time), log.name
+    # value@units is optional; when there, text (a number or array attribute: no units)
+    units = value.attrs.get("units", "")
+    assert isinstance(units, str | bytes), log.name
     return len(time)
+
+
+def _check_log_groups(e: h5py.Group) -> dict[str, h5py.Group]:
+    """runlog and selog as LoadNexusLogs finds them, by class: IXrunlog's NXlog children,
+    IXselog's IXseblock children with their NXlog value_log (the property names of the
+    logs Mantid makes -> their NXlog)."""
+    logs: dict[str, h5py.Group] = {}
+    if "runlog" in e:
+        assert _nx_class(e["runlog"]) == "IXrunlog"
+        for name, log in e["runlog"].items():
+            _check_log(log)
+            assert log["value"].ndim == 1, f"{log.name}: not a time series Mantid loads"
+            logs[name] = log
+    if "selog" in e:
+        assert _nx_class(e["selog"]) == "IXselog"
+        for name, block in e["selog"].items():
+            assert _nx_class(block) == "IXseblock", block.name
+            _check_log(block["value_log"])
+            assert block["value_log/value"].ndim == 1, block.name
+            logs[f"selog_{name}" if name in logs else name] = block["value_log"]
+    return logs
 
 
 def check_mantid_file(path: Path) -> None:
@@ -140,6 +165,7 @@ def check_mantid_file(path: Path) -> None:
         assert len(period_log) == 0 or 1 <= period_log.min() <= period_log.max() <= number
         assert number == n_periods
         assert len(periods["proton_charge"]) == number
+        logs = [log.name.removeprefix(e.name + "/") for log in _check_log_groups(e).values()]
     with snx.File(path) as f:
         entry = f["raw_data_1"]
         counts = entry["detector_1"][...]
@@ -147,6 +173,11 @@ def check_mantid_file(path: Path) -> None:
         loaded = entry["detector_1_events"][...]
         assert loaded.bins.size().sum().value == len(ev_ids(path))
         assert entry["framelog"][...]["period_log"].sizes["time"] == len(period_log)
+        for log in logs:  # seconds after `start`: times of day
+            loaded = entry[log][...]
+            if isinstance(loaded, sc.DataGroup):  # with its alarm_* / connection_status_*
+                loaded = loaded["value"]
+            assert loaded.coords["time"].dtype == "datetime64", log
 
 
 def ev_ids(path: Path) -> np.ndarray:
