@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from ioc.dae_pvs import DaePVs
 from ioc.experiment_pvs import ExperimentPVs
 from ioc.pvgroups import FileWriterPVs
+from ioc.veto_pvs import VetoPVs
 from tests.conftest import EPICS_PORTS, ca_readable, wait_until
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration, pytest.mark.timeout(600)]
@@ -31,7 +32,7 @@ def writable(group: type, prefix: str) -> list[str]:
                   if not prop.pvspec.read_only)
 
 
-PVS = (writable(DaePVs, "DAE:") + writable(ExperimentPVs, "ED:")
+PVS = (writable(DaePVs, "DAE:") + writable(VetoPVs, "DAE:") + writable(ExperimentPVs, "ED:")
        + writable(FileWriterPVs, "FILEWRITER:"))
 
 VALUES = st.one_of(
@@ -87,12 +88,14 @@ def _put(context: Context, name: str, value: object) -> None:
         data = value.encode("utf-8", "surrogatepass")
     # a refusal is an answer; a dead IOC is the failure
     with contextlib.suppress(Exception):
-        # refused puts answer an error the client may wait out: what counts is the IOC
-        chan.write(data if isinstance(data, bytes | list) else [data], wait=True, timeout=1)
+        # refused puts answer an error the client may wait out: what counts is the IOC (a
+        # short wait: the suite's budget, not the IOC, sets it)
+        chan.write(data if isinstance(data, bytes | list) else [data], wait=True, timeout=0.3)
 
 
 @_seeded
-@settings(max_examples=120, deadline=None, print_blob=True,
+@settings(max_examples=int(os.environ.get("FUZZ_PV_EXAMPLES", 120)), deadline=None,
+          print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(name=st.sampled_from(PVS), value=VALUES)
