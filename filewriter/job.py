@@ -19,7 +19,7 @@ import h5py
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from datastream.durable import fsync_dir
-from datastream.kafka_client import KafkaSettings, make_consumer
+from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import NS_PER_MS, StartJob
 from filewriter.disk_space import DiskFull, check_room
@@ -352,11 +352,9 @@ class WriteJob:
         # frame (reading from an end taken afterwards could)
         ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(
             tp, timeout=10, cached=False)[1] for tp in wanted}
-        offsets = consumer.offsets_for_times(wanted, timeout=10)
+        # nothing at or after start - lookback yet: the run's data are all to come
+        offsets = offsets_since(consumer, wanted, ends=ends)
         for tp in offsets:
-            if tp.offset < 0:
-                # nothing at or after start - lookback yet: the run's data are all to come
-                tp.offset = ends[(tp.topic, tp.partition)]
             self._next_offset[(tp.topic, tp.partition)] = tp.offset
         consumer.assign(offsets)
         return offsets

@@ -29,7 +29,7 @@ from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import datastream
 from datastream.binning import warm_up
-from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer, offsets_since
 from datastream.logs import set_context
 from datastream.metrics import Health, serve_metrics
 from datastream.schemas import MalformedMessage, schema_id
@@ -301,7 +301,7 @@ class FileWriterService:
                 metadata = self._control.list_topics(topic, timeout=10).topics.get(topic)
                 partitions = [TopicPartition(topic, p, since_ms)
                               for p in (metadata.partitions if metadata else [0])]
-                self._control.assign(self._control.offsets_for_times(partitions, timeout=10))
+                self._control.assign(offsets_since(self._control, partitions))
                 return
             except KafkaException as exc:
                 if time.monotonic() > deadline:
@@ -510,11 +510,8 @@ class FileWriterService:
         if not fresh:
             return
         since = time.time_ns() // 1_000_000 - POOL_LOOKBACK_S * 1000
-        found = consumer.offsets_for_times(
-            [TopicPartition(tp.topic, tp.partition, since) for tp in fresh], timeout=5)
-        for tp in found:
-            if tp.offset < 0:  # nothing since: the end, as it is now
-                tp.offset = consumer.get_watermark_offsets(tp, timeout=5)[1]
+        found = offsets_since(  # nothing since: the end, as it is now
+            consumer, [TopicPartition(tp.topic, tp.partition, since) for tp in fresh], timeout=5)
         starts = {(tp.topic, tp.partition): tp.offset for tp in found}
         for tp in partitions:
             tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
