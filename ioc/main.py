@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from datastream.access_config import AcfError, default_config, load_acf
 from datastream.ca_beacons import quiet_beacon_refusals
 from datastream.ca_lengths import serve_native_counts
 from datastream.geometry import GeometryError
@@ -15,7 +16,7 @@ from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.metrics import Health, serve_metrics
 from datastream.streams import runlog_streams
 from datastream.topic_listener import TopicListener
-from ioc.access_security import AcfError, default_config, load_acf, secure
+from ioc.access_security import secure
 from ioc.beam_model import BEAM_OFF_VETO
 from ioc.dae import DaeCounters
 from ioc.dae_settings import (

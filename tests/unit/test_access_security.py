@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ioc.access_security import Access, AcfError, default_config, local_host_names, parse_acf
+from datastream.access_config import (
+    Access,
+    AcfError,
+    default_config,
+    local_host_names,
+    parse_acf,
+)
 
 ACF = """
 # operators on the instrument machines may run the instrument
