@@ -13,12 +13,12 @@ from collections.abc import Callable
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from ioc.dae import Dae
 from ioc.dae_pvs import DaePVs
 from ioc.experiment_pvs import ExperimentPVs
 from ioc.forwarder_status import ForwarderState, ForwarderStatus
 from ioc.pv_records import BO, is_one, string, text, write_changed
 from ioc.run_control import RunControl
-from ioc.simulated_dae import SimulatedDae
 from ioc.standalone_job import JobRefused, StandaloneJob
 from ioc.veto_pvs import VetoPVs
 from ioc.writer_status import WriterState, WriterStatus
@@ -134,7 +134,7 @@ class RunControlIOC(PVGroup):
 
     def __init__(self, *args, control: RunControl, writer_status: WriterStatus,
                  forwarder_status: ForwarderStatus, standalone_job: StandaloneJob,
-                 simulated_dae: SimulatedDae | None = None, **kwargs) -> None:
+                 simulated_dae: Dae | None = None, **kwargs) -> None:
         self.control = control
         self.writer_status = writer_status
         self.standalone_job = standalone_job
