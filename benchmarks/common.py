@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from datastream.broker import embedded
 from datastream.kafka_client import KafkaSettings
+from launcher.broker import embedded
 
 
 def free_port() -> int:

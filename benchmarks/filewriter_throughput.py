@@ -41,9 +41,9 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
 from datastream.schemas import schema_id
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
 from filewriter.job import JobSettings, data_consumer
+from launcher.topic_ensure import ensure_topics
 
 INSTRUMENT = "FWBENCH"
 PULSES_PER_MESSAGE = 4

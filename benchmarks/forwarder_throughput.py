@@ -45,8 +45,8 @@ from datastream.epics_network import EpicsPorts
 from datastream.kafka_client import KafkaSettings, make_admin, make_consumer
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
+from launcher.topic_ensure import ensure_topics
 
 PREFIX = "TE:FBENCH:"
 TOPICS = InstrumentTopics("FBENCH")

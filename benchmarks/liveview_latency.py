@@ -44,7 +44,7 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings, deliver, make_consumer, make_producer
-from datastream.topic_ensure import ensure_topics
+from launcher.topic_ensure import ensure_topics
 
 MS = 1_000_000
 PIXELS = 16384

@@ -23,12 +23,12 @@ from pathlib import Path
 import h5py
 from common import Sampler, free_port, pct
 
-from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
-from datastream.topic_ensure import ensure_topics
+from launcher.broker import embedded
+from launcher.topic_ensure import ensure_topics
 from launcher.up import instrument_services
 
 

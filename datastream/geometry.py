@@ -19,6 +19,13 @@ import numpy as np
 
 # neutron time of flight over 1 m per Å of wavelength, in ns (h / m_n)
 NS_PER_ANGSTROM_METRE = 252_778.0
+# CODATA 2022, as scipp.constants holds them: the live reduction's d-spacing and wavelength
+# then agree with scippneutron's conversion of the run file to float rounding (the rounded
+# NS_PER_ANGSTROM_METRE above would put them 1e-6 apart, enough to move events across edges)
+PLANCK_J_S = 6.62607015e-34
+NEUTRON_MASS_KG = 1.67492750056e-27
+# 2 m_n / h in µs per Å per metre, as scippneutron's dspacing_from_tof computes its constant
+US_PER_ANGSTROM_METRE_2 = 2 * NEUTRON_MASS_KG / PLANCK_J_S * 1e-4
 
 
 class GeometryError(ValueError):
@@ -89,6 +96,26 @@ class Geometry:
     def flight_path_m(self) -> np.ndarray:
         """L1 + L2 of each pixel, in pixel_ids() order."""
         return self.source_distance_m + np.linalg.norm(self.pixel_positions(), axis=1)
+
+    def scattering_angle(self) -> np.ndarray:
+        """2θ of each pixel (radians), in pixel_ids() order, as scippneutron computes it from
+        the incident and scattered beams (Kahan's atan2 form, exact near 0 and 180 degrees
+        where arccos loses digits): the same number to the last bit or two."""
+        pos = self.pixel_positions()
+        incident = np.array([0.0, 0.0, 1.0])  # source to sample, normalised
+        scattered = pos / np.linalg.norm(pos, axis=1)[:, None]
+        return 2 * np.arctan2(np.linalg.norm(incident - scattered, axis=1),
+                              np.linalg.norm(incident + scattered, axis=1))
+
+    def difc_us_per_angstrom(self) -> np.ndarray:
+        """DIFC of each pixel, in pixel_ids() order: time of flight (µs) per Å of d-spacing,
+        2 m_n / h · (L1 + L2) · sin θ, multiplied in scippneutron's order (d = tof / DIFC)."""
+        return (US_PER_ANGSTROM_METRE_2 * self.flight_path_m()) * np.sin(
+            self.scattering_angle() / 2)
+
+    def monitor_path_m(self, monitor: Monitor) -> float:
+        """Moderator to a beam monitor (metres): its λ is h·tof / (m_n · this)."""
+        return self.source_distance_m + monitor.z_m
 
 
 def _positive(table: dict, key: str, where: str) -> float:

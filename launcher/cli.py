@@ -66,7 +66,7 @@ def _config_and_kafka(args: argparse.Namespace) -> tuple[InstrumentConfig, Kafka
 
 # -- subcommands --
 def cmd_broker(args: argparse.Namespace) -> int:
-    from datastream.broker import embedded
+    from launcher.broker import embedded
 
     data_dir = (args.data_dir or _default_data_dir(args)) / "broker"
     if args.nodes > 1:
@@ -104,8 +104,8 @@ def _default_data_dir(args: argparse.Namespace) -> Path:
 def cmd_topics(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from datastream.topic_ensure import TopicsRefused, ensure_topics
     from datastream.topic_table import TopicTableError
+    from launcher.topic_ensure import TopicsRefused, ensure_topics
 
     config, kafka = _config_and_kafka(args)
     if args.action == "list":
@@ -142,7 +142,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_acls(args: argparse.Namespace) -> int:
-    from datastream.kafka_acls import Principals, apply_acls, instrument_acls
+    from launcher.kafka_acls import Principals, apply_acls, instrument_acls
 
     config, kafka = _config_and_kafka(args)
     bindings = instrument_acls(config.topics, Principals(

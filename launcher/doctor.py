@@ -17,8 +17,8 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaException
 
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin, make_producer
-from datastream.topic_ensure import plan_topics
 from launcher.supervision import SUPERVISOR_STATE, given_up
+from launcher.topic_ensure import plan_topics
 
 # the file writer's leeway after a run's stop is 1 s: a clock further off loses data
 CLOCK_FAIL_MS = 1000.0

@@ -12,10 +12,10 @@ from pathlib import Path
 from datastream.epics_network import EpicsPorts, shell_exports, with_site_addresses
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin
-from datastream.topic_ensure import TopicsRefused, ensure_topics
 from launcher.processes import ServiceProcess, datastream_argv
 from launcher.prometheus_config import write_prometheus_config
 from launcher.supervision import SUPERVISOR_STATE, RestartPolicy
+from launcher.topic_ensure import TopicsRefused, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +83,17 @@ class EmbeddedBrokerProcess:
         self.proc = None
 
     def start(self) -> None:
-        from datastream.broker import embedded
+        from launcher.broker import embedded
 
         embedded.start(self.config)
 
     def alive(self) -> bool:
-        from datastream.broker import embedded
+        from launcher.broker import embedded
 
         return embedded.running_pid(self.config) is not None
 
     def stop(self) -> None:
-        from datastream.broker import embedded
+        from launcher.broker import embedded
 
         embedded.stop(self.config)
 
@@ -153,7 +153,7 @@ def up(config: InstrumentConfig, external_broker: str | None, ports: EpicsPorts,
        broker_port: int = 9092,
        config_file: Path | None = None, metrics_base: int | None = None,
        http_port: int | None = None) -> int:
-    from datastream.broker import embedded
+    from launcher.broker import embedded
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ports.save(config.data_dir / "epics.json")

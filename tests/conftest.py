@@ -106,7 +106,7 @@ BROKER_METRICS_PORT = free_port()
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Apache Kafka broker (KRaft, single node) for the whole session."""
-    from datastream.broker import embedded
+    from launcher.broker import embedded
 
     port = free_port()
     config = embedded.BrokerConfig(tmp_path_factory.mktemp("kafka"), port=port,

@@ -26,9 +26,9 @@ from caproto import CaprotoError, ChannelType
 from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 
-from datastream.broker import embedded
 from datastream.epics_network import EpicsPorts
 from datastream.paths import REPO_ROOT
+from launcher.broker import embedded
 from tests.conftest import free_port, http_get, wait_until
 from tests.system_tools import require
 

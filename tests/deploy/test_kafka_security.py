@@ -21,7 +21,6 @@ import pytest
 import yaml
 from confluent_kafka import KafkaException
 
-from datastream.broker import embedded
 from datastream.kafka_client import (
     DeliveryError,
     KafkaSettings,
@@ -30,8 +29,9 @@ from datastream.kafka_client import (
     make_consumer,
     make_producer,
 )
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
+from launcher.broker import embedded
+from launcher.topic_ensure import ensure_topics
 from tests.conftest import free_port, wait_until
 from tests.deploy.test_ansible import ANSIBLE, Unit, recap, source_archive
 from tests.integration.test_embedded_broker_security import (

@@ -14,11 +14,11 @@ from dataclasses import replace
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from datastream.broker import embedded
 from datastream.kafka_client import KafkaSettings, make_producer
-from datastream.topic_ensure import TopicsRefused, ensure_topics
 from datastream.topic_table import load_table
 from datastream.topics import InstrumentTopics
+from launcher.broker import embedded
+from launcher.topic_ensure import TopicsRefused, ensure_topics
 from tests.conftest import free_port, wait_until
 from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import writer_process

@@ -237,7 +237,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(kafka, tmp_path_factory):
-    from datastream.topic_ensure import ensure_topics
+    from launcher.topic_ensure import ensure_topics
 
     inst = f"FZLV{uuid.uuid4().hex[:4].upper()}"
     config = InstrumentConfig(

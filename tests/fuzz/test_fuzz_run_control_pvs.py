@@ -54,7 +54,7 @@ def _seeded(test):
 @pytest.fixture(scope="module")
 def ioc(kafka, tmp_path_factory):
     from datastream.instrument import InstrumentConfig, write_config
-    from datastream.topic_ensure import ensure_topics
+    from launcher.topic_ensure import ensure_topics
 
     tmp = tmp_path_factory.mktemp("fuzz-ioc")
     prefix = "TE:FZRC:"

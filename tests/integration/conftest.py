@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from datastream.kafka_client import KafkaSettings, make_consumer, make_producer
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
+from launcher.topic_ensure import ensure_topics
 
 _counter = itertools.count(1)
 

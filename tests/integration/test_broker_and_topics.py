@@ -2,8 +2,8 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from datastream.kafka_client import DeliveryError, deliver, make_consumer, make_producer
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
+from launcher.topic_ensure import ensure_topics
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration

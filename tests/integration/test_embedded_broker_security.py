@@ -23,8 +23,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from datastream.broker import embedded
 from datastream.kafka_client import KafkaSettings, make_admin
+from launcher.broker import embedded
 from tests.conftest import free_port
 from tests.system_tools import require
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from confluent_kafka import KafkaException
 
-from datastream.broker import embedded
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings, make_admin
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
 from forwarder.options import ForwarderOptions
 from forwarder.service import ForwarderService
+from launcher.broker import embedded
+from launcher.topic_ensure import ensure_topics
 from tests.conftest import EPICS_PORTS, free_port, serve_db, wait_until
 from tests.integration.conftest import read_all
 

@@ -15,13 +15,13 @@ import uuid
 import pytest
 from confluent_kafka import KafkaException
 
-from datastream.broker import embedded
 from datastream.instrument import InstrumentConfig, write_config
-from datastream.kafka_acls import apply_acls, instrument_acls
 from datastream.kafka_client import DeliveryError, KafkaSettings, deliver, make_admin, make_producer
 from datastream.schemas import schema_id
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
+from launcher.broker import embedded
+from launcher.kafka_acls import apply_acls, instrument_acls
+from launcher.topic_ensure import ensure_topics
 from tests.conftest import free_port, wait_until
 from tests.faults.conftest import MS, FrameSource, check_events_file, stop_as_a_dae
 from tests.integration.conftest import read_all, writer_process

@@ -20,9 +20,9 @@ from confluent_kafka.admin import (
 from datastream.instrument import InstrumentConfig, write_config
 from datastream.kafka_client import deliver, make_admin, make_producer
 from datastream.streams import Stream
-from datastream.topic_ensure import TopicsRefused, ensure_topics, plan_topics
 from datastream.topic_table import load_table
 from forwarder.storage import Storage, read_stored
+from launcher.topic_ensure import TopicsRefused, ensure_topics, plan_topics
 
 pytestmark = pytest.mark.integration
 

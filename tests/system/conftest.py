@@ -12,8 +12,8 @@ import pytest
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings
 from datastream.paths import REPO_ROOT
-from datastream.topic_ensure import ensure_topics
 from launcher.processes import ServiceProcess
+from launcher.topic_ensure import ensure_topics
 from launcher.up import instrument_services
 from tests.conftest import EPICS_PORTS, free_port, wait_until
 

@@ -15,9 +15,9 @@ import urllib.parse
 import pytest
 import yaml
 
-from datastream.topic_ensure import ensure_topics
 from datastream.topics import InstrumentTopics
 from launcher.prometheus_config import MONITORING_DIR, RULES_FILE, write_prometheus_config
+from launcher.topic_ensure import ensure_topics
 from tests.conftest import BROKER_METRICS_PORT, free_port, wait_until
 from tests.conftest import http_get as get
 from tests.integration.test_topic_table import set_by_hand

@@ -9,9 +9,9 @@ import base64
 import json
 import sys
 
-from datastream.kafka_acls import ensure_acls, ensure_scram_users, instrument_acls
 from datastream.kafka_client import KafkaSettings
 from datastream.topics import InstrumentTopics
+from launcher.kafka_acls import ensure_acls, ensure_scram_users, instrument_acls
 
 
 def main() -> int:
