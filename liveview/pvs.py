@@ -62,8 +62,10 @@ class LivePVs:
 
     def __init__(self, prefix: str, server_conf: dict[str, str],
                  arrays: ArrayPVs | None = None, ca_port: int | None = None,
-                 ca_pvdb: dict[str, Any] | None = None) -> None:
-        """`ca_pvdb`: more names for the CA server (the DAE's spectra, liveview.dae_ca)."""
+                 ca_pvdb: dict[str, Any] | None = None,
+                 more: dict[str, SharedPV] | None = None) -> None:
+        """`ca_pvdb`: more names for the CA server (the DAE's spectra, liveview.dae_ca);
+        `more`: more PVA PVs by full name (the live reduction's, liveview.reduction_pvs)."""
         self.prefix = f"{prefix}LIVE:"
         self.arrays = arrays
         self.ca = CaCounters(self.prefix, COUNTERS, ca_port, ca_pvdb) if ca_port else None
@@ -76,10 +78,11 @@ class LivePVs:
                                      initial={"value": [0], "display.units": unit})
                       for name, (code, unit, _) in PER_PERIOD.items()}
         self._values: dict[str, object] = {}
+        self._more = dict(more or {})
         self._server: Server | None = None
 
     def start(self) -> None:
-        named = {self.prefix + n: pv for n, pv in self._pvs.items()}
+        named = {self.prefix + n: pv for n, pv in self._pvs.items()} | self._more
         providers: list[object] = [named]
         if self.arrays is not None:
             named |= self.arrays.static()

@@ -18,8 +18,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from datastream.epics_network import EpicsPorts
 from datastream.event_messages import read_stream
+from datastream.geometry import Geometry
 from datastream.instrument import InstrumentConfig
-from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
+from datastream.kafka_client import KafkaSettings, make_consumer, make_producer, offsets_since
 from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from datastream.schemas.pu00 import PulseMetadata
@@ -30,6 +31,11 @@ from liveview.jbi_service import JbiService, JbiTopics
 from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
 from liveview.pvs import LivePVs
+from liveview.reduction import Reduced, Reduction, ReductionSettings
+from liveview.reduction_binning import warm_up
+from liveview.reduction_da00 import Da00Publisher
+from liveview.reduction_pvs import ReductionPVs
+from liveview.reduction_run import ReducingHistogram
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import MAX_HISTOGRAM_MB, MAX_PERIODS, RunHistogram, check_size
 from liveview.se_logs import SampleEnvLogs
@@ -63,6 +69,9 @@ class LiveSettings:
     banks: dict[str, np.ndarray] = field(default_factory=dict)
     max_periods: int = MAX_PERIODS  # ISIS periods binned at most (each a whole histogram)
     max_histogram_mb: int = MAX_HISTOGRAM_MB  # the memory all periods' histograms may take
+    # the live reduction (I(d), I(2θ, d), I(λ): liveview.reduction), with a geometry only
+    geometry: Geometry | None = None
+    reduction: ReductionSettings | None = None
 
     @classmethod
     def from_config(cls, config: InstrumentConfig) -> LiveSettings:
@@ -89,17 +98,27 @@ class LiveSettings:
                 raise ValueError(f"[liveview] {key} {value!r}: a whole number, >= 1")
             limits[key] = value
         check_size(pixels, channels, limits["max_histogram_mb"])
+        reduction = None
+        if geometry is not None:
+            frame_ns = 1e9 / float(dae.get("frame_rate_hz", 10.0))  # type: ignore[arg-type]
+            reduction = ReductionSettings.from_table(table, geometry, frame_ns)
         return cls(first, pixels, channels, int(width) if width else None,
                    float(table.get("max_lag_s", 30.0)), str(dae.get("source_name", "DAE")),
-                   banks, **limits)
+                   banks, **limits, geometry=geometry, reduction=reduction)
 
 
 class LiveView:
     def __init__(self, config: InstrumentConfig, kafka: KafkaSettings,
                  settings: LiveSettings, ports: EpicsPorts) -> None:
         self.config, self.kafka, self.settings = config, kafka, settings
-        self.histogram = RunHistogram(settings.first_pixel, settings.pixels, settings.channels,
-                                      settings.max_periods, settings.max_histogram_mb)
+        self.reduction: Reduction | None = None
+        self.reduction_pvs: ReductionPVs | None = None
+        if settings.geometry is not None and settings.reduction is not None:
+            warm_up()
+            self.reduction = Reduction(settings.geometry, settings.reduction)
+            self.reduction_pvs = ReductionPVs(f"{config.prefix}LIVE:", self.reduction)
+        self._da00: Da00Publisher | None = None  # made as the publisher first sends
+        self.histogram = self._new_histogram(settings.channels)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
                                image_shape(settings.pixels, settings.image_width),
                                settings.banks, on_tcb=self.request_channels)
@@ -111,7 +130,8 @@ class LiveView:
         self.dae = DaeSpectra(config.prefix, lambda: self.histogram, settings.pixels,
                               settings.max_periods, self.caught_up)
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
-                           ports.liveview_ca or None, self.dae.pvdb)
+                           ports.liveview_ca or None, self.dae.pvdb,
+                           self.reduction_pvs.static() if self.reduction_pvs else None)
         if self.pvs.ca is not None:
             self.dae.serve_with(self.pvs.ca.submit)
         self.job_id = ""
@@ -200,10 +220,19 @@ class LiveView:
             # the channels asked for hold for the rest of this run, whatever its TCB was
             self._begin(consumer, dataclasses.replace(self._run, channels=channels))
 
+    def _new_histogram(self, channels: TimeChannels) -> RunHistogram:
+        """An empty run histogram of these time channels; one that reduces too when there is
+        a reduction (which it empties: the run is read again from its start)."""
+        s = self.settings
+        if self.reduction is not None:
+            return ReducingHistogram(self.reduction, s.first_pixel, s.pixels, channels,
+                                     s.max_periods, s.max_histogram_mb)
+        return RunHistogram(s.first_pixel, s.pixels, channels, s.max_periods,
+                            s.max_histogram_mb)
+
     def _bin_with(self, channels: TimeChannels) -> None:
         """A new, empty histogram of these time channels (the caller begins the run again)."""
-        histogram = RunHistogram(self.settings.first_pixel, self.settings.pixels, channels,
-                                 self.settings.max_periods, self.settings.max_histogram_mb)
+        histogram = self._new_histogram(channels)
         self.histogram = histogram
         self.arrays.set_histogram(histogram)
         log.info("time channels now %s", channels)
@@ -254,8 +283,15 @@ class LiveView:
         if isinstance(ev, PulseMetadata):
             self.histogram.add_pulse(ev)
             return
-        if ev is None or ev.source_name != self.settings.source_name:
-            return  # not events, or a monitor's (another source's)
+        if ev is None:
+            return  # not events
+        if ev.source_name != self.settings.source_name:
+            # a monitor's (another source's): to I(λ) when reducing, else not counted
+            if isinstance(self.histogram, ReducingHistogram):
+                self.histogram.add_monitor(ev.source_name, ev.message_id, ev.reference_time,
+                                           ev.reference_time_index, ev.time_of_flight,
+                                           ev.pixel_id)
+            return
         ref = ev.reference_time
         lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0
         if ev.period >= self.histogram.max_periods and not self._warned_period:
@@ -323,6 +359,22 @@ class LiveView:
             "tof": {"edges": histogram.channels.edges().tolist(),
                     "counts": histogram.spectrum().tolist()},
             "images": [page_entry(name, c) for name, c in images.items()]}
+        if self.reduction_pvs is not None:  # after the page: a broker away delays nothing
+            reduced = self.reduction_pvs.update(float(histogram.snapshot()["good_uah"]))
+            self._publish_da00(reduced)
+
+    def _publish_da00(self, reduced: Reduced) -> None:
+        if self._da00 is None:
+            reduction = self.settings.reduction
+            topic = (reduction.topic if reduction and reduction.topic
+                     else self.config.topics.name("liveHistograms"))
+            self._da00 = Da00Publisher(make_producer(self.kafka), topic)
+        self._da00.publish(reduced)
+
+    def close(self) -> None:
+        """What the publisher opened: the da00 producer (its queue flushed)."""
+        if self._da00 is not None:
+            self._da00.close()
 
     def publish_counters(self) -> None:
         snapshot = self.histogram.snapshot()
@@ -416,4 +468,5 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
             se_thread.join(5)
         if metrics is not None:
             metrics.close()
+        view.close()
         view.pvs.close()
