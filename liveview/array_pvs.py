@@ -33,6 +33,7 @@ from p4p.nt import NTNDArray, NTScalar
 from p4p.server.thread import SharedPV
 
 from datastream.time_channels import MAX_CHANNELS, MAX_TOF_NS
+from liveview import pva_access
 from liveview.dae_arrays import spectrum_value
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class _Setpoint:
         return value
 
     def put(self, pv: SharedPV, op: Any) -> None:
+        if not pva_access.ACCESS.check(op, op.value()):  # the site's ACF decides who writes
+            return
         try:
             value = self.check(op.value())
             self.apply(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from datastream.access_config import load_acf
 from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig
 from datastream.kafka_client import KafkaSettings
@@ -35,8 +36,10 @@ def main(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespac
     from liveview.service import LiveSettings, default_jbi_topics, run
     from liveview.web import parse_http
 
-    try:  # a bad [liveview] or geometry: said in one line, before anything starts
+    try:  # a bad [liveview], geometry or ACF: said in one line, before anything starts
         LiveSettings.from_config(config)
+        if config.access_security:
+            load_acf(config.access_security)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"bad live view settings: {exc}") from None
     ports = EpicsPorts(liveview_pva=args.pva_port, liveview_pva_broadcast=args.pva_search_port,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from datastream.access_config import load_acf
 from datastream.epics_network import EpicsPorts
 from datastream.event_messages import read_stream
 from datastream.geometry import Geometry
@@ -30,6 +31,7 @@ from liveview.dae_ca import DaeSpectra
 from liveview.jbi_service import JbiService, JbiTopics
 from liveview.load_shedding import LoadShedder
 from liveview.metrics import collect
+from liveview.pva_access import set_access
 from liveview.pvs import LivePVs
 from liveview.reduction import Reduced, Reduction, ReductionSettings
 from liveview.reduction_binning import warm_up
@@ -415,6 +417,9 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, ports: EpicsPorts,
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # the site's ACF decides who may put the live view's setpoints, as the IOC's (a file that
+    # cannot be read stops the start: refusing everyone or no one by mistake is worse)
+    set_access(load_acf(config.access_security) if config.access_security else None)
     view = LiveView(config, kafka, LiveSettings.from_config(config), ports)
     view.pvs.start()
     # no status message: ready is the broker and topics, healthy is the publishing loop

@@ -47,3 +47,28 @@ class FakeProducer:
 
     def topics(self, name):
         return [s for s in self.sent if s.topic == name]
+
+
+class FakePut:
+    """A p4p server operation as the live view's setpoints see it: the value put, the
+    client (an account on a host), and the answer given."""
+
+    def __init__(self, value, account: str = "tester", peer: str = "127.0.0.1:40000",
+                 name: str = "T:LIVE:TEST:SP"):
+        self._value, self._account, self._peer, self._name = value, account, peer, name
+        self.error, self.ok = None, False
+
+    def value(self):
+        return self._value
+
+    def name(self):
+        return self._name
+
+    def account(self):
+        return self._account
+
+    def peer(self):
+        return self._peer
+
+    def done(self, error=None):
+        self.error, self.ok = error, error is None

@@ -29,6 +29,7 @@ from datastream.schemas import MalformedMessage
 from datastream.time_channels import TimeChannels
 from liveview.run_follower import decide
 from liveview.run_histogram import RunHistogram
+from tests.fakes import FakePut
 
 T0 = 1_700_000_000_000_000_000
 JOB = "0c8f7a0e-3a57-4ad7-a5a1-2f9b5bb0f0a1"
@@ -157,22 +158,6 @@ def test_time_channels_of_a_real_tcb_are_taken():
     assert TimeChannels(1000.0, 20000.0, 50, True).edges()[0] == pytest.approx(1000.0)
 
 
-class _Put:
-    """A p4p server operation as _Setpoint sees it."""
-
-    def __init__(self, value):
-        self._value, self.error, self.ok = value, None, False
-
-    def value(self):
-        return self._value
-
-    def name(self):
-        return "TEST:SP"
-
-    def done(self, error=None):
-        self.error, self.ok = error, error is None
-
-
 def _arrays():
     from liveview.array_pvs import ArrayPVs
 
@@ -190,7 +175,7 @@ def test_every_setpoint_refuses_what_is_not_a_finite_number_in_range(name, value
     arrays, asked = _arrays()
     pv = arrays.setpoints[name]
     before = list(arrays.tof_range_us)
-    put = _Put(value)
+    put = FakePut(value)
     pv._handler.put(pv, put)
     assert put.error and not put.ok, (name, value)
     assert len(put.error) < 200
@@ -205,14 +190,14 @@ def test_tcb_setpoints_say_why_and_take_good_values():
                                 ("TCB:CHANNELS:SP", 2.5, "whole number"),
                                 ("TCB:CHANNELS:SP", 2_000_000, "outside 1 to 1e+06"),
                                 ("TCB:LOG:SP", 0.5, "whole number")):
-        put = _Put(value)
+        put = FakePut(value)
         sp[name]._handler.put(sp[name], put)
         assert reason in put.error, (name, put.error)
     assert asked == []
-    put = _Put(2000.0)  # µs
+    put = FakePut(2000.0)  # µs
     sp["TCB:TOF_MAX:SP"]._handler.put(sp["TCB:TOF_MAX:SP"], put)
     assert put.ok and asked == [TimeChannels(0, 2e6, 10)]
-    put = _Put(500.0)
+    put = FakePut(500.0)
     sp["IMAGE:TOF_MIN:SP"]._handler.put(sp["IMAGE:TOF_MIN:SP"], put)
     assert put.ok and arrays.tof_range_us[0] == 500.0
 
@@ -223,7 +208,7 @@ def test_an_unexpected_failure_of_a_put_is_the_puts():
     def boom(value):
         raise OverflowError("no")
 
-    put = _Put(1.0)
+    put = FakePut(1.0)
     _Setpoint(boom, 0, 10).put(SimpleNamespace(post=lambda v: None), put)
     assert "no" in put.error
 

@@ -19,6 +19,7 @@ from datastream.time_channels import TimeChannels
 from liveview.reduction import ALL, Bins, Reduction, ReductionSettings, normalised
 from liveview.reduction_binning import bin_dspacing, bin_scaled, guess
 from liveview.reduction_run import ReducingHistogram
+from tests.fakes import FakePut
 
 GEOMETRY = Path(__file__).parents[1] / "system" / "SYS_geometry.toml"
 
@@ -229,20 +230,6 @@ def test_normalised_is_zero_until_there_is_something_to_divide_by():
     assert normalised(counts, 2.0).tolist() == [1.0, 2.0]
 
 
-class _Put:
-    def __init__(self, value):
-        self._value, self.error, self.ok = value, None, False
-
-    def value(self):
-        return self._value
-
-    def name(self):
-        return "T:LIVE:DSPACING:SP"
-
-    def done(self, error=None):
-        self.error, self.ok = error, error is None
-
-
 def test_setpoints_refuse_with_the_reason_and_a_new_binning_empties_the_histograms(geometry):
     from liveview.reduction_pvs import ReductionPVs
 
@@ -266,12 +253,12 @@ def test_setpoints_refuse_with_the_reason_and_a_new_binning_empties_the_histogra
                                 ("DSPACING:BINS:SP", 10**7, "outside 1 to 100000"),
                                 ("DSPACING:LOG:SP", 2, "outside 0 to 1"),
                                 ("DSPACING:BINS:SP", "many", "not a number")):
-        put = _Put(value)
+        put = FakePut(value)
         sp[name]._handler.put(sp[name], put)
         assert put.error and reason in put.error, (name, value, put.error)
     assert reduction.bins == Bins(0.5, 3.0, 100) and reduction.snapshot().events > 0
     posted = []
-    put = _Put(1)
+    put = FakePut(1)
     sp["DSPACING:LOG:SP"]._handler.put(SimpleNamespace(post=posted.append), put)
     assert put.ok and posted == [1.0]
     assert reduction.bins == Bins(0.5, 3.0, 100, True)
