@@ -29,7 +29,8 @@ def _service_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
 
 # the services whose modules own their options and start: (command, module, serves metrics)
 SERVICES = (("ioc", "ioc.main", True), ("forwarder", "forwarder.cli", False),
-            ("filewriter", "filewriter.cli", True), ("liveview", "liveview.cli", True))
+            ("filewriter", "filewriter.cli", True), ("liveview", "liveview.cli", True),
+            ("replay", "replay.cli", False))
 
 
 def _add_services(sub: argparse._SubParsersAction) -> None:

@@ -116,7 +116,7 @@ def jbi_total(instrument, start_ms: int, stop_ms: int) -> int:  # noqa: F811
 
 
 def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F811
-    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
 
     from tests.system_tools import headless_chromium
@@ -145,8 +145,9 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
         time.sleep(2.0)
         assert int(shown("updates")) >= updates + 3  # twice a second
         # the sample environment's logs, as the forwarder sends them
-        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#logs canvas"), 20,
-                   "sample-environment logs on the page")
+        wait_until(lambda: driver.execute_script(
+            "return Object.keys(livePlots.logs).length"), 20,
+            "sample-environment logs on the page")
         names = driver.execute_script(
             "return [...document.querySelectorAll('#logs .name')].map(e => e.textContent);")
         assert any("SE:TEMP" in name for name in names), names
@@ -154,12 +155,21 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
         pixel.send_keys("1")
         wait_until(lambda: int(shown("pixel-sum")) > 0, 10, "the chosen pixel's spectrum")
         # a region dragged out over the whole of the first bank's image, corner to corner
-        bank = driver.find_element(By.CSS_SELECTOR, "#images canvas")
-        name = driver.execute_script("return arguments[0].parentElement.id.slice(5)", bank)
-        half_w, half_h = bank.size["width"] / 2 - 1, bank.size["height"] / 2 - 1
-        ActionChains(driver).move_to_element_with_offset(bank, -half_w, -half_h) \
-            .click_and_hold().move_to_element_with_offset(bank, half_w, half_h) \
-            .release().perform()
+        driver.set_window_size(1400, 2600)  # the whole page in view, the drag's end too
+        name = driver.execute_script("return Object.keys(livePlots.images)[0]")
+        box = driver.execute_async_script(
+            "frameBox(livePlots.images[arguments[0]]).then(arguments[arguments.length - 1])",
+            name)
+        driver.execute_script("window.scrollTo(0, 0)")
+        drag = ActionBuilder(driver)
+        drag.pointer_action.move_to_location(int(box["left"]) + 1, int(box["top"]) + 1)
+        drag.pointer_action.pointer_down()
+        drag.pointer_action.move_to_location(int(box["left"] + box["width"] / 2),
+                                             int(box["top"] + box["height"] / 2))
+        drag.pointer_action.move_to_location(int(box["left"] + box["width"]) - 1,
+                                             int(box["top"] + box["height"]) - 1)
+        drag.pointer_action.pointer_up()
+        drag.perform()
         roi = wait_until(lambda: driver.find_element(By.ID, "roi").get_attribute("value"), 10,
                          "the dragged region")
         rows, cols = (int(v) + 1 for v in roi.split(":")[3:])  # first..last, from 0
@@ -172,6 +182,39 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
                    and shown("c-EVENTS") == str(total), 20,
                    f"the page and LIVE:EVENTS to show TOTALCOUNTS {total}")
         assert int(shown("tof-sum")) == total  # every event in the frame's time channels
+        # the plot itself: its axes, and its curve summing to LIVE:EVENTS over PVA
+        wait_until(lambda: driver.execute_script(
+            "return livePlots.tof.sources['all pixels'].data.y.reduce((s, v) => s + v, 0)")
+            == total, 5, "the TOF plot's curve to hold every event")
+        labels = driver.execute_script(
+            "const f = livePlots.tof.figure;"
+            "return [f.below[0].axis_label, f.left[0].axis_label]")
+        assert labels == ["time of flight (µs)", "counts"]
+        ticks = driver.execute_async_script(
+            "tickLabels(livePlots.tof).then(arguments[arguments.length - 1])")
+        assert len(ticks) >= 3 and all(float(t) >= 0 for t in ticks), ticks
+        # the bank's image: the JSON's counts, and its colour bar up to their highest
+        with urllib.request.urlopen(f"http://127.0.0.1:{instrument.http_port}/api/live") as a:
+            entry = next(i for i in json.load(a)["images"] if i["name"] == name)
+        wait_until(lambda: driver.execute_script(
+            "const p = livePlots.images[arguments[0]];"
+            "return [Array.from(p.source.data.image[0]), p.bar.color_mapper.high]", name)
+            == [entry["counts"], max(entry["counts"])], 5, f"the image of {name} as served")
+        # the live reduction, where the instrument has one: I(d) over all banks as the page
+        # plots it against d in Å, equal to LIVE:DSPACING:ALL:Y over PVA
+        if live(pva, instrument, "DSPACING:EVENTS") is not None:
+            import numpy as np
+
+            y = np.asarray(pva.get(instrument.pv("LIVE:DSPACING:ALL:Y"), timeout=5))
+            x = np.asarray(pva.get(instrument.pv("LIVE:DSPACING:ALL:X"), timeout=5))
+            page_d = wait_until(lambda: (lambda d: d if d and d[2] == y.tolist() else None)(
+                driver.execute_script(
+                    "const p = livePlots.dspacing;"
+                    "return p && [p.figure.below[0].axis_label, Array.from(p.sources.ALL.data.x),"
+                    "             Array.from(p.sources.ALL.data.y)]")), 10,
+                "the page's I(d) to equal LIVE:DSPACING:ALL:Y")
+            assert page_d[0] == "d-spacing (Å)" and y.sum() > 0
+            np.testing.assert_allclose(page_d[1], x)
 
         def bank_total() -> int | None:  # the region's sum is that bank's image's
             with urllib.request.urlopen(f"http://127.0.0.1:{instrument.http_port}/api/live?"
@@ -186,6 +229,7 @@ def test_the_live_page_in_a_real_browser(instrument, pva, tmp_path):  # noqa: F8
     finally:
         # one screenshot a run, for a person to look at
         driver.save_screenshot(str(tmp_path / "live_page.png"))
+        print(f"screenshot of the live page: {tmp_path / 'live_page.png'}")
         driver.quit()
 
 
