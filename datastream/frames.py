@@ -135,15 +135,19 @@ class FrameBook:
         in order. In a run without pu00, a pulse time not seen before is a new good frame of
         `default_period` bringing `default_charge` (an ev42's is84), counted here; once the
         run has pu00, a pulse with none is taken as good, in `default_period`, and not
-        counted as a frame (its pu00 went missing)."""
+        counted as a frame (its pu00 went missing). Without pu00 each message's own period
+        places its events, as before pu00: a pulse time seen again (a frame in chunks) is
+        not counted again, whatever period the later message says."""
         frames = []
         for t in reference_time[mask].tolist():
             frame = self._frames.get(t)
-            if frame is None:
+            if not self.pulsed:
+                if frame is None:
+                    self._remember(Frame(t, default_period, default_charge, 0))
+                    self.totals.count(self._frames[t])
                 frame = Frame(t, default_period, default_charge, 0)
-                if not self.pulsed:
-                    self._remember(frame)
-                    self.totals.count(frame)
+            elif frame is None:
+                frame = Frame(t, default_period, default_charge, 0)
             frames.append(frame)
         return frames
 
