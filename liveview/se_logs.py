@@ -1,6 +1,7 @@
 """The sample-environment logs the live page draws as time series: f144 and f142 of numeric
 scalars on <INST>_sampleEnv, the last KEEP points of each source, from LOOKBACK_S before the
-live view started. Arrays, strings and alarms are left to the file. One thread reads the
+live view started, and each source's units from the forwarder's un00. Arrays, strings and
+alarms are left to the file. One thread reads the
 topic (run()); the page reads copies (snapshot())."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from streaming_data_types.logdata_f144 import deserialise_f144
 from datastream.kafka_client import KafkaSettings, make_consumer, offsets_since
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import deserialise_f142
+from datastream.schemas.un00 import deserialise_un00
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class SampleEnvLogs:
         self.kafka, self.topic = kafka, topic
         self._lock = threading.Lock()
         self._logs: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._units: dict[str, str] = {}
         self.skipped = 0
 
     def add(self, payload: bytes) -> None:
@@ -43,6 +46,12 @@ class SampleEnvLogs:
         elif sid == "f142":
             data = deserialise_f142(payload)
             source, value, t_ns = data.source_name, data.value, data.timestamp_ns
+        elif sid == "un00":  # the latest units of a source label its axis
+            units = deserialise_un00(payload)
+            with self._lock:
+                if units.source_name in self._units or len(self._units) < MAX_SOURCES:
+                    self._units[units.source_name] = units.units or ""
+            return
         else:
             return
         if hasattr(value, "ndim") and value.ndim == 0:
@@ -59,6 +68,11 @@ class SampleEnvLogs:
                     return
                 points = self._logs[source] = collections.deque(maxlen=KEEP)
             points.append((t_ns / 1e9, value))
+
+    def units(self) -> dict[str, str]:
+        """source -> its units, as its un00 last said ("" for none)."""
+        with self._lock:
+            return dict(self._units)
 
     def snapshot(self) -> dict[str, list[list[float]]]:
         """source -> [[unix time s, value], ...] in time order, at most MAX_POINTS_SHOWN."""

@@ -200,6 +200,13 @@ def test_sample_environment_logs_keep_numeric_scalars():
     assert set(shown) == {"T", "B"}
     assert len(shown["T"]) == MAX_POINTS_SHOWN and shown["T"][0] == [1_700_000_000.0, 280.0]
     assert shown["B"] == [[1_700_000_000.0, 300.0]]
+    # the forwarder's un00 label the axes: the last units of a source, "" for none
+    from datastream.schemas.un00 import serialise_un00
+
+    logs.add(serialise_un00("T", 1, "K"))
+    logs.add(serialise_un00("T", 2, "mK"))
+    logs.add(serialise_un00("B", 1, None))
+    assert logs.units() == {"T": "mK", "B": ""}
 
 
 def _arrays(banks):
