@@ -53,30 +53,25 @@ class PeriodTotals:
     good_uah: float = 0.0
     raw_uah: float = 0.0
 
-
-@dataclass
-class FrameTotals:
-    good_frames: int = 0
-    raw_frames: int = 0
-    good_uah: float = 0.0
-    raw_uah: float = 0.0
-    # per period, from 0; only periods seen (a dict: a period number is the sender's word)
-    periods: dict[int, PeriodTotals] = field(default_factory=dict)
-
-    def count(self, frame: Frame) -> None:
+    def add(self, frame: Frame) -> None:
         self.raw_frames += 1
         self.raw_uah += frame.proton_charge
         if frame.good:
             self.good_frames += 1
             self.good_uah += frame.proton_charge
-        if not 0 <= frame.period < MAX_PERIODS_COUNTED:
-            return
-        p = self.periods.setdefault(frame.period, PeriodTotals())
-        p.raw_frames += 1
-        p.raw_uah += frame.proton_charge
-        if frame.good:
-            p.good_frames += 1
-            p.good_uah += frame.proton_charge
+
+
+@dataclass
+class FrameTotals(PeriodTotals):
+    """The run's totals, and per period (from 0; only periods seen: a dict, as a period
+    number is the sender's word)."""
+
+    periods: dict[int, PeriodTotals] = field(default_factory=dict)
+
+    def count(self, frame: Frame) -> None:
+        self.add(frame)
+        if 0 <= frame.period < MAX_PERIODS_COUNTED:
+            self.periods.setdefault(frame.period, PeriodTotals()).add(frame)
 
     def per_period(self, name: str, number: int) -> list[float]:
         """One PeriodTotals field of periods 0..number-1 (0 for a period not seen)."""

@@ -126,3 +126,30 @@ def run_simulated_dae(kafka: KafkaSettings, topics: InstrumentTopics, dae_settin
     finally:
         dae.close()
     return stop_ms, counters
+
+
+@pytest.fixture
+def writer(kafka: KafkaSettings, topics: InstrumentTopics, tmp_path: Path) -> Iterator[Path]:
+    """The file writer service in-process on the instrument's topics, writing into a folder
+    of its own (yielded), ready once it heartbeats (its job-pool consumer has its
+    partition); stopped after the test."""
+    import threading
+
+    from datastream.schemas import schema_id
+    from filewriter.job import JobSettings
+    from filewriter.service import run as run_writer
+    from tests.conftest import wait_until
+
+    out = tmp_path / "written"
+    out.mkdir()
+    stop = threading.Event()
+    settings = JobSettings(output_dir=out, lookback_s=10, leeway_s=0.5, flush_interval_s=0.2)
+    thread = threading.Thread(target=run_writer, args=(topics.run_info, kafka, settings,
+                                                       f"fw-{topics.instrument}", stop))
+    thread.start()
+    wait_until(lambda: any(schema_id(m.value()) == "x5f2"
+                           for m in read_all(kafka, topics.run_info, timeout=1)), 30,
+               "the file writer's first heartbeat")
+    yield out
+    stop.set()
+    thread.join(30)

@@ -6,7 +6,6 @@ framelog and totals are the stream's."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import h5py
@@ -16,8 +15,6 @@ from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_p
 
 from datastream.kafka_client import make_producer
 from datastream.schemas import schema_id
-from filewriter.job import JobSettings
-from filewriter.service import run as run_writer
 from tests.conftest import wait_until
 from tests.integration.conftest import read_all
 from tests.unit.test_icp_file_mantid import check_mantid_file
@@ -32,22 +29,6 @@ from tests.unit.test_icp_file_modules import (
 
 pytestmark = pytest.mark.integration
 MS = 1_000_000
-
-
-@pytest.fixture
-def writer(kafka, topics, tmp_path):
-    stop = threading.Event()
-    settings = JobSettings(output_dir=tmp_path, lookback_s=10, leeway_s=0.5,
-                           flush_interval_s=0.2)
-    thread = threading.Thread(target=run_writer, args=(topics.run_info, kafka, settings,
-                                                       f"fw-{topics.instrument}", stop))
-    thread.start()
-    wait_until(lambda: any(schema_id(m.value()) == "x5f2"
-                           for m in read_all(kafka, topics.run_info, timeout=1)), 30,
-               "the file writer's first heartbeat")
-    yield tmp_path
-    stop.set()
-    thread.join(30)
 
 
 def test_an_isis_stream_on_the_broker_makes_an_icp_file(kafka, topics, writer):

@@ -19,7 +19,6 @@ from datastream.schemas import schema_id
 from datastream.schemas.un00 import serialise_un00
 from tests.conftest import wait_until
 from tests.integration.conftest import read_all
-from tests.integration.test_filewriter_icp import writer  # noqa: F401 (a fixture)
 from tests.unit.test_icp_file_mantid import check_mantid_file
 from tests.unit.test_icp_file_modules import DETECTORS, SPECTRA, TCB, isis_stream
 from tests.unit.test_ix_logs import absolute_ns, hostile_un00, log_messages, structure
@@ -29,7 +28,7 @@ MS = 1_000_000
 S = 1_000_000_000
 
 
-def test_logs_and_their_units_on_the_broker_make_mantid_s_logs(kafka, topics, writer):  # noqa: F811
+def test_logs_and_their_units_on_the_broker_make_mantid_s_logs(kafka, topics, writer):
     from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
 
     producer = make_producer(kafka)

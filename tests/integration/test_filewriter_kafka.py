@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 
@@ -21,31 +20,12 @@ from datastream.kafka_client import deliver, make_producer
 from datastream.schemas import schema_id
 from datastream.schemas.f142 import serialise_f142
 from datastream.streams import LogStream, Stream
-from filewriter.job import JobSettings
-from filewriter.service import run as run_writer
 from ioc.nexus_template import RunMetadata, nexus_structure
 from tests.conftest import wait_until
 from tests.integration.conftest import read_all
 
 pytestmark = pytest.mark.integration
 MS = 1_000_000
-
-
-@pytest.fixture
-def writer(kafka, topics, tmp_path):
-    stop = threading.Event()
-    settings = JobSettings(output_dir=tmp_path, lookback_s=10, leeway_s=0.5,
-                           flush_interval_s=0.2)
-    thread = threading.Thread(target=run_writer, args=(topics.run_info, kafka, settings,
-                                                       f"fw-{topics.instrument}", stop))
-    thread.start()
-    # ready once it heartbeats (its job-pool consumer has its partition)
-    wait_until(lambda: any(schema_id(m.value()) == "x5f2"
-                           for m in read_all(kafka, topics.run_info, timeout=1)), 30,
-               "the file writer's first heartbeat")
-    yield tmp_path
-    stop.set()
-    thread.join(30)
 
 
 def replies(kafka, topic, sid):

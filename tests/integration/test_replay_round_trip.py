@@ -11,7 +11,6 @@ into fresh topics, and the writer service runs as run control's writer does."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 
@@ -28,7 +27,6 @@ from datastream.streams import LogStream, Stream
 from datastream.time_channels import TimeChannels
 from filewriter.commands import StartJob
 from filewriter.job import JobSettings, WriteJob
-from filewriter.service import run as run_writer
 from ioc.nexus_template import RunMetadata, nexus_structure
 from replay.producer import Replayer
 from replay.producer import Window as ReplayWindow
@@ -76,23 +74,6 @@ def original_file(tmp_path):
         job._dispatch(topic, payload, window, offset)
     job._close_file()
     return job.path
-
-
-@pytest.fixture
-def writer(kafka, topics, tmp_path):
-    out = tmp_path / "written"
-    out.mkdir()
-    stop = threading.Event()
-    settings = JobSettings(output_dir=out, lookback_s=10, leeway_s=0.5, flush_interval_s=0.2)
-    thread = threading.Thread(target=run_writer, args=(topics.run_info, kafka, settings,
-                                                       f"fw-{topics.instrument}", stop))
-    thread.start()
-    wait_until(lambda: any(schema_id(m.value()) == "x5f2"
-                           for m in read_all(kafka, topics.run_info, timeout=1)), 30,
-               "the file writer's first heartbeat")
-    yield out
-    stop.set()
-    thread.join(30)
 
 
 def per_pulse(group: h5py.Group) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
