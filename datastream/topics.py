@@ -24,6 +24,9 @@ TOPIC_SUFFIXES: tuple[str, ...] = (
     # the live view's just-bin-it interface: JSON commands in, answers, its x5f2 heartbeat,
     # and a topic for the histograms (hs00/hs01) that clients may name in their configs
     "liveCommands", "liveResponses", "liveStatus", "liveHistograms",
+    # the live reduction's da00 (I(d), I(2θ, d), I(λ)): apart from the hs00/hs01 topic,
+    # whose readers (NICOS's just-bin-it devices) take histograms only
+    "liveData",
     # ibex_bluesky_core's RunEngine publishes its documents here (<INST>_bluesky, from
     # COMPUTERNAME less NDX), msgpack [name, doc]; it creates no topic itself
     "bluesky",

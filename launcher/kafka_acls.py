@@ -75,7 +75,7 @@ def instrument_acls(topics: InstrumentTopics, principals: Principals = Principal
         *(allow(lv, topic, t, read) for t in (
             topics.run_info, topics.events, topics.sample_env, topics.name("liveCommands"))),
         *(allow(lv, topic, topics.name(t), write) for t in (
-            "liveResponses", "liveStatus", "liveHistograms")),
+            "liveResponses", "liveStatus", "liveHistograms", "liveData")),
     ]
     bindings += [allow(p, group, AD_HOC_GROUPS, read, prefixed) for p in (rc, fw, fwd, lv)]
     return bindings

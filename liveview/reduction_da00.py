@@ -11,8 +11,8 @@ per curve, sent by the live view's publisher at its update rate when the counts 
 The variable named for an axis holds its coordinate (edges: one longer than the signal's axis),
 as livedata's scipp conversion builds a DataArray from them.
 
-The topic: [liveview] reduction_topic, by default <INST>_liveHistograms (the live view's
-output topic in the topic table; its other messages are hs00/hs01, told apart by schema)."""
+The topic: [liveview] reduction_topic, by default <INST>_liveData: apart from
+<INST>_liveHistograms, whose readers (NICOS's just-bin-it devices) take hs00/hs01 only."""
 
 from __future__ import annotations
 

@@ -369,7 +369,7 @@ class LiveView:
         if self._da00 is None:
             reduction = self.settings.reduction
             topic = (reduction.topic if reduction and reduction.topic
-                     else self.config.topics.name("liveHistograms"))
+                     else self.config.topics.name("liveData"))
             self._da00 = Da00Publisher(make_producer(self.kafka), topic)
         self._da00.publish(reduced)
 

@@ -3,7 +3,7 @@ whole instrument (run control, simulated DAE, file writer, live view, each its o
 its file reduced offline with scippnexus (every position from the file) and scippneutron
 (time of flight to d-spacing), histogrammed on the edges the live view serves, equals the live
 I(d) read over PVA, bank by bank and bin by bin; the peaks are at the DAE's d-spacings; the
-monitor's I(λ) holds the file's monitor events; the da00 messages on <INST>_liveHistograms
+monitor's I(λ) holds the file's monitor events; the da00 messages on <INST>_liveData
 carry the same curve."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_live_d_spacing_equals_the_files_reduced_offline(instrument, pva):  # no
     from tests.integration.conftest import read_all
 
     last = None
-    for message in read_all(instrument.kafka, "SYS_liveHistograms"):
+    for message in read_all(instrument.kafka, "SYS_liveData"):
         if message.value()[4:8] == b"da00" and message.key() == b"dspacing/ALL":
             last = deserialise_da00(message.value())
     assert last is not None
