@@ -13,7 +13,9 @@ liveview` as its own process, its PVs read over PVA and its page over HTTP.
   3. The whole instrument on this machine (`datastream up`'s processes: both IOCs, the
      simulated DAE at the same rate, the forwarder, the file writer writing the run, the
      live view), a run begun and ended by caput: from each DAE frame's pulse time to
-     LIVE:EVENTS and the page first including it; and LIVE:EVENTS against TOTALCOUNTS.
+     LIVE:EVENTS and the page first including it; and LIVE:EVENTS against TOTALCOUNTS. The
+     instrument has DEMO's geometry (--geometry), so the live view also reduces every event
+     to d-spacing and λ (issue 21: the p99 must hold with reduction on).
 
 Bounded: every wait has a timeout; everything started is stopped at the end.
 
@@ -44,6 +46,7 @@ from streaming_data_types.run_start_pl72 import serialise_pl72
 from datastream.epics_network import EpicsPorts
 from datastream.instrument import InstrumentConfig, load_config, write_config
 from datastream.kafka_client import KafkaSettings, deliver, make_consumer, make_producer
+from datastream.paths import REPO_ROOT
 from launcher.topic_ensure import ensure_topics
 
 MS = 1_000_000
@@ -138,6 +141,9 @@ def main() -> None:
     parser.add_argument("--rate-hz", type=float, default=10.0)
     parser.add_argument("--events-per-frame", type=int, default=100_000)
     parser.add_argument("--broker", help="an existing cluster instead of an embedded broker")
+    parser.add_argument("--geometry", type=Path,
+                        default=REPO_ROOT / "iocBoot" / "DEMO" / "geometry.toml",
+                        help="the whole instrument's geometry (reduction on); 'none' for none")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="liveview-bench-"))
     inst = f"LVB{uuid.uuid4().hex[:4].upper()}"
@@ -222,7 +228,6 @@ def whole_instrument(args, kafka: KafkaSettings, ports: EpicsPorts, ctx: Context
                      work: Path) -> None:
     import epics  # after the client environment is set: libca reads it once
 
-    from datastream.paths import REPO_ROOT
     from launcher.up import instrument_services
 
     work.mkdir()
@@ -233,9 +238,12 @@ def whole_instrument(args, kafka: KafkaSettings, ports: EpicsPorts, ctx: Context
              "pixels": PIXELS},
         liveview={"channels": 1000},
         sample_env_db=REPO_ROOT / "db" / "sample_env.db",
-        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json"),
+        streams_file=REPO_ROOT / "iocBoot" / "DEMO" / "forwarder_streams.json",
+        geometry_file=None if str(args.geometry) == "none" else args.geometry.resolve()),
         work / "config.toml")
     config = load_config(config_file)
+    print(f"   the whole instrument: geometry {args.geometry} (live reduction "
+          f"{'off' if str(args.geometry) == 'none' else 'on'})", flush=True)
     ensure_topics(kafka, config.topics, config.topic_table())
     http = free_port()
     services = instrument_services(config, kafka.bootstrap, ports, config_file, http_port=http)
