@@ -134,3 +134,32 @@ def test_a_replayed_run_is_written_again_as_it_was(kafka, topics, writer, tmp_pa
                                        atol=1e-6)
         assert old["selog/temp/value_log/value"].attrs["units"] == "K"
         assert new["selog/temp/value_log/value"].attrs["units"] == "K"
+
+
+def test_the_command_line_replays_a_file_and_refuses_a_bad_one(kafka, topics, writer,
+                                                                tmp_path):
+    """`datastream replay FILE` as a user types it, its own process on the real broker: the
+    run is written again; a file that is not a run file is refused in one line, exit 2."""
+    import subprocess
+    import sys
+
+    original = original_file(tmp_path)
+    command = [sys.executable, "-m", "launcher", "replay", "--instrument",
+               topics.instrument, "--broker", kafka.bootstrap, "--data-dir", str(tmp_path),
+               "--speed", "0", "--run-number", "9"]
+    done = subprocess.run([*command, str(original)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrdn = wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
+        kafka, topics.run_info, timeout=1) if schema_id(m.value()) == "wrdn")
+        if w.file_name.endswith("00000009.nxs")], 60, "the replayed run's file")[0]
+    assert not wrdn.error_encountered, wrdn.message
+    with h5py.File(original) as f_old, h5py.File(writer / wrdn.file_name) as f_new:
+        assert_same_events(f_old["raw_data_1/detector_1_events"],
+                           f_new["raw_data_1/detector_1_events"])
+    bad = tmp_path / "not_a_run.nxs"
+    bad.write_bytes(b"not HDF5 at all")
+    refused = subprocess.run([*command, str(bad)], capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("replay:") and "Traceback" not in refused.stderr
