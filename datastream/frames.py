@@ -135,14 +135,14 @@ class FrameBook:
         not counted again, whatever period the later message says."""
         frames = []
         for t in reference_time[mask].tolist():
-            frame = self._frames.get(t)
-            if not self.pulsed:
-                if frame is None:
-                    self._remember(Frame(t, default_period, default_charge, 0))
-                    self.totals.count(self._frames[t])
-                frame = Frame(t, default_period, default_charge, 0)
-            elif frame is None:
-                frame = Frame(t, default_period, default_charge, 0)
+            known = self._frames.get(t)
+            if self.pulsed and known is not None:
+                frames.append(known)
+                continue
+            frame = Frame(t, default_period, default_charge, 0)
+            if not self.pulsed and known is None:
+                self._remember(frame)
+                self.totals.count(frame)
             frames.append(frame)
         return frames
 

@@ -379,7 +379,7 @@ class SimulatedDae:
                 vetos |= 1 << VETO_BITS["dwell"]
             if paused:
                 vetos |= 1 << VETO_BITS["pause"]
-            n_events, n_monitor = self._emit(frame_ns, in_period, charge, vetos, dwell)
+            n_events, n_monitor = self._emit(frame_ns, in_period, charge, vetos)
             with self._cond:
                 if self._next_ns == frame_ns:
                     self._next_ns = frame_ns + period
@@ -388,10 +388,9 @@ class SimulatedDae:
                 self._tally.frame(in_period, charge, vetos, n_events, n_monitor)
                 self._recent.append((frame_ns, n_events))
 
-    def _emit(self, frame_ns: int, period: int, charge: float, vetos: int,
-              dwell: bool) -> tuple[int, int]:
-        """One frame: its pu00, then (unless vetoed, or a dwell period's) the detector's
-        events and each monitor's. Returns how many of each were sent."""
+    def _emit(self, frame_ns: int, period: int, charge: float, vetos: int) -> tuple[int, int]:
+        """One frame: its pu00, then (unless vetoed: a dwell period's frames are) the
+        detector's events and each monitor's. Returns how many of each were sent."""
         # one key a frame, so its messages stay in order: kafka_event_aggregator's frame
         # counter, 8 bytes big-endian
         self._frame_key += 1
@@ -401,7 +400,7 @@ class SimulatedDae:
             self._message_id += 1
             self._produce(serialise_pu00(self._settings.source_name, self._message_id,
                                          frame_ns, vetos, period, charge), frame_ns, key)
-        if vetos or dwell:
+        if vetos:
             self._producer.poll(0)
             return 0, 0
         tof, pixel = self._generator.frame()

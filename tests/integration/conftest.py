@@ -153,3 +153,16 @@ def writer(kafka: KafkaSettings, topics: InstrumentTopics, tmp_path: Path) -> It
     yield out
     stop.set()
     thread.join(30)
+
+
+def file_written(kafka: KafkaSettings, topic: str, matches, what: str = "the file written",
+                 timeout: float = 60):
+    """The first wrdn on `topic` that `matches` (a wrdn -> bool), waited for."""
+    from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
+
+    from datastream.schemas import schema_id
+    from tests.conftest import wait_until
+
+    return wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
+        kafka, topic, timeout=1) if schema_id(m.value()) == "wrdn") if matches(w)],
+        timeout, what)[0]

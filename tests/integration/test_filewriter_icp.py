@@ -14,9 +14,7 @@ import pytest
 from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 
 from datastream.kafka_client import make_producer
-from datastream.schemas import schema_id
-from tests.conftest import wait_until
-from tests.integration.conftest import read_all
+from tests.integration.conftest import file_written
 from tests.unit.test_icp_file_mantid import check_mantid_file
 from tests.unit.test_icp_file_modules import (
     DETECTORS,
@@ -32,7 +30,6 @@ MS = 1_000_000
 
 
 def test_an_isis_stream_on_the_broker_makes_an_icp_file(kafka, topics, writer):
-    from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
 
     producer = make_producer(kafka)
     start_ms = time.time_ns() // MS - 5_000  # the frames lie in the recent past
@@ -49,9 +46,7 @@ def test_an_isis_stream_on_the_broker_makes_an_icp_file(kafka, topics, writer):
         detector_spectrum_map=DetectorSpectrumMap(SPECTRA, DETECTORS, len(DETECTORS)),
         control_topic=topics.run_info))
     assert producer.flush(10) == 0
-    done = wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
-        kafka, topics.run_info, timeout=1) if schema_id(m.value()) == "wrdn")
-        if w.job_id == job_id], 60, "the file written")[0]
+    done = file_written(kafka, topics.run_info, lambda w: w.job_id == job_id)
     assert not done.error_encountered, done.message
     path = writer / "ICP00000007.nxs"
     check_mantid_file(path)

@@ -15,10 +15,8 @@ import pytest
 from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 
 from datastream.kafka_client import make_producer
-from datastream.schemas import schema_id
 from datastream.schemas.un00 import serialise_un00
-from tests.conftest import wait_until
-from tests.integration.conftest import read_all
+from tests.integration.conftest import file_written
 from tests.unit.test_icp_file_mantid import check_mantid_file
 from tests.unit.test_icp_file_modules import DETECTORS, SPECTRA, TCB, isis_stream
 from tests.unit.test_ix_logs import absolute_ns, hostile_un00, log_messages, structure
@@ -29,7 +27,6 @@ S = 1_000_000_000
 
 
 def test_logs_and_their_units_on_the_broker_make_mantid_s_logs(kafka, topics, writer):
-    from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
 
     producer = make_producer(kafka)
     start_ms = time.time_ns() // MS - 5_000  # the run lies in the recent past
@@ -56,9 +53,7 @@ def test_logs_and_their_units_on_the_broker_make_mantid_s_logs(kafka, topics, wr
         detector_spectrum_map=DetectorSpectrumMap(SPECTRA, DETECTORS, len(DETECTORS)),
         control_topic=topics.run_info))
     assert producer.flush(10) == 0
-    done = wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
-        kafka, topics.run_info, timeout=1) if schema_id(m.value()) == "wrdn")
-        if w.job_id == job_id], 60, "the file written")[0]
+    done = file_written(kafka, topics.run_info, lambda w: w.job_id == job_id)
     assert not done.error_encountered, done.message
     assert f"{len(hostile)} malformed" in done.message, done.message
     path = writer / "IXL00000007.nxs"

@@ -17,12 +17,10 @@ import uuid
 import h5py
 import numpy as np
 import pytest
-from streaming_data_types.finished_writing_wrdn import deserialise_wrdn
 from streaming_data_types.logdata_f144 import serialise_f144
 
 from datastream.kafka_client import KafkaSettings, make_producer
 from datastream.run_window import Window
-from datastream.schemas import schema_id
 from datastream.streams import LogStream, Stream
 from datastream.time_channels import TimeChannels
 from filewriter.commands import StartJob
@@ -32,8 +30,7 @@ from replay.producer import Replayer
 from replay.producer import Window as ReplayWindow
 from replay.run_file import open_run_file
 from replay.run_start import RunIdentity
-from tests.conftest import wait_until
-from tests.integration.conftest import read_all
+from tests.integration.conftest import file_written
 from tests.unit.test_icp_file_modules import DETECTORS, MONITOR, SPECTRA, TCB, isis_stream
 
 pytestmark = pytest.mark.integration
@@ -107,9 +104,8 @@ def test_a_replayed_run_is_written_again_as_it_was(kafka, topics, writer, tmp_pa
         sent = replayer.replay(run, identity, start_ms, ReplayWindow(),
                                run.time_channels() or TimeChannels())
     assert sent.pulses == 30
-    done = wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
-        kafka, topics.run_info, timeout=1) if schema_id(m.value()) == "wrdn")
-        if w.job_id == identity.job_id], 60, "the replayed run's file")[0]
+    done = file_written(kafka, topics.run_info, lambda w: w.job_id == identity.job_id,
+                        "the replayed run's file")
     assert not done.error_encountered, done.message
     with h5py.File(original) as f_old, h5py.File(writer / identity.filename) as f_new:
         old, new = f_old["raw_data_1"], f_new["raw_data_1"]
@@ -150,9 +146,8 @@ def test_the_command_line_replays_a_file_and_refuses_a_bad_one(kafka, topics, wr
     done = subprocess.run([*command, str(original)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    wrdn = wait_until(lambda: [w for w in (deserialise_wrdn(m.value()) for m in read_all(
-        kafka, topics.run_info, timeout=1) if schema_id(m.value()) == "wrdn")
-        if w.file_name.endswith("00000009.nxs")], 60, "the replayed run's file")[0]
+    wrdn = file_written(kafka, topics.run_info, lambda w: w.file_name.endswith("00000009.nxs"),
+                        "the replayed run's file")
     assert not wrdn.error_encountered, wrdn.message
     with h5py.File(original) as f_old, h5py.File(writer / wrdn.file_name) as f_new:
         assert_same_events(f_old["raw_data_1/detector_1_events"],
