@@ -322,9 +322,13 @@ class SparseHistogram:
 
 def warm_up() -> None:
     """Load (or compile) the kernels now, on a few events: a service calls this as it starts,
-    so its first run does not spend half a second in numba's cache before binning."""
-    hist = np.zeros((2, 4), np.uint32)
-    ids, tof = np.ones(3, np.int32), np.array([1, 2, 3], np.int32)
-    bin_linear(hist, ids, tof, 1, 0.0, 4.0, 4)
-    bin_edges(hist, ids, tof, 1, np.arange(5, dtype=np.float64))
-    EdgeIndex(np.arange(5, dtype=np.float64)).bin(hist, ids, tof, 1)
+    so its first run does not spend half a second in numba's cache before binning. Events
+    decoded from a message are read-only views of it, which numba compiles apart; ids of a
+    reader's own making (a spectrum map's rows, a monitor's) beside read-only times too."""
+    for ids_writable, tof_writable in ((True, True), (False, False), (True, False)):
+        hist = np.zeros((2, 4), np.uint32)
+        ids, tof = np.ones(3, np.int32), np.array([1, 2, 3], np.int32)
+        ids.flags.writeable, tof.flags.writeable = ids_writable, tof_writable
+        bin_linear(hist, ids, tof, 1, 0.0, 4.0, 4)
+        bin_edges(hist, ids, tof, 1, np.arange(5, dtype=np.float64))
+        EdgeIndex(np.arange(5, dtype=np.float64)).bin(hist, ids, tof, 1)
