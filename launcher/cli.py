@@ -146,8 +146,12 @@ def cmd_acls(args: argparse.Namespace) -> int:
     from launcher.kafka_acls import Principals, apply_acls, instrument_acls
 
     config, kafka = _config_and_kafka(args)
+    named = Principals.of_instrument(config.name)
     bindings = instrument_acls(config.topics, Principals(
-        args.run_control_principal, args.filewriter_principal, args.forwarder_principal))
+        args.run_control_principal or named.run_control,
+        args.filewriter_principal or named.filewriter,
+        args.forwarder_principal or named.forwarder,
+        args.liveview_principal or named.liveview))
     if args.action == "show":
         for binding in bindings:
             print(binding)
@@ -297,9 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     acls = _service_parser(sub, "acls", "the instrument's Kafka ACLs, one principal per "
                            "service (run as the cluster's admin; --sasl-* give its login)")
     acls.add_argument("action", choices=["apply", "show"])
-    acls.add_argument("--run-control-principal", default="runcontrol")
-    acls.add_argument("--filewriter-principal", default="filewriter")
-    acls.add_argument("--forwarder-principal", default="forwarder")
+    # the defaults are the Ansible kafka role's: <instrument, lowercase>-<service>
+    acls.add_argument("--run-control-principal", help="default: <inst>-runcontrol")
+    acls.add_argument("--filewriter-principal", help="default: <inst>-filewriter")
+    acls.add_argument("--forwarder-principal", help="default: <inst>-forwarder")
+    acls.add_argument("--liveview-principal", help="default: <inst>-liveview")
     acls.set_defaults(func=cmd_acls)
 
     _add_services(sub)

@@ -1,24 +1,29 @@
-"""Kafka ACLs of an instrument: one principal per service, each allowed what it does and no
-more. Only run control writes run starts (runInfo) and events; the file writer reads the
-instrument's topics and writes only its reports (writerStatus); the forwarder writes the
-sample-environment topics and reads its configuration; the live view reads the runs, the
-events, the sample environment and its commands and writes only its answers, status and
-histograms. Everyone else, anonymous included, is refused by a broker whose authorizer
-allows nothing without an ACL."""
+"""Kafka ACLs of an instrument: one principal per service (on a cluster several instruments
+share, per instrument and service: `Principals("sec-runcontrol", ...)`, as the Ansible kafka
+role names them), each allowed what it does and no more. Only run control writes run starts
+(runInfo) and events; the file writer reads the instrument's topics and writes only its
+reports (writerStatus); the forwarder writes the sample-environment topics and reads its
+configuration; the live view reads the runs, the events, the sample environment and its
+commands and writes only its answers, status and histograms. Everyone else, anonymous
+included, is refused by a broker whose authorizer allows nothing without an ACL."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
+    AdminClient,
     ResourcePatternType,
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 
@@ -35,6 +40,14 @@ class Principals:
     filewriter: str = "filewriter"
     forwarder: str = "forwarder"
     liveview: str = "liveview"
+
+    @classmethod
+    def of_instrument(cls, instrument: str) -> Principals:
+        """The principals of one instrument on a shared cluster, as the Ansible kafka role
+        names them: <instrument, lowercase>-<service>."""
+        prefix = instrument.lower()
+        return cls(*(f"{prefix}-{service}" for service in
+                     ("runcontrol", "filewriter", "forwarder", "liveview")))
 
 
 def instrument_acls(topics: InstrumentTopics, principals: Principals = Principals(),
@@ -119,6 +132,24 @@ def ensure_acls(admin_settings: KafkaSettings, bindings: list[AclBinding],
     return len(missing)
 
 
+def logs_in(settings: KafkaSettings, timeout: float = 10.0) -> bool:
+    """Whether these credentials log in. A refusal is known in a fraction of a second (the
+    client's error callback), where a metadata request alone would retry until its timeout:
+    ten seconds a principal that is new or has a new password."""
+    errors: list[KafkaError] = []
+    client = AdminClient(settings.common() | {"error_cb": errors.append})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.list_topics(timeout=0.5)
+            return True
+        except KafkaException:
+            client.poll(0)  # serves the error callback
+        if any(error.code() == KafkaError._AUTHENTICATION for error in errors):
+            return False
+    return False
+
+
 def ensure_scram_users(admin_settings: KafkaSettings, users: dict[str, str],
                        mechanism: str = "SCRAM-SHA-512", iterations: int = 8192,
                        timeout: float = 30.0) -> list[str]:
@@ -128,11 +159,8 @@ def ensure_scram_users(admin_settings: KafkaSettings, users: dict[str, str],
     for user, password in users.items():
         as_user = replace(admin_settings, sasl_mechanism=mechanism, sasl_username=user,
                           sasl_password=password)
-        try:
-            make_admin(as_user).list_topics(timeout=min(timeout, 10))
-            continue  # it logs in: nothing to change
-        except Exception:  # refused (or new): set it
-            pass
+        if logs_in(as_user, timeout=min(timeout, 10)):
+            continue  # nothing to change
         admin = make_admin(admin_settings)
         upsert = UserScramCredentialUpsertion(
             user, ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], iterations),
@@ -146,3 +174,32 @@ def ensure_scram_users(admin_settings: KafkaSettings, users: dict[str, str],
                                    ) from exc
         changed.append(user)
     return changed
+
+
+def retire_principals(admin_settings: KafkaSettings, users: list[str],
+                      timeout: float = 30.0) -> list[str]:
+    """Remove every ACL and SCRAM credential of these users (principals no longer used: the
+    login of a retired principal must not keep its rights); the users that had any."""
+    admin = make_admin(admin_settings)
+    retired = []
+    for user in users:
+        every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                                 f"User:{user}", None, AclOperation.ANY, AclPermissionType.ANY)
+        acls = sum(len(future.result(timeout)) for future in
+                   admin.delete_acls([every], request_timeout=timeout).values())
+        try:
+            described = admin.describe_user_scram_credentials(
+                [user], request_timeout=timeout)[user].result(timeout)
+            mechanisms = [info.mechanism for info in described.scram_credential_infos]
+        except KafkaException as exc:  # no credential at all
+            if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
+                raise
+            mechanisms = []
+        if mechanisms:
+            deletions = [UserScramCredentialDeletion(user, m) for m in mechanisms]
+            for future in admin.alter_user_scram_credentials(
+                    deletions, request_timeout=timeout).values():
+                future.result(timeout)
+        if acls or mechanisms:
+            retired.append(user)
+    return retired
