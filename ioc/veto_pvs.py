@@ -69,10 +69,13 @@ class VetoPVs(PVGroup):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._last: tuple[int, int, dict[str, int]] = (0, 0, {})  # good, raw, vetoed
+        self._vetoed_running_pc = 0.0
 
     def vetoing(self) -> bool:
-        """More than half the frames since the last update vetoed: ISISDAE's VETOING."""
-        return self.vetopc.value > 50.0
+        """More than half the frames since the last update vetoed, other than by the pause:
+        ISISDAE's VETOING. Frames made while paused carry the software veto; just after a
+        resume the last update's frames are still mostly those, and the run is running."""
+        return self._vetoed_running_pc > 50.0
 
     async def refresh(self, c: DaeCounters | None = None) -> None:
         control = self.parent.control
@@ -86,8 +89,11 @@ class VetoPVs(PVGroup):
             self._last = (c.good_frames, c.raw_frames, vetoed)
             pcs = {f"ext{i}": _pc(vetoed.get(f"ext{i}", 0) - vetoed0.get(f"ext{i}", 0), d_raw)
                    for i in range(4)}
+            d_vetoed = d_raw - (c.good_frames - good0)
+            d_paused = vetoed.get("pause", 0) - vetoed0.get("pause", 0)
+            self._vetoed_running_pc = _pc(max(d_vetoed - d_paused, 0), d_raw)
             await write_changed(
-                ((self.vetopc, _pc(d_raw - (c.good_frames - good0), d_raw)),
+                ((self.vetopc, _pc(d_vetoed, d_raw)),
                  *((getattr(self, f"{v}_pc"), pc) for v, pc in pcs.items())))
         enabled = control.enabled_vetoes() | {"pause", "dwell"}
         status = "\n".join(f"{label} veto: {'ENABLED' if veto in enabled else 'disabled'}, "

@@ -468,6 +468,23 @@ def ca(live):
     from caproto.threading.client import Context
 
     context = Context()
+    # the setpoints fuzzed before re-bin the run from its start: its counters go back to 0
+    # and climb again for a while, which a test of puts to them would take for a put's doing
+    channels = context.get_pvs(*(live.prefix + f"LIVE:{n}" for n in ("EVENTS", "MEVENTS")),
+                               timeout=5)
+    for chan in channels:
+        chan.wait_for_connection(timeout=10)
+
+    def counts() -> list:
+        return [chan.read(timeout=10).data.tolist() for chan in channels]
+
+    last, deadline = counts(), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = counts()
+        if now == last:
+            break
+        last = now
     yield context
     context.disconnect()
 

@@ -50,6 +50,9 @@ def ioc(kafka, topics, tmp_path):
         process.wait(20)
 
 
+RUNNING, PAUSED = 2, 3  # ISISDAE's RUNSTATE numbers
+
+
 def test_vetoes_are_switched_shown_and_counted(ioc, tmp_path):
     ctx = Context()
     names = ["GOODFRAMES", "RAWFRAMES", "VETOSTATUS", "VETOPC", "DAESETTINGS", "RUNSTATE",
@@ -103,7 +106,14 @@ def test_vetoes_are_switched_shown_and_counted(ioc, tmp_path):
         time.sleep(1)
         assert value("GOODFRAMES") == good and value("RAWFRAMES") > raw + 20
         assert "Pause (software) veto: ENABLED" in value("VETOSTATUS")
+        wait_until(lambda: value("VETOPC") > 50, 10, "VETOPC of the paused frames")
+        assert value("RUNSTATE") == PAUSED
         pvs["RESUMERUN"].write([1], wait=True, timeout=10)
+        # the paused frames are vetoed, but by the pause: the run shows RUNNING at once
+        # (genie's resume reads RUNSTATE straight away), not VETOING
+        for _ in range(3):
+            assert value("RUNSTATE") == RUNNING
+            time.sleep(0.2)
         pvs["ABORTRUN"].write([1], wait=True, timeout=30)
     finally:
         ctx.disconnect()
