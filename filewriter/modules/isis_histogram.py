@@ -5,7 +5,8 @@ time_channels_1, and isis_vms_compat (the spectrum-detector map and run paramete
 
 Time channels are the run's TCB (the pl72 metadata's "tcb", as the live view bins), spectra
 the pl72's detector-spectrum map (else one spectrum a pixel over the configured range).
-Counts are kept in memory as uint32 (the datastream.binning kernels') and written at close;
+Counts are kept in memory a byte a bin, carrying into a uint32 per bin as they wrap
+(EdgeIndex.bin's `high`: the binning runs over a quarter of the memory), and written at close;
 a histogram larger than `max_bytes` is refused: the module says why in the job's answer and
 the file is written without it."""
 
@@ -213,15 +214,16 @@ class IsisHistogramWriter(RunModule):
         self.book = FrameBook(Window(run.start_ns, None))
         self._recent: dict[str, RecentMessages] = {}
         self.counts = {"histogram_refused_events": 0, "histogram_skipped_events": 0}
-        self._hist: dict[int, np.ndarray] = {}
-        self._monitor_hist: dict[str, dict[int, np.ndarray]] = {}
+        self._hist: dict[int, _Counts] = {}
+        self._monitor_hist: dict[str, dict[int, _Counts]] = {}
         self.enabled = False
         self._binner: _Binner | None = None
         try:
             self._channels = _channels(config, run)
             self._map = _spectrum_map(config, run)
             n_spectra, n_channels = len(self._map.spectra), self._channels.channels
-            self._period_bytes = n_spectra * n_channels * 4
+            # a byte a bin, and its carry (4 bytes, its pages taken only as bins pass 255)
+            self._period_bytes = n_spectra * n_channels * 5
             if self._period_bytes > self._max_bytes:
                 raise HistogramRefused(
                     f"{n_spectra:,} spectra x {n_channels:,} channels is "
@@ -344,17 +346,17 @@ class IsisHistogramWriter(RunModule):
         for period, pulses in self.book.take(ref, mask, ev.period):
             which = events_of_pulses(idx, n, pulses)
             tof = ev.time_of_flight[which]
-            hist = self._period(source, period, len(tof))
-            if hist is None:
+            counts = self._period(source, period, len(tof))
+            if counts is None:
                 continue
             if source == self._source:
                 rows, first = self._map.rows_of(ev.pixel_id[which])
             else:  # a monitor is one spectrum, whatever its events' ids
                 rows, first = np.zeros(len(tof), np.int32), 0
             self.counts["histogram_skipped_events"] += int(
-                self._index.bin(hist, rows, tof, first))
+                self._index.bin(counts.low, rows, tof, first, counts.high))
 
-    def _period(self, source: str, period: int, n_events: int) -> np.ndarray | None:
+    def _period(self, source: str, period: int, n_events: int) -> _Counts | None:
         """The period's histogram of `source`, made when first needed; None (its events
         counted as refused) past max_periods or max_bytes."""
         hists = self._hist if source == self._source else self._monitor_hist[source]
@@ -366,7 +368,7 @@ class IsisHistogramWriter(RunModule):
         if period >= self._max_periods or (rows > 1 and in_memory > self._max_bytes):
             self.counts["histogram_refused_events"] += n_events
             return None
-        hist = hists[period] = np.zeros((rows, self._channels.channels), np.uint32)
+        hist = hists[period] = _Counts.zeros(rows, self._channels.channels)
         return hist
 
     def flush(self) -> None:
@@ -404,11 +406,30 @@ class IsisHistogramWriter(RunModule):
         self._vms["NPER"][0] = n_periods
 
     @staticmethod
-    def _write(dset: h5py.Dataset, hists: dict[int, np.ndarray], n_periods: int) -> None:
+    def _write(dset: h5py.Dataset, hists: dict[int, _Counts], n_periods: int) -> None:
         dset.resize(n_periods, axis=0)
-        for period, hist in hists.items():
-            if period < n_periods:
-                # counts past 2^31 in one bin do not happen in one run: clipped, not
-                # wrapped; in place, then seen as int32 (no copy of a histogram of GBs)
-                np.minimum(hist, np.iinfo(np.int32).max, out=hist)
-                dset[period] = hist.view(np.int32)
+        block = dset.chunks[1]
+        for period, counts in hists.items():
+            if period < n_periods:  # a chunk's spectra at a time: no copy of GBs at once
+                for first in range(0, len(counts.low), block):
+                    dset[period, first:first + block] = counts.rows(first, first + block)
+
+
+@dataclass
+class _Counts:
+    """A histogram's counts: low, a byte a bin, and high, its 256s."""
+
+    low: np.ndarray  # uint8 (spectra, channels)
+    high: np.ndarray  # uint32, flat, one a bin
+
+    @classmethod
+    def zeros(cls, spectra: int, channels: int) -> _Counts:
+        return cls(np.zeros((spectra, channels), np.uint8),
+                   np.zeros(spectra * channels, np.uint32))
+
+    def rows(self, first: int, stop: int) -> np.ndarray:
+        """The counts of spectra first..stop as int32: past 2^31 in one bin (which does not
+        happen in one run) clipped, not wrapped."""
+        high = self.high.reshape(self.low.shape)[first:stop].astype(np.int64)
+        return np.minimum(high * 256 + self.low[first:stop],
+                          np.iinfo(np.int32).max).astype(np.int32)

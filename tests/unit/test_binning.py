@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from datastream.binning import CHUNK, SparseHistogram, bin_edges, bin_linear
 
@@ -107,3 +108,24 @@ def test_the_edge_index_of_equal_channels_is_exact_at_every_boundary():
     got = np.zeros((1, 1000), np.uint32)
     assert index.bin(got, pixel, tof, 1) == bin_edges(expected, pixel, tof, 1, edges)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_byte_counters_carry_into_high_as_they_wrap():
+    from datastream.binning import EdgeIndex
+
+    rng = np.random.default_rng(14)
+    edges = np.linspace(0, 1000, 11)
+    index = EdgeIndex(edges)
+    # a few bins hit thousands of times (past 255, 256 and 511), the rest a few times
+    pixel = np.concatenate([np.full(70_000, 3), rng.integers(0, 8, 5000)]).astype(np.int32)
+    tof = np.concatenate([np.full(70_000, 150), rng.integers(-5, 1005, 5000)]).astype(np.int32)
+    for n in (255, 256, 511, 70_000 + 5000):
+        expected = np.zeros((6, 10), np.uint32)
+        low = np.zeros((6, 10), np.uint8)
+        high = np.zeros(60, np.uint32)
+        skipped = index.bin(expected, pixel[:n], tof[:n], 1)
+        assert index.bin(low, pixel[:n], tof[:n], 1, high) == skipped
+        np.testing.assert_array_equal(high.reshape(6, 10).astype(np.int64) * 256 + low,
+                                      expected)
+    with pytest.raises(ValueError):
+        index.bin(low, pixel, tof, 1, np.zeros(59, np.uint32))
