@@ -47,3 +47,24 @@ def test_refused_ca_beacons_are_said_once_without_a_traceback():
     assert f.filter(first) and first.levelno == logging.WARNING and first.exc_info is None
     assert not f.filter(record("Failed to send beacon to ('127.0.0.1', 5065)."))
     assert f.filter(record("something else"))  # other errors pass untouched
+
+
+def test_a_log_line_after_stderr_was_swapped_and_closed_still_goes_out(capfd):
+    import io
+
+    from datastream.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    real = sys.stderr
+    try:
+        sys.stderr = io.StringIO()  # as a test's capture is while a service sets up
+        setup_logging("info")
+        sys.stderr.close()
+        sys.stderr = real
+        logging.getLogger("a.thread").warning("said after the capture closed")
+    finally:
+        sys.stderr = real
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert "said after the capture closed" in capfd.readouterr().err
