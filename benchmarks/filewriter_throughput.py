@@ -50,7 +50,6 @@ from filewriter.job import JobSettings, data_consumer
 from launcher.topic_ensure import ensure_topics
 
 INSTRUMENT = "FWBENCH"
-PULSES_PER_MESSAGE = 1  # ISIS sends a frame a message
 # frames of different events, sent in turn: the same frame in every message would bin into
 # the same 100,000 of the histogram's 10 M bins, which the caches hold (measured 2x the
 # binning rate of real, different frames)
@@ -107,13 +106,13 @@ def frames(per_message: int, pixels: int, unsorted: bool, n: int = DISTINCT_FRAM
 def prefill(kafka: KafkaSettings, topic: str, n_messages: int, per_message: int,
             first_ns: int, pixels: int, unsorted: bool = False) -> float:
     pool = frames(per_message, pixels, unsorted)
-    index = np.zeros(1, np.int32)
+    index = np.zeros(1, np.int32)  # ISIS sends a frame a message
     producer = make_producer(kafka, linger_ms=20, batch_size=16 * 1024 * 1024,
                              queue_buffering_max_kbytes=512 * 1024)
     t0 = time.perf_counter()
     for k in range(n_messages):
-        t = first_ns + k * PULSES_PER_MESSAGE * FRAME_NS
-        times = t + np.arange(PULSES_PER_MESSAGE, dtype=np.int64) * FRAME_NS
+        t = first_ns + k * FRAME_NS
+        times = np.array([t], np.int64)
         tof, ids = pool[k % len(pool)]
         payload = serialise_ev44("DAE", k, times, index, tof, ids)
         while True:
@@ -300,7 +299,7 @@ def main() -> int:
         ceiling = disk_rate(work, total * 8)
         print(f"disk: sequential write with fsync, {total * 8 / MB:.0f} MB: {ceiling:.0f} MB/s"
               f" (2 GB: {disk_rate(work, 2 * 1024**3):.0f} MB/s)", flush=True)
-        first_ns = time.time_ns() - n_messages * PULSES_PER_MESSAGE * FRAME_NS - 60 * 10**9
+        first_ns = time.time_ns() - n_messages * FRAME_NS - 60 * 10**9
         took = prefill(kafka, topics.events, n_messages, args.per_message, first_ns,
                        args.spectra, args.unsorted)
         print(f"prefill: {n_messages} ev44 messages, {total / 1e6:.0f} M events "
@@ -314,7 +313,7 @@ def main() -> int:
         read_only(kafka, topics.events, n_messages)
         print(f"kafka: reading the topic without writing: "
               f"{read_only(kafka, topics.events, n_messages):.0f} MB/s", flush=True)
-        stop_ns = first_ns + n_messages * PULSES_PER_MESSAGE * FRAME_NS
+        stop_ns = first_ns + n_messages * FRAME_NS
         # the same run written several times: the spread is part of the figure
         # alternately, so a busy spell of the machine falls on both
         ours, isis = [], []

@@ -360,16 +360,16 @@ class IsisHistogramWriter(RunModule):
         """The period's histogram of `source`, made when first needed; None (its events
         counted as refused) past max_periods or max_bytes."""
         hists = self._hist if source == self._source else self._monitor_hist[source]
-        hist = hists.get(period)
-        if hist is not None:
-            return hist
+        counts = hists.get(period)
+        if counts is not None:
+            return counts
         rows = len(self._map.spectra) if source == self._source else 1
         in_memory = (len(self._hist) + 1) * self._period_bytes
         if period >= self._max_periods or (rows > 1 and in_memory > self._max_bytes):
             self.counts["histogram_refused_events"] += n_events
             return None
-        hist = hists[period] = _Counts.zeros(rows, self._channels.channels)
-        return hist
+        counts = hists[period] = _Counts.zeros(rows, self._channels.channels)
+        return counts
 
     def flush(self) -> None:
         """Nothing until close: a histogram is written whole, once."""
