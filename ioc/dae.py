@@ -47,6 +47,12 @@ class PeriodPlan:
     number: int = 1
     hardware: tuple[tuple[int, int, bool], ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.number < 1 or any(not 0 <= p < self.number for p, _, _ in self.hardware):
+            raise ValueError(f"periods: {self.number}, each frame's period between 1 and it")
+        if self.hardware and sum(n for _, n, _ in self.hardware) < 1:
+            raise ValueError("hardware periods: no slot with frames")
+
     @classmethod
     def every_frame(cls, periods: int) -> PeriodPlan:
         """[dae] periods = N: frame k of a run in period k mod N."""

@@ -28,6 +28,7 @@ from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
 from ioc.dae_settings import PERIOD_TYPE_NAMES, TIMING_SOURCES, DaeConfig
+from ioc.dae_tables import listed
 from ioc.labview_xml import SettingsError, compress_hex, compress_hex_json, dehex_decompress
 from ioc.pv_records import (
     BO,
@@ -365,14 +366,15 @@ class DaePVs(PVGroup):
         return value
 
     # -- settings documents --
-    async def _apply(self, record, what: str, change: Callable[[DaeConfig], DaeConfig]
-                     ) -> None:
+    async def _apply(self, record, what: str, change: Callable[[DaeConfig], DaeConfig],
+                     reload_tables: bool = False) -> None:
         """New settings, checked and taken in SETUP only (as ISISDAE), with STATETRANS and
         STATE:CHANGING up meanwhile; a refusal fails the put with the reason, on the :SP
-        record's alarm and in ERRMSGS."""
+        record's alarm and in ERRMSGS, and changes nothing."""
         await write_changed(((self.statetrans, "Yes"), (self.state_changing, "Yes")))
         try:
-            self.control.configure(change(self.control.dae_config))
+            self.control.configure(change(self.control.dae_config),
+                                   reload_tables=reload_tables)
         except (SettingsError, ValueError, CommandRefused) as exc:
             await write_changed(((self.statetrans, "No"), (self.state_changing, "No")))
             await self._refuse(f"{what} refused: {exc}", record)
@@ -383,8 +385,9 @@ class DaePVs(PVGroup):
 
     @daesettings_sp.putter
     async def daesettings_sp(self, instance, value):
+        # the tables it names are read again, as the ICP does when settings are applied
         await self._apply(self.daesettings_sp, "DAE settings",
-                          lambda c: c.with_documents({"setup": value}))
+                          lambda c: c.with_documents({"setup": value}), reload_tables=True)
         return value
 
     @tcbsettings_sp.putter
@@ -445,13 +448,18 @@ class DaePVs(PVGroup):
     async def startup(self) -> None:
         """Values that change only with settings, once the server runs."""
         self._setup_ready = True
-        empty = compress_hex_json([])  # no tables: the geometry's one-to-one map
+        empty = compress_hex_json([])
+        # the tables in iocBoot/<INST>/tables/, for IBEX's choice lists, as ISISDAE lists its
+        # tables directory; the settings may name others in iocBoot/<INST>/
+        tables = {kind: compress_hex_json(listed(self.control.tables_dir, kind))
+                  for kind in ("wiring", "spectra", "detector")}
         await write_changed((
             (self.instname, self.control.instrument),
             (self.sim_mode, "Yes" if self.parent.simulated_dae is not None else "No"),
             (self.numperiods_max, 10_000), (self.eventmodefraction, 1.0),
-            (self.wiringtables, empty), (self.spectratables, empty),
-            (self.detectortables, empty), (self.periodfiles, empty), (self.tcbfiles, empty)))
+            (self.wiringtables, tables["wiring"]), (self.spectratables, tables["spectra"]),
+            (self.detectortables, tables["detector"]), (self.periodfiles, empty),
+            (self.tcbfiles, empty)))
         await self.show_settings()
 
     async def refresh(self) -> None:

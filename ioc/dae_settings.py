@@ -58,6 +58,8 @@ class DaeSetup:
     monitor_spectrum: int = 0
     monitor_from_us: float = 0.0
     monitor_to_us: float = 0.0
+    # ISIS's tables as named (ioc.dae_tables finds, reads and checks them when the settings
+    # are taken; "" for none: the geometry's one-to-one map)
     wiring_table: str = ""
     detector_table: str = ""
     spectra_table: str = ""
@@ -246,6 +248,13 @@ class Periods:
     slots: tuple[PeriodSlot, ...] = (PeriodSlot(),) * HARDWARE_PERIOD_SLOTS
     setup_source: int = 0
     period_file: str = ""
+
+    def __post_init__(self) -> None:
+        # NUMPERIODS:SP sets soft_periods alone, past the document's checks: 0 or -1 periods
+        # would leave the DAE counting into period -1
+        if not 1 <= self.soft_periods <= MAX_PERIODS:
+            raise SettingsError(f"{self.soft_periods} software periods: between 1 and "
+                                f"{MAX_PERIODS}")
 
     @property
     def number(self) -> int:

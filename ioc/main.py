@@ -145,7 +145,8 @@ def run(config: InstrumentConfig, kafka: KafkaSettings, args: argparse.Namespace
         spectra=(dae_settings.first_pixel, dae_settings.pixels), geometry=geometry,
         dae_config=DaeConfig(setup=initial_setup(dae_settings), tcb=initial_tcb(config),
                              periods=legacy_periods(dae_settings.periods)),
-        config_store=DaeConfigStore(runinfo_dir / f"{config.name}_dae_settings.json"))
+        config_store=DaeConfigStore(runinfo_dir / f"{config.name}_dae_settings.json"),
+        tables_dir=Path(args.config).parent)
     try:
         control.load_config()
     except (SettingsError, ValueError) as exc:

@@ -149,12 +149,14 @@ def _geometry(geometry: Geometry | None, events_topic: str
                                                                                  *monitors]
 
 
-def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | None
+def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | None,
+                  monitor_spectra: dict[int, int]
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """ISIS's run-level data from the events topic's pu00 and ev44 (filewriter.modules.
     isis_frames, isis_histogram): the entry's totals and histograms, and the framelog
     group. The histogram's spectra are the pl72's detector-spectrum map; the geometry's
-    pixels when there is none."""
+    pixels when there is none. A monitor's spectrum is the spectra table's (monitor_spectra,
+    by detector number), else the module's default, after the pixels'."""
     stream = {"topic": events_topic, "source": events_source}
     histogram: dict[str, Any] = dict(stream)
     if geometry is not None:
@@ -162,6 +164,8 @@ def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | No
         histogram |= {"first_pixel": int(ids.min()), "pixels": int(ids.max() - ids.min() + 1),
                       "monitors": [{"source": m.name, "detector_id": m.id,
                                     "name": f"monitor_hist_{i}"}
+                                   | ({"spectrum": monitor_spectra[m.id]}
+                                      if m.id in monitor_spectra else {})
                                    for i, m in enumerate(geometry.monitors, start=1)]}
     in_entry = [{"module": "isis_totals", "config": dict(stream)},
                 {"module": "isis_histogram", "config": histogram}]
@@ -172,13 +176,15 @@ def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | No
 
 def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
                     logs: list[LogStream], run_log: list[LogStream] = (),
-                    geometry: Geometry | None = None, log_layout: str = MANTID
-                    ) -> dict[str, Any]:
+                    geometry: Geometry | None = None, log_layout: str = MANTID,
+                    monitor_spectra: dict[int, int] | None = None) -> dict[str, Any]:
     """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog, laid out
     as `log_layout` says (LOG_LAYOUTS); `geometry` places the source, sample, detector banks
-    and monitors."""
+    and monitors; `monitor_spectra` (monitor detector number -> spectrum, the spectra
+    table's) numbers the monitors' histograms."""
     in_instrument, in_entry = _geometry(geometry, events_topic)
-    isis_modules, framelog = _isis_modules(events_topic, events_source, geometry)
+    isis_modules, framelog = _isis_modules(events_topic, events_source, geometry,
+                                           monitor_spectra or {})
     # Mantid's LoadISISNexus2 cannot load a file without an NXsample
     sample = [] if geometry is not None else [_group("sample", "NXsample",
                                                      [_dataset("name", "")])]

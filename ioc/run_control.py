@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -30,7 +31,9 @@ from datastream.run_window import ABORT_PREFIX
 from datastream.streams import LogStream
 from datastream.topics import InstrumentTopics
 from ioc.dae import Dae, DaeCounters
-from ioc.dae_settings import DaeConfig, DaeConfigStore
+from ioc.dae_settings import DaeConfig, DaeConfigStore, DaeSetup
+from ioc.dae_tables import DaeTables, InstrumentDetectors, load_tables
+from ioc.isis_tables import TableError
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
 from ioc.run_record import PendingStop, RunInfo, RunRecord, RunRecordStore
@@ -94,8 +97,17 @@ class RunControl:
     # vetoes switched at run time (veto -> on), over what the settings say
     runtime_vetoes: dict[str, bool] = field(default_factory=lambda: {"fifo": True})
     config_store: DaeConfigStore | None = None
+    # iocBoot/<INST>/: where the tables DAESETTINGS names are read from (ioc.dae_tables)
+    tables_dir: Path | None = None
 
     def _spectrum_map(self) -> DetectorSpectrumMap | None:
+        """The tables' map when a spectra table is set, else the geometry's one-to-one map;
+        taken at BEGINRUN, so tables set later count from the next run."""
+        table_map = self._tables.spectrum_map()
+        if table_map is not None:
+            spectra, detectors = table_map
+            return DetectorSpectrumMap(spectra.astype(np.int32), detectors.astype(np.int32),
+                                       len(np.unique(spectra)))
         if self.geometry is not None:
             ids = self.geometry.pixel_ids()
         elif self.spectra is not None:
@@ -117,6 +129,10 @@ class RunControl:
         # for the metrics (run starts and stops as dashboard annotations)
         self.runs_begun = 0
         self.runs_ended: dict[str, int] = {"end": 0, "abort": 0}
+        # the tables DAESETTINGS names, as read when the settings were taken; what kept them
+        # from being read at start-up ("" if nothing): BEGINRUN is refused until it is fixed
+        self._tables = DaeTables()
+        self._tables_error = ""
 
     # -- what the PVs show --
     @property
@@ -194,6 +210,12 @@ class RunControl:
     # -- commands --
     def begin(self, paused: bool = False) -> RunInfo:
         self._enter(Command.BEGIN)
+        if self._tables_error:
+            # a run with another map than the settings say would be a wrong file
+            self._state = RunState.SETUP
+            self._error(f"BEGINRUN refused: {self._tables_error}; put DAESETTINGS with "
+                        "tables that can be read (or none)")
+            raise RunControlError(self.error_message())
         try:
             run_number = self.run_numbers.next()
         except Exception as exc:
@@ -208,7 +230,8 @@ class RunControl:
                       users=users, rb_number=self.settings.rb_number)
         structure = nexus_structure(
             RunMetadata(self.instrument, run_number, run.title, users, run.rb_number),
-            self.topics.events, self.events_source, self.logs, self.run_log, self.geometry)
+            self.topics.events, self.events_source, self.logs, self.run_log, self.geometry,
+            monitor_spectra=self._tables.monitor_spectra())
         message = serialise_pl72(
             job_id=run.job_id, filename=run.filename, start_time=start_ms,
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),
@@ -242,16 +265,24 @@ class RunControl:
         return {"tof_min_ns": low, "tof_max_ns": high, "channels": channels,
                 "logarithmic": logarithmic}
 
-    def configure(self, config: DaeConfig) -> None:
-        """New DAE settings, in SETUP only (as ISISDAE): the DAE takes the periods (or refuses
-        them: ValueError says why), then they are on disk, then they hold."""
+    def configure(self, config: DaeConfig, reload_tables: bool = False) -> None:
+        """New DAE settings, in SETUP only (as ISISDAE): the tables they name are read (or
+        refused: TableError says why), the DAE takes the periods (or refuses them: ValueError
+        says why), then they are on disk, then they hold. The tables are read again when
+        their names change or `reload_tables` (a DAESETTINGS put: as the ICP, applying the
+        settings reloads them)."""
         if self._state is not RunState.SETUP:
             raise CommandRefused(f"settings refused: run state is {self._state.name}, must be "
                                  "SETUP")
+        tables = self._tables
+        if reload_tables or self._tables_error or _table_names(config.setup) != _table_names(
+                self.dae_config.setup):
+            tables = self._read_tables(config.setup)
         self.dae.set_periods(config.periods.plan())
         if self.config_store is not None:
             self.config_store.save(config)
         self.dae_config = config
+        self._tables, self._tables_error = tables, ""
         # the settings say which vetoes are on now; only FIFO's runtime switch outlives them
         self.runtime_vetoes = {v: on for v, on in self.runtime_vetoes.items() if v == "fifo"}
         self.dae.set_vetoes(self.enabled_vetoes())
@@ -261,8 +292,28 @@ class RunControl:
         periods. Call once, before the PVs are served."""
         if self.config_store is not None:
             self.dae_config = self.config_store.load(self.dae_config)
+        try:
+            self._tables = self._read_tables(self.dae_config.setup)
+        except TableError as exc:
+            # the settings stay as they were put; runs wait for tables that can be read
+            self._tables_error = str(exc)
+            self._error(f"the DAE settings' tables cannot be read: {exc}")
         self.dae.set_periods(self.dae_config.periods.plan())
         self.dae.set_vetoes(self.enabled_vetoes())
+
+    def _read_tables(self, setup: DaeSetup) -> DaeTables:
+        return load_tables(_table_names(setup), self.tables_dir, self._detectors())
+
+    def _detectors(self) -> InstrumentDetectors | None:
+        """The detector numbers the tables may name: the geometry's pixels and monitors, else
+        the [dae] pixels."""
+        if self.geometry is not None:
+            return InstrumentDetectors(self.geometry.pixel_ids().astype(np.int64),
+                                       tuple(m.id for m in self.geometry.monitors))
+        if self.spectra is not None:
+            first, n = self.spectra
+            return InstrumentDetectors(np.arange(first, first + n, dtype=np.int64))
+        return None
 
     # -- vetoes: DAESETTINGS switches them; VETO:ENABLE:SP/DISABLE:SP at any time, as
     # ISISDAE's setVeto (the FIFO veto, on unless switched off, is switched only so) --
@@ -430,6 +481,11 @@ class RunControl:
                 return
         if not self._deliver_stop():
             self._retry_stop_in_background()
+
+
+def _table_names(setup: DaeSetup) -> dict[str, str]:
+    return {"wiring": setup.wiring_table, "detector": setup.detector_table,
+            "spectra": setup.spectra_table}
 
 
 def _iso_ms(ms: int) -> str:

@@ -107,7 +107,7 @@ def test_no_put_stops_the_ioc(ioc, name, value) -> None:
 
 
 def test_after_the_fuzzing_a_run_begins_and_aborts(ioc) -> None:
-    proc, prefix, context, _ = ioc
+    proc, prefix, context, log = ioc
     (state,) = context.get_pvs(prefix + "DAE:RUNSTATE", timeout=5)
     for command in ("DAE:ENDRUN", "DAE:ABORTRUN"):  # whatever the fuzzing left running
         _put(context, prefix + command, 1)
@@ -128,3 +128,6 @@ def test_after_the_fuzzing_a_run_begins_and_aborts(ioc) -> None:
     _put(context, prefix + "DAE:ABORTRUN", 1)
     wait_until(lambda: state.read(data_type=ChannelType.STRING).data[0] == b"SETUP", 30, "SETUP")
     assert proc.poll() is None
+    # no put may end one of the IOC's threads either (NUMPERIODS:SP 0 once ended the DAE's)
+    text = log.read_text(errors="replace")
+    assert "Exception in thread" not in text, text[text.find("Exception in thread"):][:3000]

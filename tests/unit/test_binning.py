@@ -92,22 +92,34 @@ def test_the_edge_index_bins_as_the_bisection_does_for_any_ascending_edges():
         np.testing.assert_array_equal(got, expected)
 
 
-def test_the_edge_index_of_equal_channels_is_exact_at_every_boundary():
-    from datastream.binning import EdgeIndex
+@pytest.mark.parametrize(("low", "step", "channels"), [
+    (0, 100_000, 1000),  # a linear TCB of whole µs in ns
+    (-7_000, 3, 5000),  # an odd step, a start before the pulse
+    (2**31 - 1 - 1_000_000 * 7, 7, 1_000_000),  # a million channels up to 2^31 ns
+    (5, 1, 64),
+])
+def test_the_edge_index_of_equal_channels_is_exact_at_every_boundary(low, step, channels):
+    from datastream.binning import GRID_INTEGRAL, GRID_UNIFORM, EdgeIndex
 
-    # a linear TCB of whole microseconds in ns, and times of flight on every boundary: the
-    # multiply that finds the channel rounds, the boundaries decide
-    edges = np.linspace(0, 100_000_000, 1001)
+    # times of flight on, just below and just above every boundary: the multiply that finds
+    # the channel rounds, the boundaries decide (whole times by one multiply alone)
+    edges = np.linspace(low, low + step * channels, channels + 1)
     index = EdgeIndex(edges)
-    assert index.uniform
+    assert index.uniform and index.integral
     rng = np.random.default_rng(3)
-    tof = np.concatenate([edges[:-1], edges[:-1] - 1, rng.integers(0, 100_000_000, 10_000)]
-                         ).astype(np.int32)
-    pixel = np.ones(len(tof), np.int32)
-    expected = np.zeros((1, 1000), np.uint32)
-    got = np.zeros((1, 1000), np.uint32)
-    assert index.bin(got, pixel, tof, 1) == bin_edges(expected, pixel, tof, 1, edges)
-    np.testing.assert_array_equal(got, expected)
+    whole = edges.astype(np.int64)
+    tof = np.concatenate([whole - 1, whole, whole + 1,
+                          rng.integers(low - 10, low + step * channels + 10, 10_000)])
+    for times in (tof.astype(np.int64), tof.astype(np.float64)):
+        assert index.grid(times) == (GRID_INTEGRAL if times.dtype.kind == "i" else GRID_UNIFORM)
+        pixel = np.ones(len(times), np.int32)
+        expected = np.zeros((1, channels), np.uint32)
+        got = np.zeros((1, channels), np.uint32)
+        assert index.bin(got, pixel, times, 1) == bin_edges(expected, pixel, times, 1, edges)
+        np.testing.assert_array_equal(got, expected)
+    # boundaries of a step that is not whole, or not equally apart, are not integral
+    assert not EdgeIndex(np.linspace(0, 1000, 3001)).integral
+    assert not EdgeIndex(np.array([0.0, 1.0, 3.0])).integral
 
 
 def test_byte_counters_carry_into_high_as_they_wrap():

@@ -3,6 +3,7 @@ judge of the format), and checked whole on a put."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -10,7 +11,8 @@ import sys
 
 import pytest
 
-from ioc.dae_settings import DaeSetup, Periods, Tcb, TimeRow, Updates
+from ioc.dae import PeriodPlan
+from ioc.dae_settings import MAX_PERIODS, DaeSetup, Periods, Tcb, TimeRow, Updates
 from ioc.labview_xml import SettingsError, compress_hex, dehex_decompress
 
 # ibex_bluesky_core's converters, run in a process of their own: importing them loads
@@ -96,3 +98,12 @@ def test_documents_that_are_not_settings_are_refused() -> None:
         import zlib
         dehex_decompress(zlib.compress(b"<" * 50_000_000).hex())
     assert Updates().updated(Updates(42).xml()).frequency == 42
+
+
+@pytest.mark.parametrize("periods", [0, -1, -2**31, MAX_PERIODS + 1])
+def test_a_number_of_periods_out_of_range_is_refused(periods) -> None:
+    # NUMPERIODS:SP replaces the number alone, past the document's checks
+    with pytest.raises(SettingsError, match="software periods"):
+        dataclasses.replace(Periods(), soft_periods=periods)
+    with pytest.raises(ValueError):
+        PeriodPlan(periods if periods < 1 else 1, ((periods, 1, False),))
