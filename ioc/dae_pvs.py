@@ -254,6 +254,7 @@ class DaePVs(PVGroup):
         # the scan and a putter both refresh; interleaved at their awaits, an older counter
         # value could be written last
         self._refresh_lock = asyncio.Lock()
+        self._settings_lock = asyncio.Lock()
         self._setup_ready = False
 
     @property
@@ -373,8 +374,13 @@ class DaePVs(PVGroup):
         record's alarm and in ERRMSGS, and changes nothing."""
         await write_changed(((self.statetrans, "Yes"), (self.state_changing, "Yes")))
         try:
-            self.control.configure(change(self.control.dae_config),
-                                   reload_tables=reload_tables)
+            # one settings put at a time, each changing what the last one left; taken in a
+            # worker thread, as commands are: reading a large table takes seconds, and the
+            # IOC's other PVs are served meanwhile
+            async with self._settings_lock:
+                await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                    self.control.configure, change(self.control.dae_config),
+                    reload_tables=reload_tables))
         except (SettingsError, ValueError, CommandRefused) as exc:
             await write_changed(((self.statetrans, "No"), (self.state_changing, "No")))
             await self._refuse(f"{what} refused: {exc}", record)

@@ -271,21 +271,30 @@ class RunControl:
         says why), then they are on disk, then they hold. The tables are read again when
         their names change or `reload_tables` (a DAESETTINGS put: as the ICP, applying the
         settings reloads them)."""
-        if self._state is not RunState.SETUP:
-            raise CommandRefused(f"settings refused: run state is {self._state.name}, must be "
-                                 "SETUP")
+        self._refuse_settings_unless_setup()
         tables = self._tables
         if reload_tables or self._tables_error or _table_names(config.setup) != _table_names(
                 self.dae_config.setup):
+            # outside the lock: a large table takes seconds, and BEGINRUN need not wait
             tables = self._read_tables(config.setup)
-        self.dae.set_periods(config.periods.plan())
-        if self.config_store is not None:
-            self.config_store.save(config)
-        self.dae_config = config
-        self._tables, self._tables_error = tables, ""
-        # the settings say which vetoes are on now; only FIFO's runtime switch outlives them
-        self.runtime_vetoes = {v: on for v, on in self.runtime_vetoes.items() if v == "fifo"}
-        self.dae.set_vetoes(self.enabled_vetoes())
+        with self._lock:
+            # a BEGINRUN taken while the tables were read has the settings it began with
+            self._refuse_settings_unless_setup()
+            self.dae.set_periods(config.periods.plan())
+            if self.config_store is not None:
+                self.config_store.save(config)
+            self.dae_config = config
+            self._tables, self._tables_error = tables, ""
+            # the settings say which vetoes are on now; only FIFO's runtime switch outlives
+            # them
+            self.runtime_vetoes = {v: on for v, on in self.runtime_vetoes.items()
+                                   if v == "fifo"}
+            self.dae.set_vetoes(self.enabled_vetoes())
+
+    def _refuse_settings_unless_setup(self) -> None:
+        if self._state is not RunState.SETUP:
+            raise CommandRefused(f"settings refused: run state is {self._state.name}, must be "
+                                 "SETUP")
 
     def load_config(self) -> None:
         """The settings kept on disk, over the ones given at start-up; the DAE takes their
