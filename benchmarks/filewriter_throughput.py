@@ -15,16 +15,21 @@ the pl72 to the wrdn, and the file is fsynced. In the same run, on the same disk
     spectra, a 40 MB histogram, by default: an ISIS diffractometer's size), the framelog and
     the totals. The goal: at least 90 % of the events-only rate. The histogram is more data
     for the disk: at 100,000 spectra it is 400 MB beside the events' 800 MB.
+  - with --baseline REV, the writer of that revision (a git worktree of it) writing the
+    events alone, in turn with ours: the issue's "today's events/s" is the writer before
+    histogramming was added (b2a6b82).
 Figures: events/s, MB/s of event data (8 bytes per event: id and time offset), peak RSS,
 the CPU seconds of the writer and of the broker during the run.
 
     .venv/bin/python benchmarks/filewriter_throughput.py [--events 100000000]
         [--per-message 100000] [--repeat 3] [--dir DIR] [--broker host:port] [--unsorted]
+        [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -32,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -164,12 +170,14 @@ def structure(topics: InstrumentTopics, isis: bool, spectra: int = 10_000) -> di
 
 def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_ns: int,
                stop_ns: int, filename: str, events_expected: int, isis: bool = False,
-               spectra: int = 10_000) -> dict[str, float]:
+               spectra: int = 10_000, tree: Path | None = None) -> dict[str, float]:
+    """One run written by `datastream filewriter`: this checkout's, or `tree`'s (python -m
+    finds the launcher in its working directory first)."""
     log = open(out / "writer.log", "wb")  # noqa: SIM115 (closed below)
     writer = subprocess.Popen(
         [sys.executable, "-m", "launcher", "filewriter", "--instrument", INSTRUMENT,
          "--broker", kafka.bootstrap, "--output-dir", str(out), "--group", "fwbench"],
-        stdout=log, stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT, cwd=tree)
     try:
         wait_for(kafka, topics.run_info, "x5f2", None, 60)
         warm_memory(out, events_expected * 8 * 5 // 4 + (64 << 20))
@@ -208,6 +216,22 @@ def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_
         writer.terminate()
         writer.wait(30)
         log.close()
+
+
+@contextlib.contextmanager
+def worktree(rev: str | None, where: Path) -> Iterator[Path | None]:
+    """A checkout of `rev` (a git worktree, removed after), or None without one."""
+    if rev is None:
+        yield None
+        return
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet",
+                    str(where), rev], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(where)],
+                       check=False)
 
 
 def broker_process(kafka: KafkaSettings) -> psutil.Process | None:
@@ -285,10 +309,14 @@ def main() -> int:
     parser.add_argument("--broker", help="use this broker instead of an embedded one")
     parser.add_argument("--unsorted", action="store_true",
                         help="each frame's events in random order, not by time of flight")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also the events alone by this revision's writer (e.g. b2a6b82, "
+                             "the writer before the ICP's histogram)")
     args = parser.parse_args()
     n_messages = args.events // args.per_message
     with tempfile.TemporaryDirectory(prefix="fwbench-", dir=args.dir) as tmp, \
-            kafka_broker(Path(tmp), args.broker) as kafka:
+            kafka_broker(Path(tmp), args.broker) as kafka, \
+            worktree(args.baseline, Path(tmp) / "baseline") as tree:
         work = Path(tmp)
         out = work / "files"
         out.mkdir()
@@ -316,18 +344,22 @@ def main() -> int:
         stop_ns = first_ns + n_messages * FRAME_NS
         # the same run written several times: the spread is part of the figure
         # alternately, so a busy spell of the machine falls on both
-        ours, isis = [], []
+        ours, isis, before = [], [], []
         for k in range(args.repeat):
             ours.append(run_writer(kafka, topics, out, first_ns, stop_ns, f"BENCH{k}.nxs",
                                    total))
             isis.append(run_writer(kafka, topics, out, first_ns, stop_ns, f"ICP{k}.nxs",
                                    total, isis=True, spectra=args.spectra))
+            if tree is not None:
+                before.append(run_writer(kafka, topics, out, first_ns, stop_ns,
+                                         f"BASE{k}.nxs", total, tree=tree))
         baseline = naive(kafka, topics.events, out, n_messages)
         print(f"\n{'writer':22} {'events':>11} {'s':>7} {'M events/s':>10} {'MB/s':>7} "
               f"{'MB/s synced':>11} {'% of disk':>9} {'RSS MiB':>8} {'CPU s':>6} "
               f"{'broker':>6}")
         rows = ([("datastream filewriter", r) for r in ours]
                 + [(f"  + ICP histogram {args.spectra // 1000}k", r) for r in isis]
+                + [(f"writer at {args.baseline}"[:22], r) for r in before]
                 + [("naive h5py append", baseline)])
         for name, r in rows:
             mb = r["events"] * 8 / MB
@@ -346,7 +378,11 @@ def main() -> int:
         print(f"with the ICP's histogram, framelog and totals: {with_icp / 1e6:.1f} M events/s,"
               f" {100 * with_icp / alone:.0f} % of the events alone ({alone / 1e6:.1f} M/s; "
               "goal: 90 %)")
-        for r in ours + isis:
+        if before:
+            then = sorted(r["events"] / r["s"] for r in before)[len(before) // 2]
+            print(f"  and {100 * with_icp / then:.0f} % of the events alone by the writer at "
+                  f"{args.baseline} ({then / 1e6:.1f} M/s)")
+        for r in ours + isis + before:
             if r["events"] != total:
                 print(f"WARNING: the file holds {r['events']} events, {total} were sent")
     print("\nTimes run from the pl72 to the wrdn (naive: first message to close); 'synced' "
