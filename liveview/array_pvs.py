@@ -3,8 +3,10 @@
 - `SPEC:<period>:<spectrum>:X`, `:XE`, `:Y`, `:YC`, named and shaped as the ISIS DAE's and
   kafka_dae_diagnostics' (ibex_bluesky_core reads them so): X the time-channel centres and XE
   their edges (one more), in µs as the DAE gives time of flight; YC the counts per channel,
-  Y the counts per µs of channel width. Spectrum n is pixel n (the DAE's one-to-one map);
-  periods from 1 up to the most the live view bins. A spectrum PV is made when a client
+  Y the counts per µs of channel width. Spectra are the run's, as the DAE's `DAE:SPEC`
+  (liveview.dae_ca) has them: the pl72's detector-spectrum map sums pixels into them, one a
+  pixel without a map (liveview.spectrum_map); spectra from the map's lowest to its
+  highest; periods from 1 up to the most the live view bins. A spectrum PV is made when a client
   first asks for it and computed only while a client is connected: 16k spectra cost nothing
   until someone looks.
 - `IMAGE`: the detector's counts per pixel as an NTNDArray (height x width), which Phoebus,
@@ -26,6 +28,7 @@ import logging
 import math
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,7 @@ from p4p.server.thread import SharedPV
 from datastream.time_channels import MAX_CHANNELS, MAX_TOF_NS
 from liveview import pva_access
 from liveview.dae_arrays import spectrum_value
+from liveview.spectrum_map import SpectrumMap
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +102,16 @@ class ArrayPVs:
 
     def __init__(self, prefix: str, histogram: Any, image_shape: tuple[int, int],
                  banks: dict[str, np.ndarray] | None = None,
-                 on_tcb: Any = None) -> None:
+                 on_tcb: Any = None, spectra: Callable[[], SpectrumMap] | None = None) -> None:
         """`banks`: name -> its pixel ids in the bank's shape (rows, columns); `on_tcb`:
-        called with new TimeChannels from the TCB setpoints."""
+        called with new TimeChannels from the TCB setpoints; `spectra`: the current run's
+        spectrum map (default: one a pixel)."""
         self.prefix = prefix
         self.first_pixel, self.n_pixels = histogram.first_pixel, histogram.n_pixels
+        if spectra is None:
+            one = SpectrumMap.one_a_pixel(self.first_pixel, self.n_pixels)
+            spectra = lambda: one  # noqa: E731
+        self.spectra = spectra
         self.image_shape = image_shape
         # re-entrant: makeChannel computes a first value (which takes it) while holding it
         self._lock = threading.RLock()
@@ -134,7 +143,7 @@ class ArrayPVs:
         """The live view binned anew with other time channels: the X and XE PVs follow."""
         self._set_channels(histogram)
         for name in self.watched:
-            parsed = self._parse(name)
+            parsed = self._parse(name, new=False)
             if parsed is not None and parsed[2] in ("X", "XE"):
                 self._pvs[name].post(self._value(*parsed))
 
@@ -175,10 +184,11 @@ class ArrayPVs:
             self.prefix + n: pv for n, pv in self.setpoints.items()}
 
     # -- p4p DynamicProvider handler --
-    def _parse(self, name: str) -> tuple[int, int, str] | None:
+    def _parse(self, name: str, new: bool = True) -> tuple[int, int, str] | None:
         """(period from 0, spectrum, kind) of a spectrum PV's name; periods from 1 in the
         name, as the DAE names them, up to the most the live view bins (a period not seen
-        yet reads as zeros)."""
+        yet reads as zeros). A `new` name must be a spectrum of the current run's map; one
+        made for an earlier run reads as zeros where this run has no such spectrum."""
         if not name.startswith(self.prefix):
             return None
         m = SPEC.match(name[len(self.prefix):])
@@ -187,15 +197,16 @@ class ArrayPVs:
         period, spectrum, kind = int(m[1]), int(m[2]), m[3]
         if not 1 <= period <= self.histogram.max_periods:
             return None
-        if not self.first_pixel <= spectrum < self.first_pixel + self.n_pixels:
+        numbers = self.spectra().numbers
+        if new and not (len(numbers) and numbers[0] <= spectrum <= numbers[-1]):
             return None
         return period - 1, spectrum, kind
 
     def testChannel(self, name: str) -> bool:
-        return self._parse(name) is not None
+        return self._parse(name, new=name not in self._pvs) is not None
 
     def makeChannel(self, name: str, peer: str) -> SharedPV:
-        parsed = self._parse(name)
+        parsed = self._parse(name, new=name not in self._pvs)
         if parsed is None:  # p4p asks only for names testChannel claimed; say so if not
             raise KeyError(f"{name} is not a spectrum PV of this live view")
         with self._lock:
@@ -213,7 +224,7 @@ class ArrayPVs:
         with self._lock:
             (self._watched.add if connected else self._watched.discard)(name)
             pv = self._pvs.get(name)
-        parsed = self._parse(name)
+        parsed = self._parse(name, new=False)
         if connected and pv is not None and parsed is not None:
             # a PV made earlier and left unwatched since holds an old value: the new
             # client gets the current one, not the next publish's
@@ -229,13 +240,13 @@ class ArrayPVs:
         """What a spectrum PV shows now (period from 0), as the DAE's spectrum PVs do."""
         with self._lock:  # a histogram and its channels of one binning
             histogram = self.histogram
-        return spectrum_value(histogram, period + 1, spectrum, kind)
+        return spectrum_value(histogram, self.spectra(), period + 1, spectrum, kind)
 
     def update(self) -> dict[str, np.ndarray]:
         """Post the watched spectra and the images; returns the images, each bank's in its
         shape (the whole detector's when there are no banks)."""
         for name in self.watched:
-            parsed = self._parse(name)
+            parsed = self._parse(name, new=False)
             if parsed is None or parsed[2] in ("X", "XE"):
                 continue  # posted when the time channels change (set_histogram)
             self._pvs[name].post(self._value(*parsed))

@@ -1,11 +1,15 @@
 """What the ISIS DAE's spectrum PVs show, from the live view's run histogram
-(liveview.run_histogram.RunHistogram). Pure: a histogram in, arrays out.
+(liveview.run_histogram.RunHistogram, per pixel) and the run's spectrum map
+(liveview.spectrum_map.SpectrumMap). Pure: a histogram and a map in, arrays out.
 
-Numbering as the ISISDAE IOC's: spectrum n is pixel n (the DAE's one-to-one map, as
-`LIVE:SPEC` has it); a spectrum with no pixel (spectrum 0 when pixels start at 1) reads as
-zeros. Periods from 1 as named; period 0 is the current one (the last frame's). In
+Numbering as the ISISDAE IOC's: spectrum s is the sum of the pixels the run's pl72 map puts
+in s (one a pixel without a map); a spectrum with no pixel (spectrum 0, the dust-bin) reads
+as zeros. Periods from 1 as named; period 0 is the current one (the last frame's). In
 `SPECINTEGRALS` and `SPECDATA` the spectra are 0..NUMSPECTRA, spectrum 0 included, and in
-`SPECDATA` each spectrum's time bins are 0..NTC, bin 0 the DAE's junk bin (always 0 here)."""
+`SPECDATA` each spectrum's time bins are 0..NTC, bin 0 the DAE's junk bin (always 0 here).
+
+The histogram stays per pixel (the images, the page and the reduction need pixels) and is
+summed into spectra as it is read: a spectrum's read copies its own pixels' rows only."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from liveview.spectrum_map import SpectrumMap
 
 # pixel rows copied under the histogram's lock at once, for SPECDATA
 ROWS_CHUNK = 256
@@ -31,7 +37,8 @@ def spectrum_length(histogram: Any, axis: str) -> int:
     return histogram.channels.channels + (1 if axis == "XE" else 0)
 
 
-def spectrum_value(histogram: Any, period: int, spectrum: int, axis: str) -> np.ndarray:
+def spectrum_value(histogram: Any, spectra: SpectrumMap, period: int, spectrum: int,
+                   axis: str) -> np.ndarray:
     """A spectrum PV's value as float32: X the channel centres and XE the edges in µs, YC
     the counts, Y the counts per µs of channel width. `period` as named (0: current)."""
     edges_us = np.asarray(histogram.channels.edges(), np.float64) / 1000.0
@@ -39,11 +46,12 @@ def spectrum_value(histogram: Any, period: int, spectrum: int, axis: str) -> np.
         return edges_us.astype(np.float32)
     if axis == "X":
         return ((edges_us[:-1] + edges_us[1:]) / 2).astype(np.float32)
-    row = spectrum - histogram.first_pixel
-    if 0 <= row < histogram.n_pixels:
-        # one pixel's row, read under the histogram's lock: cheap whatever its size
-        counts = histogram.spectrum(spectrum, period_index(histogram, period))
-        counts = counts.astype(np.float64)
+    rows = spectra.rows_of(spectrum)
+    if len(rows):
+        # the spectrum's own rows, copied under the histogram's lock: its cost is its
+        # pixels', whatever the histogram's size
+        counts = histogram.rows_at(period_index(histogram, period), rows).sum(
+            axis=0, dtype=np.uint64).astype(np.float64)
     else:
         counts = np.zeros(histogram.channels.channels, np.float64)
     if axis == "Y":
@@ -65,47 +73,77 @@ def integrals_length(n_spectra: int, periods: int) -> int:
     return periods * (n_spectra + 1)
 
 
-def spec_integrals(histogram: Any, n_spectra: int, periods: int,
+def spec_integrals(histogram: Any, spectra: SpectrumMap, periods: int,
                    max_length: int) -> np.ndarray:
-    """`SPECINTEGRALS`: counts per spectrum, [period][spectrum 0..n_spectra] flattened,
+    """`SPECINTEGRALS`: counts per spectrum, [period][spectrum 0..NUMSPECTRA] flattened,
     int32, at most max_length elements."""
-    length = min(integrals_length(n_spectra, periods), max_length)
-    width = n_spectra + 1
-    out = np.zeros(math.ceil(length / width) * width, np.int64)
-    ids, keep = _spectra_of_pixels(histogram, n_spectra)
-    for p in range(len(out) // width):
-        totals = histogram.pixel_totals(period=p)
-        out[p * width + ids[keep]] = totals[keep]
-    return np.minimum(out[:length], _INT32_MAX).astype(np.int32)
+    width = spectra.n_spectra + 1
+    length = min(integrals_length(spectra.n_spectra, periods), max_length)
+    out = np.zeros(length, np.int64)
+    # reduceat takes no empty group; a pixel past NUMSPECTRA (one a pixel, pixels from
+    # above 1) is in no slot
+    numbers, starts = _filled(spectra)
+    shown = numbers <= spectra.n_spectra
+    for p in range(math.ceil(length / width)):
+        at = p * width + numbers
+        fits = shown & (at < length)
+        if not fits.any():
+            break
+        totals = histogram.pixel_totals(period=p)[spectra.rows]
+        sums = np.add.reduceat(totals, starts[:-1])
+        out[at[fits]] = sums[fits]
+    return np.minimum(out, _INT32_MAX).astype(np.int32)
 
 
 def specdata_length(n_spectra: int, channels: int, periods: int) -> int:
     return periods * (n_spectra + 1) * (channels + 1)
 
 
-def spec_data(histogram: Any, n_spectra: int, periods: int, max_length: int) -> np.ndarray:
-    """`SPECDATA`: counts, [period][spectrum 0..n_spectra][time bin 0..channels] flattened
-    (C order), int32, at most max_length elements: only the rows that fit are copied."""
+def spec_data(histogram: Any, spectra: SpectrumMap, periods: int,
+              max_length: int) -> np.ndarray:
+    """`SPECDATA`: counts, [period][spectrum 0..NUMSPECTRA][time bin 0..channels]
+    flattened (C order), int32, at most max_length elements: only the rows that fit are
+    copied, whole spectra of about ROWS_CHUNK pixel rows under the lock at a time."""
     channels = histogram.channels.channels
-    length = min(specdata_length(n_spectra, channels, periods), max_length)
-    width = n_spectra + 1
-    rows = np.zeros((math.ceil(length / (channels + 1)), channels + 1), np.int32)
-    ids, keep = _spectra_of_pixels(histogram, n_spectra)
-    ids = ids[keep]
-    for p in range(math.ceil(len(rows) / width)):
+    width = spectra.n_spectra + 1
+    length = min(specdata_length(spectra.n_spectra, channels, periods), max_length)
+    out = np.zeros((math.ceil(length / (channels + 1)), channels + 1), np.int32)
+    numbers, starts = _filled(spectra)
+    for p in range(math.ceil(len(out) / width)):
         base = p * width
-        for start in range(0, len(ids), ROWS_CHUNK):
-            chunk = ids[start:start + ROWS_CHUNK]
-            chunk = chunk[base + chunk < len(rows)]
-            if len(chunk) == 0:
-                break
-            counts = histogram.rows(p, int(chunk[0] - histogram.first_pixel),
-                                    int(chunk[-1] - histogram.first_pixel) + 1)
-            rows[base + chunk, 1:] = np.minimum(counts, _INT32_MAX)
-    return rows.ravel()[:length]
+        # the spectra of this period that fit: those up to NUMSPECTRA and within the length
+        end = int(np.searchsorted(numbers, min(spectra.n_spectra, len(out) - 1 - base),
+                                  side="right"))
+        g = 0
+        while g < end:
+            # spectra g..h-1: as many whole spectra as ROWS_CHUNK rows hold, one at least
+            h = int(np.searchsorted(starts, starts[g] + ROWS_CHUNK, side="right")) - 1
+            h = min(max(h, g + 1), end)
+            out[base + numbers[g:h], 1:] = np.minimum(
+                _sums(histogram, p, spectra.rows, starts[g:h + 1]), _INT32_MAX)
+            g = h
+    return out.ravel()[:length]
 
 
-def _spectra_of_pixels(histogram: Any, n_spectra: int) -> tuple[np.ndarray, np.ndarray]:
-    """The histogram's pixel ids (in row order), and which of them are spectra 0..n_spectra."""
-    ids = np.arange(histogram.first_pixel, histogram.first_pixel + histogram.n_pixels)
-    return ids, (ids >= 0) & (ids <= n_spectra)
+def _filled(spectra: SpectrumMap) -> tuple[np.ndarray, np.ndarray]:
+    """The spectra with at least one row, and their rows' starts (one more: the end)."""
+    filled = spectra.starts[:-1] < spectra.starts[1:]
+    return spectra.numbers[filled], np.append(spectra.starts[:-1][filled],
+                                              spectra.starts[-1])
+
+
+def _sums(histogram: Any, period: int, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Counts [spectrum, channel] of the spectra whose rows are rows[starts[i]:starts[i+1]]
+    (none empty), read under the lock at most ROWS_CHUNK rows at a time."""
+    chosen = rows[starts[0]:starts[-1]]
+    if len(chosen) <= ROWS_CHUNK:
+        counts = histogram.rows_at(period, chosen)
+        if len(chosen) == len(starts) - 1:  # one row a spectrum: nothing to add
+            return counts
+        return np.add.reduceat(counts, starts[:-1] - starts[0], axis=0, dtype=np.uint64)
+    # one spectrum of more rows than a chunk (a whole bank summed, say)
+    total = np.zeros(histogram.channels.channels, np.uint64)
+    for start in range(0, len(chosen), ROWS_CHUNK):
+        total += histogram.rows_at(period, chosen[start:start + ROWS_CHUNK]).sum(
+            axis=0, dtype=np.uint64)
+    return total[np.newaxis]

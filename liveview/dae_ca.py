@@ -7,8 +7,9 @@ get_spectrum, ibex_bluesky_core's DaeSpectra) list both CA ports and find each n
   Array1D[float32] only from a native FLOAT) of NELM max(8000, channels + 1) as ISISDAE's,
   served whole (past `.NORD`, X and XE repeat their last value, Y and YC are 0, as
   ISISDAE serves them). Made when a client searches for the name: 16k spectra cost
-  nothing until asked. Period 0 is the current period.
-- `DAE:NUMSPECTRA`, `DAE:NUMTIMECHANNELS` (DBR_LONG).
+  nothing until asked. Period 0 is the current period. Spectra are the run's: its pl72's
+  detector-spectrum map sums pixels into them (liveview.spectrum_map, dae_arrays).
+- `DAE:NUMSPECTRA` (the run's map's), `DAE:NUMTIMECHANNELS` (DBR_LONG).
 - `DAE:SPECINTEGRALS` (DBR_LONG, [period][spectrum 0..NUMSPECTRA]) with `.NORD`.
 - `DAE:SPECDATA` (DBR_LONG, [period][spectrum 0..NUMSPECTRA][bin 0..NTC]) with `.NORD`, and
   `.PROC`: a put recomputes it (as processing the ISISDAE record does); read it after.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import re
 import time
@@ -33,6 +35,7 @@ from caproto import ChannelData, ChannelInteger
 from datastream.ca_lengths import serve_native_counts
 from liveview import dae_arrays
 from liveview.ca_access import ReadOnlyFloat, ReadOnlyInteger, ReadOnlyString
+from liveview.spectrum_map import SpectrumMap
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +168,22 @@ class DaeSpectra:
     publisher posts what clients monitor."""
 
     def __init__(self, prefix: str, histogram: Callable[[], Any], n_spectra: int,
-                 max_periods: int, caught_up: Callable[[], bool] | None = None) -> None:
+                 max_periods: int, caught_up: Callable[[], bool] | None = None,
+                 spectra: Callable[[], SpectrumMap] | None = None) -> None:
         """`histogram`: the live view's current RunHistogram (a new one on rebinning);
-        `caught_up`: False while counts may still be missing after a run's stop."""
+        `n_spectra`: the most spectra a run has, as a rule (the pixels): it sizes
+        SPECINTEGRALS; `caught_up`: False while counts may still be missing after a run's
+        stop; `spectra`: the current run's spectrum map (default: one a pixel, NUMSPECTRA
+        `n_spectra`)."""
         self.prefix = f"{prefix}DAE:"
         self.histogram, self.n_spectra, self.max_periods = histogram, n_spectra, max_periods
         self.caught_up = caught_up or (lambda: True)
+        if spectra is None:
+            hist = histogram()
+            one = SpectrumMap.one_a_pixel(hist.first_pixel, hist.n_pixels)
+            one = dataclasses.replace(one, n_spectra=n_spectra)
+            spectra = lambda: one  # noqa: E731
+        self.spectra = spectra
         self.pvdb = SpectraPvdb(self)
         self._computed: list[_Computed] = []
         self._submit: Submit | None = None
@@ -182,7 +195,7 @@ class DaeSpectra:
     def _make_static(self) -> None:
         p = self.prefix
         static: dict[str, ChannelData] = {
-            p + "NUMSPECTRA": LiveInteger(compute=lambda: self.n_spectra, value=0),
+            p + "NUMSPECTRA": LiveInteger(compute=lambda: self.spectra().n_spectra, value=0),
             p + "NUMTIMECHANNELS": LiveInteger(
                 compute=lambda: self.histogram().channels.channels, value=0)}
         self._integrals_nelm = max(SPECINTEGRALS_NELM, (self.n_spectra + 1) * self.max_periods)
@@ -212,15 +225,16 @@ class DaeSpectra:
         histogram = self.histogram()
         if not 0 <= period <= self.max_periods:
             return None
-        last = max(self.n_spectra, histogram.first_pixel + histogram.n_pixels - 1)
-        if not 0 <= spectrum <= last:
+        # the current run's spectra; one made for an earlier run's reads as zeros if this
+        # run has no such spectrum
+        if not 0 <= spectrum <= self.spectra().last:
             return None
         base = self.prefix + name[len(self.prefix):].split(".")[0]
         counts = axis in ("Y", "YC")
         nelm = max(SPEC_NELM, histogram.channels.channels + 1)
         value = LiveFloat(
             compute=lambda: dae_arrays.padded(dae_arrays.spectrum_value(
-                self.histogram(), period, spectrum, axis), nelm, axis),
+                self.histogram(), self.spectra(), period, spectrum, axis), nelm, axis),
             settle=self.settle if counts else None, hold=False,
             value=np.zeros(1, np.float32), units=UNITS[axis], max_length=nelm)
         nord = LiveInteger(
@@ -238,23 +252,24 @@ class DaeSpectra:
         return max(1, int(self.histogram().snapshot()["periods"]))
 
     def _integrals(self) -> np.ndarray:
-        return dae_arrays.spec_integrals(self.histogram(), self.n_spectra, self._periods(),
+        return dae_arrays.spec_integrals(self.histogram(), self.spectra(), self._periods(),
                                          self._integrals_nelm)
 
     def _integrals_nord(self) -> int:
-        return min(dae_arrays.integrals_length(self.n_spectra, self._periods()),
+        return min(dae_arrays.integrals_length(self.spectra().n_spectra, self._periods()),
                    self._integrals_nelm)
 
     def _specdata(self) -> np.ndarray:
-        histogram = self.histogram()
+        histogram, spectra = self.histogram(), self.spectra()
         periods = self._periods()
-        full = dae_arrays.specdata_length(self.n_spectra, histogram.channels.channels, periods)
+        full = dae_arrays.specdata_length(spectra.n_spectra, histogram.channels.channels,
+                                          periods)
         if full > SPECDATA_NELM and not self._warned_specdata:
             self._warned_specdata = True
             log.warning("DAE:SPECDATA: %d periods x %d spectra x %d bins is %d elements, over "
-                        "its %d: cut (said once)", periods, self.n_spectra + 1,
+                        "its %d: cut (said once)", periods, spectra.n_spectra + 1,
                         histogram.channels.channels + 1, full, SPECDATA_NELM)
-        return dae_arrays.spec_data(histogram, self.n_spectra, periods, SPECDATA_NELM)
+        return dae_arrays.spec_data(histogram, spectra, periods, SPECDATA_NELM)
 
     async def process_specdata(self) -> None:
         """`DAE:SPECDATA.PROC`: SPECDATA and its NORD recomputed from the histogram now."""

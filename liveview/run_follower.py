@@ -4,11 +4,14 @@ that job sets its stop. Pure: messages in, decisions out.
 
 Run control puts the run's title and the DAE's time channels (TCB) in the pl72's metadata
 JSON: `{"title": str, ..., "tcb": {"tof_min_ns": float, "tof_max_ns": float, "channels": int,
-"logarithmic": bool}}`, so the live view bins each run as the DAE was set for it."""
+"logarithmic": bool}}`, so the live view bins each run as the DAE was set for it, and the
+pl72's `detector_spectrum_map`, which the DAE's spectra follow (liveview.spectrum_map checks
+it: a malformed map never stops the run being followed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from streaming_data_types.run_start_pl72 import deserialise_pl72
 from streaming_data_types.run_stop_6s4t import deserialise_6s4t
@@ -31,6 +34,8 @@ class RunStarted:
     stop_ns: int | None
     title: str = ""
     channels: TimeChannels | None = None  # the DAE's TCB for the run, when run control says
+    # the pl72's detector_spectrum_map as sent, unchecked (None: an older run start)
+    spectrum_map: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
             _check_time("stop", start.stop_time)
         return RunStarted(start.job_id, start.run_name, start.start_time * NS_PER_MS,
                           start.stop_time * NS_PER_MS if start.stop_time else None,
-                          _title(start.metadata), _channels(start.metadata))
+                          _title(start.metadata), _channels(start.metadata),
+                          start.detector_spectrum_map)
     if sid == "6s4t":
         stop = deserialise_6s4t(payload)
         if stop.job_id != current_job or not stop.stop_time:

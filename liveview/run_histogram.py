@@ -213,6 +213,18 @@ class RunHistogram:
         with self._lock:
             return self._of(period)[0, start:stop].copy()
 
+    def rows_at(self, period: int, rows: np.ndarray) -> np.ndarray:
+        """A copy of one period's counts of some pixel rows (from the first pixel), (rows,
+        channels), in their order; zeros for a period not held. Rows one after another, the
+        usual case, are copied as one block."""
+        rows = np.asarray(rows, np.int64)
+        adjacent = len(rows) > 0 and bool((np.diff(rows) == 1).all())
+        with self._lock:
+            of = self._of(period)[0]
+            if adjacent:
+                return of[rows[0]:rows[-1] + 1].copy()
+            return of[rows]
+
     def spectrum(self, pixel: int | None = None, period: int | None = None) -> np.ndarray:
         """Counts per time channel of one pixel (by id), or of all pixels."""
         with self._lock:

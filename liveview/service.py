@@ -41,6 +41,7 @@ from liveview.reduction_run import ReducingHistogram
 from liveview.run_follower import RunStarted, RunStopped, decide
 from liveview.run_histogram import MAX_HISTOGRAM_MB, MAX_PERIODS, RunHistogram, check_size
 from liveview.se_logs import SampleEnvLogs
+from liveview.spectrum_map import SpectrumMap, for_run
 from liveview.web import WebServer, image_shape, live_state, make_app, page_entry
 
 log = logging.getLogger(__name__)
@@ -121,16 +122,20 @@ class LiveView:
             self.reduction_pvs = ReductionPVs(f"{config.prefix}LIVE:", self.reduction)
         self._da00: Da00Publisher | None = None  # made as the publisher first sends
         self.histogram = self._new_histogram(settings.channels)
+        # the current run's spectra (its pl72's map), which the DAE's spectrum PVs and
+        # LIVE:SPEC sum the per-pixel histogram into; one a pixel until a run says
+        self.spectra = SpectrumMap.one_a_pixel(settings.first_pixel, settings.pixels)
         self.arrays = ArrayPVs(f"{config.prefix}LIVE:", self.histogram,
                                image_shape(settings.pixels, settings.image_width),
-                               settings.banks, on_tcb=self.request_channels)
+                               settings.banks, on_tcb=self.request_channels,
+                               spectra=lambda: self.spectra)
         self._run: RunStarted | None = None
         # what the live page draws of the arrays, as of the last publish_arrays()
         self.page: dict[str, object] = {"tof": {"edges": [], "counts": []}, "images": []}
         self._new_channels: TimeChannels | None = None  # asked for, not yet binned with
         # the ISIS DAE's spectrum PVs (DAE:SPEC:..., SPECDATA, ...), on the CA server
         self.dae = DaeSpectra(config.prefix, lambda: self.histogram, settings.pixels,
-                              settings.max_periods, self.caught_up)
+                              settings.max_periods, self.caught_up, lambda: self.spectra)
         self.pvs = LivePVs(config.prefix, ports.liveview_server_conf(), self.arrays,
                            ports.liveview_ca or None, self.dae.pvdb,
                            self.reduction_pvs.static() if self.reduction_pvs else None)
@@ -220,7 +225,8 @@ class LiveView:
         self._bin_with(channels)
         if self._run is not None:
             # the channels asked for hold for the rest of this run, whatever its TCB was
-            self._begin(consumer, dataclasses.replace(self._run, channels=channels))
+            self._begin(consumer, dataclasses.replace(self._run, channels=channels),
+                        rebinning=True)
 
     def _new_histogram(self, channels: TimeChannels) -> RunHistogram:
         """An empty run histogram of these time channels; one that reduces too when there is
@@ -247,7 +253,8 @@ class LiveView:
         stopped = self._stop_seen_at
         return stopped is None or (self._lag_checked_at > stopped and self.consumer_lag == 0)
 
-    def _begin(self, consumer: Consumer, run: RunStarted) -> None:
+    def _begin(self, consumer: Consumer, run: RunStarted, rebinning: bool = False) -> None:
+        """Follow a run from its start (again, when `rebinning`: its map is kept)."""
         if run.channels is not None and run.channels != self.histogram.channels:
             # the DAE's TCB for this run, as run control put it in the pl72
             try:
@@ -257,6 +264,11 @@ class LiveView:
                             run.run_name, exc)
             else:
                 self._bin_with(run.channels)
+        if not rebinning:
+            self.spectra, warning = for_run(run.spectrum_map, self.settings.first_pixel,
+                                            self.settings.pixels)
+            if warning:
+                log.warning("run %s: %s", run.run_name, warning)
         self._run = run
         self._stop_seen_at = time.monotonic() if run.stop_ns else None
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
@@ -386,7 +398,7 @@ class LiveView:
             self._rate.popleft()
         (t0, e0), (t1, e1) = self._rate[0], self._rate[-1]
         rate = (e1 - e0) / (t1 - t0) if t1 > t0 and e1 >= e0 else 0.0
-        self.pvs.show(snapshot, self.run_name, self.settings.pixels,
+        self.pvs.show(snapshot, self.run_name, self.spectra.n_spectra,
                       self.histogram.channels.channels, rate, self.consumer_lag)
 
 

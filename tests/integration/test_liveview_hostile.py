@@ -1,10 +1,10 @@
 """The review's hostile inputs, each through its real entry point of the live view running
 as the instrument runs it (in-process, its PVA and CA servers, the real broker): an ev44 of
 100,000 times of flight and one pixel id on the events topic, `LIVE:TCB:TOF_MIN:SP = -inf`
-over PVA (it segfaulted the live view), a pl72 whose TCB is -inf, `{"cmd": "config",
-"start": Infinity}` on the command topic (it ended the live view), and a caput to the
-read-only LIVE:EVENTS. The live view runs on through all of it, refuses each with the
-reason, and then counts a run exactly."""
+over PVA (it segfaulted the live view), a pl72 whose TCB is -inf and whose detector-spectrum
+map's arrays disagree, `{"cmd": "config", "start": Infinity}` on the command topic (it ended
+the live view), and a caput to the read-only LIVE:EVENTS. The live view runs on through all
+of it, refuses each with the reason, and then counts a run exactly."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import uuid
 import numpy as np
 import pytest
 from streaming_data_types.eventdata_ev44 import serialise_ev44
-from streaming_data_types.run_start_pl72 import serialise_pl72
+from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 from streaming_data_types.run_stop_6s4t import serialise_6s4t
 
 from datastream.instrument import InstrumentConfig
@@ -68,11 +68,16 @@ def test_the_reviews_hostile_inputs_leave_the_count_exact(kafka, topics, tmp_pat
         start_ms = time.time_ns() // MS
         job = str(uuid.uuid4())
         bad_tcb = {"tof_min_ns": float("-inf"), "tof_max_ns": 1e8, "channels": 10}
+        # and a detector-spectrum map whose arrays disagree in length
+        bad_map = DetectorSpectrumMap(np.array([1, 2, 3], np.int32), np.array([1, 1], np.int32),
+                                      -1)
         deliver(producer, topics.run_info, serialise_pl72(
             job, f"{inst}.nxs", start_time=start_ms, run_name="00000001",
-            nexus_structure="{}", metadata=json.dumps({"title": "t", "tcb": bad_tcb})))
+            nexus_structure="{}", metadata=json.dumps({"title": "t", "tcb": bad_tcb}),
+            detector_spectrum_map=bad_map))
         wait_until(lambda: get("RUNNUMBER") == "00000001", 30, "the run to be followed")
         assert get("NUMTIMECHANNELS") == 10  # the -inf TCB was not taken
+        assert get("NUMSPECTRA") == 16  # nor the map: one spectrum a pixel
 
         # the review's ev44, in the run: 100,000 times of flight and one pixel id
         deliver(producer, topics.events, serialise_ev44(

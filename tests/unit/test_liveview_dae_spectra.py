@@ -11,7 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
-from streaming_data_types.run_start_pl72 import serialise_pl72
+from streaming_data_types.run_start_pl72 import DetectorSpectrumMap, serialise_pl72
 
 from datastream.run_window import Window
 from datastream.time_channels import TimeChannels
@@ -19,9 +19,11 @@ from liveview import dae_arrays
 from liveview.dae_ca import DaeSpectra, parse_spec
 from liveview.run_follower import decide
 from liveview.run_histogram import RunHistogram
+from liveview.spectrum_map import SpectrumMap
 from tests.conftest import EPICS_PORTS
 
 TC = TimeChannels(0, 3000, 3)  # 3 channels of 1 µs
+ONE = SpectrumMap.one_a_pixel(1, 4)  # no map: spectrum n is pixel n
 
 
 def histogram(periods: int = 2) -> RunHistogram:
@@ -52,52 +54,54 @@ def test_spectrum_names_are_the_dae_s():
 def test_spectrum_values_are_the_histogram_s():
     hist = histogram()
     counts = hist.spectrum(3, 1).astype(np.float64)
-    assert dae_arrays.spectrum_value(hist, 2, 3, "YC").tolist() == counts.tolist()
+    assert dae_arrays.spectrum_value(hist, ONE, 2, 3, "YC").tolist() == counts.tolist()
     # 1 µs channels: counts per µs are the counts; X the centres, XE the edges in µs
-    assert dae_arrays.spectrum_value(hist, 2, 3, "Y").tolist() == counts.tolist()
-    assert dae_arrays.spectrum_value(hist, 1, 3, "X").tolist() == [0.5, 1.5, 2.5]
-    assert dae_arrays.spectrum_value(hist, 1, 3, "XE").tolist() == [0, 1, 2, 3]
-    assert dae_arrays.spectrum_value(hist, 1, 3, "YC").dtype == np.float32
-    assert dae_arrays.spectrum_value(hist, 1, 0, "YC").tolist() == [0, 0, 0]  # no pixel 0
+    assert dae_arrays.spectrum_value(hist, ONE, 2, 3, "Y").tolist() == counts.tolist()
+    assert dae_arrays.spectrum_value(hist, ONE, 1, 3, "X").tolist() == [0.5, 1.5, 2.5]
+    assert dae_arrays.spectrum_value(hist, ONE, 1, 3, "XE").tolist() == [0, 1, 2, 3]
+    assert dae_arrays.spectrum_value(hist, ONE, 1, 3, "YC").dtype == np.float32
+    assert dae_arrays.spectrum_value(hist, ONE, 1, 0, "YC").tolist() == [0, 0, 0]  # no pixel 0
     wide = RunHistogram(1, 1, TimeChannels(0, 4000, 2))
     wide.reset(Window(0, None))
     wide.add(1, np.array([1]), np.array([0]), np.array([100, 200], np.int32),
              np.array([1, 1], np.int32))
-    assert dae_arrays.spectrum_value(wide, 1, 1, "Y").tolist() == [1.0, 0.0]  # 2 in 2 µs
+    one = SpectrumMap.one_a_pixel(1, 1)
+    assert dae_arrays.spectrum_value(wide, one, 1, 1, "Y").tolist() == [1.0, 0.0]  # 2 in 2 µs
 
 
 def test_period_0_is_the_current_period():
     hist = histogram()
     assert hist.current_period == 1  # the last frame's
-    assert dae_arrays.spectrum_value(hist, 0, 2, "YC").tolist() == hist.spectrum(2, 1).tolist()
+    assert dae_arrays.spectrum_value(hist, ONE, 0, 2, "YC").tolist() == hist.spectrum(2, 1).tolist()
     hist.add(999, np.array([999]), np.array([0]), np.array([5], np.int32),
              np.array([2], np.int32), period=0)
-    assert dae_arrays.spectrum_value(hist, 0, 2, "YC").tolist() == hist.spectrum(2, 0).tolist()
+    assert dae_arrays.spectrum_value(hist, ONE, 0, 2, "YC").tolist() == hist.spectrum(2, 0).tolist()
     hist.reset(Window(0, None))
     assert hist.current_period == 0
 
 
 def test_specintegrals_are_period_by_spectrum_from_spectrum_0():
     hist = histogram()
-    out = dae_arrays.spec_integrals(hist, 4, 2, 1_000_000)
+    out = dae_arrays.spec_integrals(hist, ONE, 2, 1_000_000)
     assert out.dtype == np.int32 and len(out) == 2 * 5
     by = out.reshape(2, 5)
     assert by[:, 0].tolist() == [0, 0]  # spectrum 0: no pixel 0 here
     for period in range(2):
         for spectrum in range(1, 5):
             assert by[period, spectrum] == hist.spectrum(spectrum, period).sum()
-    assert dae_arrays.spec_integrals(hist, 4, 2, 7).tolist() == out[:7].tolist()
+    assert dae_arrays.spec_integrals(hist, ONE, 2, 7).tolist() == out[:7].tolist()
     # pixels from 0: spectrum 0 is pixel 0, spectrum NUMSPECTRA has no pixel
     zero = RunHistogram(0, 2, TC)
     zero.reset(Window(0, None))
     zero.add(1, np.array([1]), np.array([0]), np.array([5, 5, 5], np.int32),
              np.array([0, 1, 1], np.int32))
-    assert dae_arrays.spec_integrals(zero, 2, 1, 100).tolist() == [1, 2, 0]
+    from_0 = SpectrumMap.one_a_pixel(0, 2)
+    assert dae_arrays.spec_integrals(zero, from_0, 1, 100).tolist() == [1, 2, 0]
 
 
 def test_specdata_is_period_spectrum_bin_with_a_junk_bin_0():
     hist = histogram()
-    out = dae_arrays.spec_data(hist, 4, 2, 5_000_000)
+    out = dae_arrays.spec_data(hist, ONE, 2, 5_000_000)
     assert len(out) == dae_arrays.specdata_length(4, 3, 2) == 2 * 5 * 4
     cube = out.reshape(2, 5, 4)
     assert not cube[:, :, 0].any() and not cube[:, 0].any()  # bin 0, spectrum 0
@@ -106,19 +110,19 @@ def test_specdata_is_period_spectrum_bin_with_a_junk_bin_0():
             assert cube[period, spectrum, 1:].tolist() == hist.spectrum(spectrum,
                                                                         period).tolist()
     # cut to the NELM: the first elements, as many as fit
-    assert dae_arrays.spec_data(hist, 4, 2, 23).tolist() == out[:23].tolist()
+    assert dae_arrays.spec_data(hist, ONE, 2, 23).tolist() == out[:23].tolist()
     # a period counted but not held reads as zeros
-    assert not dae_arrays.spec_data(hist, 4, 3, 1000)[40:].any()
+    assert not dae_arrays.spec_data(hist, ONE, 3, 1000)[40:].any()
 
 
 def test_specdata_is_copied_in_chunks(monkeypatch):
     monkeypatch.setattr(dae_arrays, "ROWS_CHUNK", 3)
     hist = histogram()
     monkeypatch.setattr(dae_arrays, "ROWS_CHUNK", 256)
-    whole = dae_arrays.spec_data(hist, 4, 2, 5_000_000)
+    whole = dae_arrays.spec_data(hist, ONE, 2, 5_000_000)
     monkeypatch.setattr(dae_arrays, "ROWS_CHUNK", 3)
-    assert dae_arrays.spec_data(hist, 4, 2, 5_000_000).tolist() == whole.tolist()
-    assert dae_arrays.spec_data(hist, 4, 2, 31).tolist() == whole[:31].tolist()
+    assert dae_arrays.spec_data(hist, ONE, 2, 5_000_000).tolist() == whole.tolist()
+    assert dae_arrays.spec_data(hist, ONE, 2, 31).tolist() == whole[:31].tolist()
 
 
 def pl72(metadata: dict) -> bytes:
@@ -204,7 +208,7 @@ def test_reads_compute_now_and_wait_for_the_run_s_last_events():
     assert asyncio.run(read("T:DAE:NUMTIMECHANNELS")) == [3]
     assert asyncio.run(read("T:DAE:SPECINTEGRALS.NORD")) == [10]
     assert asyncio.run(read("T:DAE:SPECINTEGRALS")) == dae_arrays.spec_integrals(
-        hist, 4, 2, 100).tolist()
+        hist, ONE, 2, 100).tolist()
     # an unwatched spectrum holds no value between reads
     assert len(spectra.pvdb["T:DAE:SPEC:2:4:YC"].value) == 1
 
@@ -248,14 +252,14 @@ def test_spectra_read_through_libca(ca_server):
     assert xe.get_ctrlvars(timeout=5)["units"] == "us"
     assert epics.caget(p + "NUMSPECTRA", timeout=5, use_monitor=False) == 4
     assert epics.caget(p + "SPECINTEGRALS", timeout=5, use_monitor=False).tolist() == \
-        dae_arrays.spec_integrals(hist, 4, 2, 100).tolist()
+        dae_arrays.spec_integrals(hist, ONE, 2, 100).tolist()
     assert epics.caget(p + "SPECINTEGRALS.NORD", timeout=5, use_monitor=False) == 10
     assert epics.caget(prefix + "LIVE:EVENTS", timeout=5, use_monitor=False) == 0
     # SPECDATA: as it was processed last; a put to .PROC computes it anew
     assert epics.caput(p + "SPECDATA.PROC", 1, wait=True, timeout=10) == 1
     assert epics.caget(p + "SPECDATA.NORD", timeout=5, use_monitor=False) == 40
     assert epics.caget(p + "SPECDATA", timeout=5, use_monitor=False).tolist() == \
-        dae_arrays.spec_data(hist, 4, 2, 100).tolist()
+        dae_arrays.spec_data(hist, ONE, 2, 100).tolist()
     hist.add(7000, np.array([7000]), np.array([0]), np.array([500], np.int32),
              np.array([1], np.int32), period=0)
     before = epics.caget(p + "SPECDATA", timeout=5, use_monitor=False)
@@ -285,3 +289,65 @@ def test_monitored_spectra_are_posted_by_update(ca_server):
         time.sleep(0.05)
     assert seen[-1][:3] == hist.spectrum(3, 0).tolist()
     pv.disconnect()
+
+
+def pl72_with_map(spectra: list[int], detectors: list[int], n_spectra: int,
+                  job: str = "job") -> bytes:
+    return serialise_pl72(job, "X1.nxs", start_time=1000, run_name="00000001",
+                          nexus_structure="{}", metadata="{}",
+                          detector_spectrum_map=DetectorSpectrumMap(
+                              np.array(spectra, np.int32), np.array(detectors, np.int32),
+                              n_spectra))
+
+
+def test_a_run_s_grouping_map_sums_the_dae_s_spectra(monkeypatch):
+    """Through the live view: a pl72 putting pixels 1+2 in spectrum 1, 3 in spectrum 2 and
+    4 in the dust-bin gives 2 spectra on DAE:SPEC, NUMSPECTRA, SPECINTEGRALS, SPECDATA and
+    LIVE:SPEC; the next run without a map is one a pixel again."""
+    from datastream.epics_network import EpicsPorts
+    from datastream.instrument import InstrumentConfig
+    from datastream.kafka_client import KafkaSettings
+    from liveview.service import LiveSettings, LiveView
+
+    config = InstrumentConfig(name="X", prefix="X:", dae={"pixels": 4}, liveview={"channels": 3})
+    view = LiveView(config, KafkaSettings("localhost:1"), LiveSettings.from_config(config),
+                    EpicsPorts(liveview_ca=0))
+    monkeypatch.setattr(view, "_assign", lambda consumer, from_ms: None)
+    view._begin(None, decide(pl72_with_map([1, 1, 2, 0], [2, 1, 3, 4], 2), ""))
+    hist = histogram()
+    view.histogram = hist  # counts known by pixel, channel and period
+    view.arrays.set_histogram(hist)
+    dae = view.dae
+
+    async def read(name: str):
+        _, values = await dae.pvdb[name].read(dae.pvdb[name].data_type)
+        return np.asarray(values).tolist()
+
+    pair = [hist.spectrum(1, p) + hist.spectrum(2, p) for p in range(2)]
+    assert asyncio.run(read("X:DAE:NUMSPECTRA")) == [2]
+    assert asyncio.run(read("X:DAE:SPEC:1:1:YC"))[:3] == pair[0].tolist()
+    assert asyncio.run(read("X:DAE:SPEC:2:1:YC"))[:3] == pair[1].tolist()
+    assert asyncio.run(read("X:DAE:SPEC:2:2:YC"))[:3] == hist.spectrum(3, 1).tolist()
+    assert asyncio.run(read("X:DAE:SPEC:0:0:YC"))[:3] == [0, 0, 0]  # the dust-bin
+    with pytest.raises(KeyError):  # past NUMSPECTRA: pixel 4 is no spectrum now
+        dae.pvdb["X:DAE:SPEC:1:4:YC"]
+    assert asyncio.run(read("X:DAE:SPECINTEGRALS")) == [
+        0, pair[0].sum(), hist.spectrum(3, 0).sum(), 0, pair[1].sum(),
+        hist.spectrum(3, 1).sum()]
+    assert asyncio.run(read("X:DAE:SPECINTEGRALS.NORD")) == [6]
+    asyncio.run(dae.process_specdata())
+    cube = np.asarray(dae.specdata.value).reshape(2, 3, 4)
+    assert cube[1, 1, 1:].tolist() == pair[1].tolist() and not cube[:, 0].any()
+    # LIVE:SPEC and LIVE:NUMSPECTRA are the same spectra
+    arrays = view.arrays
+    assert arrays.testChannel("X:LIVE:SPEC:1:2:YC")
+    assert not arrays.testChannel("X:LIVE:SPEC:1:3:YC")
+    assert arrays._value(1, 1, "YC").tolist() == pair[1].tolist()
+    view.publish_counters()
+    assert view.pvs.values()["NUMSPECTRA"] == 2
+    # the next run, an older run start without a map: one spectrum a pixel
+    view._begin(None, decide(pl72({}), "job2"))
+    view.histogram = hist
+    assert asyncio.run(read("X:DAE:NUMSPECTRA")) == [4]
+    assert asyncio.run(read("X:DAE:SPEC:1:1:YC"))[:3] == hist.spectrum(1, 0).tolist()
+    assert arrays.testChannel("X:LIVE:SPEC:1:4:YC")

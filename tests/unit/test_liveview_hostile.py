@@ -231,6 +231,42 @@ def test_a_runs_tcb_that_no_kernel_can_bin_is_not_taken(tcb):
     assert run is not None and run.title == "t" and run.channels is None
 
 
+@pytest.mark.parametrize(("spectra", "detectors", "n_spectra", "reason"), [
+    ([1, 2, 3], [1, 2], 3, "3 spectrum numbers but 2 detector ids"),
+    ([1, -5], [1, 2], 2, "negative"),
+    ([1, 2], [1, -2], 2, "negative"),
+    ([1, 2**31 - 1], [1, 2], 2, "is past"),
+    ([1, 2], [7, 7], 2, "detector 7 is in more than one spectrum"),
+    ([1, 2], [1, 2], 2**31 - 1, "says 2147483647 spectra"),
+    ([], [], 0, "it is empty"),
+])
+def test_a_runs_malformed_spectrum_map_is_one_a_pixel_and_said(monkeypatch, caplog, spectra,
+                                                                 detectors, n_spectra,
+                                                                 reason):
+    from streaming_data_types.run_start_pl72 import DetectorSpectrumMap
+
+    from datastream.epics_network import EpicsPorts
+    from datastream.instrument import InstrumentConfig
+    from datastream.kafka_client import KafkaSettings
+    from liveview.service import LiveSettings, LiveView
+
+    config = InstrumentConfig(name="X", dae={"pixels": 16}, liveview={"channels": 4})
+    view = LiveView(config, KafkaSettings("localhost:1"), LiveSettings.from_config(config),
+                    EpicsPorts(liveview_ca=0))
+    monkeypatch.setattr(view, "_assign", lambda consumer, from_ms: None)
+    run = decide(serialise_pl72(
+        JOB, "X.nxs", start_time=1000, run_name="00000001", nexus_structure="{}",
+        detector_spectrum_map=DetectorSpectrumMap(np.array(spectra, np.int32),
+                                                  np.array(detectors, np.int32), n_spectra)),
+        "")
+    view._begin(None, run)  # followed: the map is checked here, never raises
+    assert view.run_name == "00000001"
+    assert not view.spectra.mapped and view.spectra.n_spectra == 16
+    assert view.dae.spectra().rows_of(3).tolist() == [2]
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(reason in m and "one a pixel" in m for m in said), said
+
+
 def test_run_info_past_what_the_live_view_can_hold_is_malformed():
     deep = "[" * 100_000 + "]" * 100_000
     assert decide(_start(deep), "").title == ""  # followed, with no title
