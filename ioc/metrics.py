@@ -30,5 +30,5 @@ def collect(control: RunControl, dae: Dae) -> Iterable[Metric]:
     yield counter("dae_good_uah", "proton charge of the current run's good frames, µAh",
                   c.good_uah)
     yield gauge("dae_count_rate", "events per second over the last second", c.count_rate)
-    yield counter("dae_delivery_errors", "frames the broker did not take",
-                  c.delivery_errors)
+    yield counter("dae_delivery_errors", "frames not delivered: the broker did not take "
+                  "them, or they could not be made or sent", c.delivery_errors)

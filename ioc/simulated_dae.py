@@ -373,13 +373,19 @@ class SimulatedDae:
                     continue
                 in_period, dwell = self._plan.of_frame(self._frames, self._period)
                 paused = self._paused_from is not None and frame_ns >= self._paused_from
-            charge, signals = self._beam.frame()
-            vetos = signals & self._enabled
-            if dwell:
-                vetos |= 1 << VETO_BITS["dwell"]
-            if paused:
-                vetos |= 1 << VETO_BITS["pause"]
-            n_events, n_monitor = self._emit(frame_ns, in_period, charge, vetos)
+            try:
+                charge, signals = self._beam.frame()
+                vetos = signals & self._enabled
+                if dwell:
+                    vetos |= 1 << VETO_BITS["dwell"]
+                if paused:
+                    vetos |= 1 << VETO_BITS["pause"]
+                n_events, n_monitor = self._emit(frame_ns, in_period, charge, vetos)
+            except Exception:
+                # a frame that cannot be made or sent is not counted, and the DAE goes on
+                # with the next: a thread that ended here would stop every later run's data
+                self._frame_failed(frame_ns, period)
+                continue
             with self._cond:
                 if self._next_ns == frame_ns:
                     self._next_ns = frame_ns + period
@@ -387,6 +393,17 @@ class SimulatedDae:
                 self._frames += 1
                 self._tally.frame(in_period, charge, vetos, n_events, n_monitor)
                 self._recent.append((frame_ns, n_events))
+
+    def _frame_failed(self, frame_ns: int, period_ns: int) -> None:
+        with self._cond:
+            self._delivery_errors += 1
+            failures = self._delivery_errors
+            if self._next_ns == frame_ns:
+                self._next_ns = frame_ns + period_ns
+                self._cond.notify_all()
+        if failures <= 3 or failures % 1000 == 0:  # not a traceback every frame
+            log.exception("frame at %d ns not sent (%d frames not delivered so far)",
+                          frame_ns, failures)
 
     def _emit(self, frame_ns: int, period: int, charge: float, vetos: int) -> tuple[int, int]:
         """One frame: its pu00, then (unless vetoed: a dwell period's frames are) the

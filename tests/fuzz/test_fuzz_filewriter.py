@@ -566,6 +566,10 @@ def test_the_writer_process_survives_fuzzed_batches_then_writes_a_normal_run(
             f"no wrdn for the normal run:\n{_tail(tmp_path / 'writer.log')}")
         assert not done.error_encountered, _reproduce(done.message)
         assert writer.poll() is None
+        # nor did any of the writer's threads end (its process would still answer)
+        log_text = (tmp_path / "writer.log").read_text(errors="replace")
+        at = log_text.find("Exception in thread")
+        assert at < 0, _reproduce(f"a writer thread ended:\n{log_text[at:at + 4000]}")
     tail.close()
     with h5py.File(tmp_path / "AFTERFUZZ.nxs", "r") as f:
         ids = f["raw_data_1/detector_1_events/event_id"][:]

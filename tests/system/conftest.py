@@ -103,9 +103,19 @@ def start_instrument(kafka: KafkaSettings, tmp_path_factory,
         wait_until(lambda: forwarder_connected(kafka, config.topics.forwarder_status), 60,
                    "the forwarder to connect every stream")
         yield inst
+        no_thread_ended(inst.services.values())
     except BaseException:
         print(inst.logs())
         raise
     finally:
         for service in reversed(services):
             service.stop()
+
+
+def no_thread_ended(services) -> None:
+    """No thread of a running service ended on an exception (threading's hook prints this
+    line): the process would still answer while that thread's work had stopped."""
+    for service in services:
+        text = service.log_tail(1 << 30)
+        at = text.find("Exception in thread")
+        assert at < 0, f"a thread of {service.name} ended:\n{text[at:at + 4000]}"

@@ -35,7 +35,10 @@ def isis(kafka: KafkaSettings, tmp_path_factory) -> Iterator[Instrument]:
 
 def _run_script(code: str, cwd: Path, extra_env: dict[str, str] | None = None) -> dict:
     """Run a client script in its own process; it prints one JSON line last."""
-    env = os.environ | EPICS_PORTS.client_env() | (extra_env or {})
+    # ibex_bluesky_core logs to C:\instrument\var\logs\bluesky (a folder of that name
+    # under the working directory on Linux) unless told otherwise
+    env = (os.environ | EPICS_PORTS.client_env() | {"IBEX_BLUESKY_CORE_LOGS": str(cwd)}
+           | (extra_env or {}))
     script = cwd / "script.py"
     script.write_text(textwrap.dedent(code))
     proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, text=True,

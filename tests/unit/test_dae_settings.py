@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -46,12 +47,16 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def bluesky() -> dict:
+def bluesky(tmp_path_factory) -> dict:
     setup = DaeSetup(monitor_spectrum=2, monitor_from_us=1000.0, monitor_to_us=5000.0)
     docs = {"setup": setup.xml(), "tcb": dehex_decompress(compress_hex(Tcb().xml())),
             "periods": Periods().xml()}
+    # its log goes to C:\instrument\var\logs\bluesky, a folder of that name under the
+    # working directory on Linux, unless told otherwise
+    logs = tmp_path_factory.mktemp("bluesky-logs")
     out = subprocess.run([sys.executable, "-c", _CONVERT], input=json.dumps(docs), text=True,
-                         capture_output=True, timeout=120, check=True)
+                         capture_output=True, timeout=120, check=True, cwd=logs,
+                         env=os.environ | {"IBEX_BLUESKY_CORE_LOGS": str(logs)})
     return json.loads(out.stdout)
 
 

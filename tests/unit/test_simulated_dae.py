@@ -1,4 +1,6 @@
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from streaming_data_types.eventdata_ev44 import deserialise_ev44
@@ -34,11 +36,19 @@ def test_frames_lie_on_the_grid_inside_the_run():
     assert [p.reference_time for p in pulses] == times.tolist()  # one pu00 a frame
 
 
-def test_pause_is_the_software_veto():
-    producer = FakeProducer()
+@contextlib.contextmanager
+def _running(producer: FakeProducer) -> Iterator[SimulatedDae]:
+    """A DAE of 100 frames a second, 5 events each, its frame thread running."""
     dae = SimulatedDae(producer, "X_events", DaeSettings(frame_rate_hz=100, events_per_frame=5))
     dae.start()
     try:
+        yield dae
+    finally:
+        dae.close()
+
+
+def test_pause_is_the_software_veto():
+    with _running(FakeProducer()) as dae:
         dae.begin(time.time_ns())
         time.sleep(0.1)
         dae.pause(time.time_ns())
@@ -51,8 +61,6 @@ def test_pause_is_the_software_veto():
         dae.resume(time.time_ns())
         time.sleep(0.1)
         assert dae.end(time.time_ns()).good_frames > paused_at
-    finally:
-        dae.close()
 
 
 def test_events_are_plausible():
@@ -62,3 +70,24 @@ def test_events_are_plausible():
     assert pixel.min() >= 5 and pixel.max() < 105
     assert tof.min() >= 0 and tof.max() < settings.frame_period_ns
     assert 1_000_000 < np.median(tof) < 50_000_000  # milliseconds, as thermal neutrons over 10 m
+
+
+def test_a_frame_that_cannot_be_sent_is_not_counted_and_the_frames_go_on(caplog):
+    class Refusing(FakeProducer):
+        refuse = 3
+
+        def produce(self, *args, **kwargs):
+            if self.refuse:  # librdkafka refuses (a message too large, a broken topic)
+                self.refuse -= 1
+                raise RuntimeError("refused")
+            super().produce(*args, **kwargs)
+
+    producer = Refusing()
+    with _running(producer) as dae:
+        dae.begin(time.time_ns())
+        time.sleep(0.2)
+        counters = dae.end(time.time_ns())
+    frames = [deserialise_pu00(s.value) for s in producer.sent if schema_id(s.value) == "pu00"]
+    assert counters.delivery_errors == 3
+    assert counters.raw_frames == len(frames) >= 10  # the frames after the failures came
+    assert "not sent" in caplog.text
