@@ -125,14 +125,16 @@ class FrameBook:
         return good_pulses(frames, mask)
 
     def frames_of(self, reference_time: np.ndarray, mask: np.ndarray, default_period: int = 0,
-                  default_charge: float = 0.0) -> list[Frame]:
+                  default_charge: float = 0.0, count: bool = True) -> list[Frame]:
         """The frame of each pulse of an event message that `mask` keeps (those in the run),
         in order. In a run without pu00, a pulse time not seen before is a new good frame of
         `default_period` bringing `default_charge` (an ev42's is84), counted here; once the
         run has pu00, a pulse with none is taken as good, in `default_period`, and not
         counted as a frame (its pu00 went missing). Without pu00 each message's own period
         places its events, as before pu00: a pulse time seen again (a frame in chunks) is
-        not counted again, whatever period the later message says."""
+        not counted again, whatever period the later message says. count=False places the
+        pulses alike but counts and remembers no frame: a reader that counts frames from one
+        source only (the live view's, from the detector's) places another's (a monitor's)."""
         frames = []
         for t in reference_time[mask].tolist():
             known = self._frames.get(t)
@@ -140,7 +142,7 @@ class FrameBook:
                 frames.append(known)
                 continue
             frame = Frame(t, default_period, default_charge, 0)
-            if not self.pulsed and known is None:
+            if count and not self.pulsed and known is None:
                 self._remember(frame)
                 self.totals.count(frame)
             frames.append(frame)

@@ -5,10 +5,10 @@
   their edges (one more), in µs as the DAE gives time of flight; YC the counts per channel,
   Y the counts per µs of channel width. Spectra are the run's, as the DAE's `DAE:SPEC`
   (liveview.dae_ca) has them: the pl72's detector-spectrum map sums pixels into them, one a
-  pixel without a map (liveview.spectrum_map); spectra from the map's lowest to its
-  highest; periods from 1 up to the most the live view bins. A spectrum PV is made when a client
-  first asks for it and computed only while a client is connected: 16k spectra cost nothing
-  until someone looks.
+  pixel without a map (liveview.spectrum_map), and the beam monitors at their spectra
+  (liveview.monitor_spectra); spectra from the lowest to the highest; periods from 1 up to
+  the most the live view bins. A spectrum PV is made when a client first asks for it and
+  computed only while a client is connected: 16k spectra cost nothing until someone looks.
 - `IMAGE`: the detector's counts per pixel as an NTNDArray (height x width), which Phoebus,
   pvmonitor and areaDetector viewers show, and `<BANK>:IMAGE` each bank's in its own shape
   (rows x columns, from the geometry); `IMAGE:TOF_MIN:SP` / `IMAGE:TOF_MAX:SP` (µs) limit
@@ -197,8 +197,8 @@ class ArrayPVs:
         period, spectrum, kind = int(m[1]), int(m[2]), m[3]
         if not 1 <= period <= self.histogram.max_periods:
             return None
-        numbers = self.spectra().numbers
-        if new and not (len(numbers) and numbers[0] <= spectrum <= numbers[-1]):
+        named = self.spectra().named()
+        if new and not (named and named[0] <= spectrum <= named[1]):
             return None
         return period - 1, spectrum, kind
 

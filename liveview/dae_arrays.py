@@ -9,7 +9,9 @@ as zeros. Periods from 1 as named; period 0 is the current one (the last frame's
 `SPECDATA` each spectrum's time bins are 0..NTC, bin 0 the DAE's junk bin (always 0 here).
 
 The histogram stays per pixel (the images, the page and the reduction need pixels) and is
-summed into spectra as it is read: a spectrum's read copies its own pixels' rows only."""
+summed into spectra as it is read: a spectrum's read copies its own pixels' rows only. A
+beam monitor served as a spectrum (the map's `monitors`) reads the histogram's own counts of
+that monitor instead."""
 
 from __future__ import annotations
 
@@ -47,7 +49,11 @@ def spectrum_value(histogram: Any, spectra: SpectrumMap, period: int, spectrum: 
     if axis == "X":
         return ((edges_us[:-1] + edges_us[1:]) / 2).astype(np.float32)
     rows = spectra.rows_of(spectrum)
-    if len(rows):
+    monitor = spectra.monitor_at(spectrum)
+    if monitor is not None:  # a beam monitor's: its own histogram, not pixels
+        counts = histogram.monitor(monitor, period_index(histogram, period)).astype(
+            np.float64)
+    elif len(rows):
         # the spectrum's own rows, copied under the histogram's lock: its cost is its
         # pixels', whatever the histogram's size
         counts = histogram.rows_at(period_index(histogram, period), rows).sum(
@@ -92,6 +98,11 @@ def spec_integrals(histogram: Any, spectra: SpectrumMap, periods: int,
         totals = histogram.pixel_totals(period=p)[spectra.rows]
         sums = np.add.reduceat(totals, starts[:-1])
         out[at[fits]] = sums[fits]
+    for spectrum, source in spectra.monitors:
+        for p in range(math.ceil(length / width)):
+            at = p * width + spectrum
+            if spectrum <= spectra.n_spectra and at < length:
+                out[at] = histogram.monitor(source, p).sum(dtype=np.uint64)
     return np.minimum(out, _INT32_MAX).astype(np.int32)
 
 
@@ -122,6 +133,10 @@ def spec_data(histogram: Any, spectra: SpectrumMap, periods: int,
             out[base + numbers[g:h], 1:] = np.minimum(
                 _sums(histogram, p, spectra.rows, starts[g:h + 1]), _INT32_MAX)
             g = h
+        for spectrum, source in spectra.monitors:
+            if spectrum <= spectra.n_spectra and base + spectrum < len(out):
+                out[base + spectrum, 1:] = np.minimum(histogram.monitor(source, p),
+                                                      _INT32_MAX)
     return out.ravel()[:length]
 
 

@@ -8,8 +8,11 @@ get_spectrum, ibex_bluesky_core's DaeSpectra) list both CA ports and find each n
   served whole (past `.NORD`, X and XE repeat their last value, Y and YC are 0, as
   ISISDAE serves them). Made when a client searches for the name: 16k spectra cost
   nothing until asked. Period 0 is the current period. Spectra are the run's: its pl72's
-  detector-spectrum map sums pixels into them (liveview.spectrum_map, dae_arrays).
-- `DAE:NUMSPECTRA` (the run's map's), `DAE:NUMTIMECHANNELS` (DBR_LONG).
+  detector-spectrum map sums pixels into them (liveview.spectrum_map, dae_arrays), and each
+  beam monitor of its isis_histogram config is the spectrum the file numbers it
+  (liveview.monitor_spectra), with the counts its monitor_hist_<i>/data has.
+- `DAE:NUMSPECTRA` (the run's map's, the monitors' spectra past it included),
+  `DAE:NUMTIMECHANNELS` (DBR_LONG).
 - `DAE:SPECINTEGRALS` (DBR_LONG, [period][spectrum 0..NUMSPECTRA]) with `.NORD`.
 - `DAE:SPECDATA` (DBR_LONG, [period][spectrum 0..NUMSPECTRA][bin 0..NTC]) with `.NORD`, and
   `.PROC`: a put recomputes it (as processing the ISISDAE record does); read it after.

@@ -6,7 +6,8 @@ Run control puts the run's title and the DAE's time channels (TCB) in the pl72's
 JSON: `{"title": str, ..., "tcb": {"tof_min_ns": float, "tof_max_ns": float, "channels": int,
 "logarithmic": bool}}`, so the live view bins each run as the DAE was set for it, and the
 pl72's `detector_spectrum_map`, which the DAE's spectra follow (liveview.spectrum_map checks
-it: a malformed map never stops the run being followed)."""
+it: a malformed map never stops the run being followed), and its `nexus_structure`, whose
+isis_histogram config numbers the beam monitors' spectra (liveview.monitor_spectra)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class RunStarted:
     channels: TimeChannels | None = None  # the DAE's TCB for the run, when run control says
     # the pl72's detector_spectrum_map as sent, unchecked (None: an older run start)
     spectrum_map: Any = field(default=None, compare=False)
+    # the pl72's nexus_structure as sent, unchecked: its isis_histogram config numbers the
+    # monitors' spectra (liveview.monitor_spectra reads it once the run is followed)
+    nexus_structure: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def decide(payload: bytes, current_job: str) -> RunStarted | RunStopped | None:
         return RunStarted(start.job_id, start.run_name, start.start_time * NS_PER_MS,
                           start.stop_time * NS_PER_MS if start.stop_time else None,
                           _title(start.metadata), _channels(start.metadata),
-                          start.detector_spectrum_map)
+                          start.detector_spectrum_map, start.nexus_structure)
     if sid == "6s4t":
         stop = deserialise_6s4t(payload)
         if stop.job_id != current_job or not stop.stop_time:

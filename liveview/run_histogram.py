@@ -6,17 +6,25 @@ Frames are ISIS's (datastream.frames): a frame's pu00 gives its period (from 0),
 charge and vetoes; a vetoed frame is raw, not good, and its events are not data (older
 streams: an ev42's is84 period, ev44 alone period 0). The histogram holds the periods seen so
 far, up to max_periods and within max_mb of memory: a run's events in a period past those are
-counted (EVENTS stays exact) but not binned."""
+counted (EVENTS stays exact) but not binned.
+
+Beam monitors named by reset() (the run's, served as DAE spectra: liveview.monitor_spectra)
+have a histogram each, one spectrum of the same time channels, periods and frames: their
+events by the file writer's rules (in the run window, not repeated per source, of good
+frames, in the frame's period), binned in the periods the detector histogram holds
+(max_periods), as the file's monitor_hist_<i>/data has them. EVENTS and the rest count the
+detector's events only."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
 from datastream.binning import EdgeIndex, bin_linear
 from datastream.event_messages import check_events
-from datastream.frames import FrameBook
+from datastream.frames import FrameBook, good_pulses
 from datastream.repeats import RecentMessages
 from datastream.run_window import Window, events_of_pulses, pulses_in_window
 from datastream.schemas.pu00 import PulseMetadata
@@ -70,13 +78,22 @@ class RunHistogram:
         snapshot's `periods` also counts those seen but not binned)."""
         return self.counts.shape[0]
 
-    def reset(self, window: Window) -> None:
+    def reset(self, window: Window, monitors: Sequence[str] = ()) -> None:
+        """Empty, for a run's window; `monitors`: the sources of the beam monitors binned."""
         with self._lock:
             self.window = window
             if self.periods > 1:  # the memory of a run of many periods goes with it
                 self.counts = np.zeros((1, self.n_pixels, self.channels.channels), np.uint32)
             else:
                 self.counts[:] = 0
+            self.monitors = tuple(dict.fromkeys(monitors))
+            self._monitor_row = {name: i for i, name in enumerate(self.monitors)}
+            # [period, monitor, channel], grown with the periods binned as `counts`
+            self.monitor_counts = np.zeros((1, len(self.monitors), self.channels.channels),
+                                           np.uint32)
+            # a source's message ids are its own: repeats are recognised per source, as the
+            # file writer's are (and only for sources taken: their number is bounded)
+            self._monitor_recent: dict[str, RecentMessages] = {}
             self.period_events = [0]
             self.book = FrameBook(window)  # the run's frames: good, raw, charge, periods
             self.events = 0  # every event of the run's good frames, binned or not
@@ -147,6 +164,71 @@ class RunHistogram:
             skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
                                  c.tof_min_ns, c.tof_max_ns, c.channels)
         return self._counted(len(tof), int(skipped), period)
+
+    def add_monitor(self, name: str, message_id: int, reference_time: np.ndarray,
+                    reference_index: np.ndarray, tof: np.ndarray, pixel_id: np.ndarray,
+                    period: int = 0) -> int:
+        """A message of another source than the detector's: if it is a beam monitor's taken
+        here (takes_monitor), the events of its run's good frames, returns how many. Their
+        frames are the detector's pu00 (a pulse with none is good, in `period`: an ev42's
+        is84), and are not counted again. Malformed arrays of a monitor's raise as add()'s
+        do; another source's message is not read at all."""
+        if not self.takes_monitor(name):  # (a dict's lookup: no lock needed to say no)
+            return 0
+        ref = np.asarray(reference_time, np.int64)
+        check_events(ref, reference_index, tof, pixel_id)
+        if len(ref) == 0:
+            return 0
+        with self._lock:
+            if not self.takes_monitor(name):  # a new run's monitors meanwhile
+                return 0
+            mask = pulses_in_window(ref, self.window)
+            if not mask.any():
+                return 0
+            recent = self._monitor_recent.setdefault(name, RecentMessages())
+            if recent.repeated(int(message_id), int(ref[0])):
+                return 0
+            idx = np.asarray(reference_index, np.int64)
+            frames = self.book.frames_of(ref, mask, period, count=False)
+            taken = 0
+            for p, chosen in good_pulses(frames, mask):
+                events = tof[events_of_pulses(idx, len(tof), chosen)]
+                self._add_monitor_events(name, events, p)
+                taken += len(events)
+            return taken
+
+    def takes_monitor(self, name: str) -> bool:
+        """Whether a source's events are taken as a beam monitor's (its answer holds under
+        the lock: reset() changes it)."""
+        return name in self._monitor_row
+
+    def _add_monitor_events(self, name: str, tof: np.ndarray, period: int) -> None:
+        """Under the lock: a monitor's events of good frames of one period, binned in its
+        spectrum if it has one here and the period is binned."""
+        row = self._monitor_row.get(name)
+        if row is None or not 0 <= period < self.max_periods or not len(tof):
+            return
+        if period >= self.monitor_counts.shape[0]:
+            grown = np.zeros((period + 1, *self.monitor_counts.shape[1:]), np.uint32)
+            grown[:self.monitor_counts.shape[0]] = self.monitor_counts
+            self.monitor_counts = grown
+        # the monitor's row alone: a monitor is one spectrum, whatever its events' ids
+        hist = self.monitor_counts[period, row:row + 1]
+        rows = np.zeros(len(tof), np.int32)
+        c = self.channels
+        if c.logarithmic:
+            self._index.bin(hist, rows, tof, 0)
+        else:
+            bin_linear(hist, rows, tof, 0, c.tof_min_ns, c.tof_max_ns, c.channels)
+
+    def monitor(self, name: str, period: int) -> np.ndarray:
+        """A copy of a monitor's counts per time channel in one period (from 0); zeros for
+        a monitor or period not held."""
+        with self._lock:
+            row = self._monitor_row.get(name)
+            if row is None or not 0 <= period < self.monitor_counts.shape[0]:
+                return np.zeros(self.channels.channels, np.uint32)
+            return self.monitor_counts[period, row].copy()
 
     def _period(self, period: int) -> np.ndarray:
         """Under the lock: one period's (pixels, channels), the histogram grown to hold it."""

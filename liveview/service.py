@@ -26,6 +26,7 @@ from datastream.metrics import Health, serve_metrics
 from datastream.run_window import Window
 from datastream.schemas.pu00 import PulseMetadata
 from datastream.time_channels import TimeChannels
+from liveview import monitor_spectra
 from liveview.array_pvs import ArrayPVs
 from liveview.dae_ca import DaeSpectra
 from liveview.jbi_service import JbiService, JbiTopics
@@ -265,14 +266,18 @@ class LiveView:
             else:
                 self._bin_with(run.channels)
         if not rebinning:
-            self.spectra, warning = for_run(run.spectrum_map, self.settings.first_pixel,
-                                            self.settings.pixels)
-            if warning:
-                log.warning("run %s: %s", run.run_name, warning)
+            spectra, warning = for_run(run.spectrum_map, self.settings.first_pixel,
+                                       self.settings.pixels)
+            spectra, warnings = monitor_spectra.for_run(run.nexus_structure, spectra,
+                                                        self.settings.source_name)
+            self.spectra = spectra
+            for said in ([warning] if warning else []) + warnings:
+                log.warning("run %s: %s", run.run_name, said)
         self._run = run
         self._stop_seen_at = time.monotonic() if run.stop_ns else None
         self.job_id, self.run_name, self.title = run.job_id, run.run_name, run.title
-        self.histogram.reset(Window(run.start_ns, run.stop_ns))
+        # the monitors served as spectra are binned from the run's start too
+        self.histogram.reset(Window(run.start_ns, run.stop_ns), self.spectra.monitor_sources)
         self._warned_period = False
         self.shedder.restart()
         self._rate.clear()
@@ -300,11 +305,11 @@ class LiveView:
         if ev is None:
             return  # not events
         if ev.source_name != self.settings.source_name:
-            # a monitor's (another source's): to I(λ) when reducing, else not counted
-            if isinstance(self.histogram, ReducingHistogram):
-                self.histogram.add_monitor(ev.source_name, ev.message_id, ev.reference_time,
-                                           ev.reference_time_index, ev.time_of_flight,
-                                           ev.pixel_id)
+            # another source's: a beam monitor's is binned as its spectrum and, reducing, to
+            # I(λ); any other is not counted
+            self.histogram.add_monitor(ev.source_name, ev.message_id, ev.reference_time,
+                                       ev.reference_time_index, ev.time_of_flight,
+                                       ev.pixel_id, period=ev.period)
             return
         ref = ev.reference_time
         lag_s = (time.time_ns() - int(ref[-1])) / 1e9 if len(ref) else 0.0

@@ -10,10 +10,16 @@ spectrum number (the ICP's NSP1: its spectra are 0..NSP1, a gap in a table is an
 spectrum), which for ISIS's tables, numbered 1..N, is the map's spectrum count.
 
 Without a map (an older run start), or with one the live view cannot trust, spectrum n is
-pixel n and NUMSPECTRA the pixel count, as before maps were sent."""
+pixel n and NUMSPECTRA the pixel count, as before maps were sent.
+
+The beam monitors are not in the pl72's map (run control leaves them out: they are binned
+apart); a map may carry them as spectra of their own (with_monitors, from the run's
+isis_histogram config: liveview.monitor_spectra), read from the histogram's per-monitor
+counts."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +47,10 @@ class SpectrumMap:
     rows: np.ndarray
     mapped: bool  # from the run's pl72; False: one spectrum a pixel
     unbinned: int = 0  # the map's detectors outside the pixels the live view bins
+    # the beam monitors served as spectra: (spectrum, its events' source), by spectrum, none
+    # a detector's (liveview.monitor_spectra); their counts are the histogram's own per
+    # monitor, not pixel rows
+    monitors: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def one_a_pixel(cls, first_pixel: int, n_pixels: int) -> SpectrumMap:
@@ -100,7 +110,31 @@ class SpectrumMap:
     @property
     def last(self) -> int:
         """The highest spectrum number the DAE's spectrum PVs serve (from 0)."""
-        return max(self.n_spectra, int(self.numbers[-1]) if len(self.numbers) else 0)
+        return max(self.n_spectra, int(self.numbers[-1]) if len(self.numbers) else 0,
+                   *(s for s, _ in self.monitors))
+
+    def named(self) -> tuple[int, int] | None:
+        """The lowest and highest spectrum with a detector or a monitor (None: none)."""
+        ends = [s for s, _ in self.monitors]
+        if len(self.numbers):
+            ends += [int(self.numbers[0]), int(self.numbers[-1])]
+        return (min(ends), max(ends)) if ends else None
+
+    @property
+    def monitor_sources(self) -> tuple[str, ...]:
+        return tuple(source for _, source in self.monitors)
+
+    def monitor_at(self, spectrum: int) -> str | None:
+        """The source of the monitor served as this spectrum; None if it is no monitor's."""
+        return next((source for s, source in self.monitors if s == spectrum), None)
+
+    def with_monitors(self, monitors: list[tuple[int, str]]) -> SpectrumMap:
+        """This map with these monitors' spectra (none a detector's: the caller checked);
+        NUMSPECTRA covers them, as the ICP's NSP1 counts every spectrum."""
+        ordered = tuple(sorted(monitors))
+        highest = max((s for s, _ in ordered), default=0)
+        return dataclasses.replace(self, monitors=ordered,
+                                   n_spectra=max(self.n_spectra, highest))
 
     def rows_of(self, spectrum: int) -> np.ndarray:
         """A spectrum's histogram rows; none for a spectrum with no binned detector."""

@@ -109,7 +109,7 @@ def test_genie_python_runs_a_run_with_its_defaults(isis: Instrument, tmp_path: P
     assert out["spectrum_len"][0] == out["channels"] + 1 and out["channels"] == 1000
     # the last of genie's N+1 times is the last centre again, as ISISDAE pads X
     assert out["spectrum_time"] == [39940.0, 39980.0, 39980.0]
-    assert out["spectra"] == 1024
+    assert out["spectra"] == 1025  # the 1,024 pixels' and the monitor's after them
     assert out["dashboard"]["title"] == "genie run"
     assert out["ended"] == "SETUP"
     assert out["totalcounts"] == out["events"] > 0

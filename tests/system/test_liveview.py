@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 
 import h5py
+import numpy as np
 import pytest
 from p4p.client.thread import Context
 
@@ -51,7 +52,9 @@ def test_live_counts_equal_the_dae_and_the_file(instrument, pva):  # noqa: F811
                and (live(pva, instrument, "START_TIME") or "")[:19] == started, 15,
                "the live view to follow the new run")
     wait_until(lambda: (live(pva, instrument, "EVENTS") or 0) > 0, 15, "live counts")
-    assert live(pva, instrument, "NUMSPECTRA") == 1024  # the DAE's pixels
+    # the DAE's pixels, and the geometry's monitor after them (spectrum 1025, as the file's
+    # NSP1 counts it)
+    assert live(pva, instrument, "NUMSPECTRA") == 1025
     instrument.restart("liveview")  # joins the run in progress and catches up
     time.sleep(1.5)
     g.end()
@@ -65,6 +68,13 @@ def test_live_counts_equal_the_dae_and_the_file(instrument, pva):  # noqa: F811
     assert live(pva, instrument, "STOP_TIME")
     with h5py.File(instrument.data_dir / f"SYS{number:08d}.nxs", "r") as f:
         assert len(f["raw_data_1/detector_1_events/event_id"]) == total
+        monitor = f["raw_data_1/monitor_hist_1/data"][:]
+        assert f["raw_data_1/monitor_hist_1/spectrum_index"][:].tolist() == [1025]
+    # the monitor's DAE spectrum is the file's monitor histogram, period by period
+    assert monitor.sum() > 0
+    for period, counts in enumerate(monitor[:, 0], start=1):
+        yc = caget(instrument.pv(f"DAE:SPEC:{period}:1025:YC"))[:len(counts)]
+        assert np.asarray(yc).tolist() == counts.tolist()
     time.sleep(1.0)  # the run is closed: nothing after its stop is added
     assert live(pva, instrument, "EVENTS") == total
     # NICOS asks just-bin-it (the live view's) for the finished run's spectrum afterwards

@@ -224,6 +224,25 @@ def test_only_good_frames_are_reduced_and_a_reset_empties_it(geometry):
     assert reduction.snapshot().events == 0
 
 
+def test_a_monitor_s_spectrum_and_its_wavelengths_are_the_same_events(geometry):
+    """One selection of a monitor's events (RunHistogram.add_monitor) feeds its DAE spectrum
+    and I(λ) alike; a monitor served but not in the geometry is binned, not reduced."""
+    reduction = Reduction(geometry, ReductionSettings(dspacing=Bins(0.0, 50.0, 100)))
+    hist = ReducingHistogram(reduction, 1, 1024, TimeChannels(0, 5e7, 10), max_periods=1)
+    hist.reset(Window(1000, 10_000), ("monitor_1", "elsewhere"))
+    hist.add_pulse(pulse(2000))
+    hist.add_pulse(pulse(3000, vetos=1))
+    m = np.array([10_000_000, 20_000_000], np.int32)
+    mid = np.full(2, 100001, np.int32)
+    for name in ("monitor_1", "elsewhere"):
+        assert hist.add_monitor(name, 1, np.array([2000, 3000]), np.array([0, 1]), m,
+                                mid) == 1
+    assert hist.monitor("monitor_1", 0).tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert hist.monitor("elsewhere", 0).tolist() == hist.monitor("monitor_1", 0).tolist()
+    assert reduction.snapshot().monitor_counts == 1
+    assert set(reduction.snapshot().monitors) == {"monitor_1"}
+
+
 def test_normalised_is_zero_until_there_is_something_to_divide_by():
     counts = np.array([2, 4], np.uint64)
     assert normalised(counts, None).tolist() == [0, 0] == normalised(counts, 0.0).tolist()
