@@ -108,14 +108,19 @@ class RunControl:
             spectra, detectors = table_map
             return DetectorSpectrumMap(spectra.astype(np.int32), detectors.astype(np.int32),
                                        len(np.unique(spectra)))
-        if self.geometry is not None:
-            ids = self.geometry.pixel_ids()
-        elif self.spectra is not None:
-            first, n = self.spectra
-            ids = np.arange(first, first + n, dtype=np.int32)
-        else:
+        ids = self._pixel_ids()
+        if ids is None:
             return None
         return DetectorSpectrumMap(ids, ids, len(ids))
+
+    def _pixel_ids(self) -> np.ndarray | None:
+        """The geometry's pixels, else the [dae] pixels; None without either."""
+        if self.geometry is not None:
+            return self.geometry.pixel_ids()
+        if self.spectra is not None:
+            first, n = self.spectra
+            return np.arange(first, first + n, dtype=np.int32)
+        return None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -316,13 +321,11 @@ class RunControl:
     def _detectors(self) -> InstrumentDetectors | None:
         """The detector numbers the tables may name: the geometry's pixels and monitors, else
         the [dae] pixels."""
-        if self.geometry is not None:
-            return InstrumentDetectors(self.geometry.pixel_ids().astype(np.int64),
-                                       tuple(m.id for m in self.geometry.monitors))
-        if self.spectra is not None:
-            first, n = self.spectra
-            return InstrumentDetectors(np.arange(first, first + n, dtype=np.int64))
-        return None
+        ids = self._pixel_ids()
+        if ids is None:
+            return None
+        monitors = tuple(m.id for m in self.geometry.monitors) if self.geometry else ()
+        return InstrumentDetectors(ids.astype(np.int64), monitors)
 
     # -- vetoes: DAESETTINGS switches them; VETO:ENABLE:SP/DISABLE:SP at any time, as
     # ISISDAE's setVeto (the FIFO veto, on unless switched off, is switched only so) --

@@ -156,14 +156,16 @@ class RunHistogram:
             return self._counted(n, 0, period)
         taken = events_of_pulses(idx, len(tof), chosen)
         pixel_id, tof = pixel_id[taken], tof[taken]
-        hist = self._period(period)
+        skipped = self._bin(self._period(period), pixel_id, tof, self.first_pixel)
+        return self._counted(len(tof), skipped, period)
+
+    def _bin(self, hist: np.ndarray, ids: np.ndarray, tof: np.ndarray, first: int) -> int:
+        """Events into hist (rows, channels) by the run's time channels; returns those
+        skipped."""
         c = self.channels
         if c.logarithmic:
-            skipped = self._index.bin(hist, pixel_id, tof, self.first_pixel)
-        else:
-            skipped = bin_linear(hist, pixel_id, tof, self.first_pixel,
-                                 c.tof_min_ns, c.tof_max_ns, c.channels)
-        return self._counted(len(tof), int(skipped), period)
+            return int(self._index.bin(hist, ids, tof, first))
+        return int(bin_linear(hist, ids, tof, first, c.tof_min_ns, c.tof_max_ns, c.channels))
 
     def add_monitor(self, name: str, message_id: int, reference_time: np.ndarray,
                     reference_index: np.ndarray, tof: np.ndarray, pixel_id: np.ndarray,
@@ -213,13 +215,8 @@ class RunHistogram:
             grown[:self.monitor_counts.shape[0]] = self.monitor_counts
             self.monitor_counts = grown
         # the monitor's row alone: a monitor is one spectrum, whatever its events' ids
-        hist = self.monitor_counts[period, row:row + 1]
-        rows = np.zeros(len(tof), np.int32)
-        c = self.channels
-        if c.logarithmic:
-            self._index.bin(hist, rows, tof, 0)
-        else:
-            bin_linear(hist, rows, tof, 0, c.tof_min_ns, c.tof_max_ns, c.channels)
+        self._bin(self.monitor_counts[period, row:row + 1], np.zeros(len(tof), np.int32), tof,
+                  0)
 
     def monitor(self, name: str, period: int) -> np.ndarray:
         """A copy of a monitor's counts per time channel in one period (from 0); zeros for
