@@ -17,13 +17,14 @@ the pl72 to the wrdn, and the file is fsynced. In the same run, on the same disk
     for the disk: at 100,000 spectra it is 400 MB beside the events' 800 MB.
   - with --baseline REV, the writer of that revision (a git worktree of it) writing the
     events alone, in turn with ours: the issue's "today's events/s" is the writer before
-    histogramming was added (b2a6b82).
+    histogramming was added (b2a6b82); with --baseline-icp, that writer's ICP histogram too
+    (an A/B of a change to the histogram's binning).
 Figures: events/s, MB/s of event data (8 bytes per event: id and time offset), peak RSS,
 the CPU seconds of the writer and of the broker during the run.
 
     .venv/bin/python benchmarks/filewriter_throughput.py [--events 100000000]
         [--per-message 100000] [--repeat 3] [--dir DIR] [--broker host:port] [--unsorted]
-        [--baseline REV]
+        [--baseline REV [--baseline-icp]]
 """
 
 from __future__ import annotations
@@ -323,6 +324,8 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="also the events alone by this revision's writer (e.g. b2a6b82, "
                              "the writer before the ICP's histogram)")
+    parser.add_argument("--baseline-icp", action="store_true",
+                        help="the --baseline revision's writer with the ICP's histogram too")
     args = parser.parse_args()
     n_messages = args.events // args.per_message
     with tempfile.TemporaryDirectory(prefix="fwbench-", dir=args.dir) as tmp, \
@@ -355,7 +358,7 @@ def main() -> int:
         stop_ns = first_ns + n_messages * FRAME_NS
         # the same run written several times: the spread is part of the figure
         # alternately, so a busy spell of the machine falls on both
-        ours, isis, before = [], [], []
+        ours, isis, before, before_icp = [], [], [], []
         for k in range(args.repeat):
             ours.append(run_writer(kafka, topics, out, first_ns, stop_ns, f"BENCH{k}.nxs",
                                    total))
@@ -364,6 +367,10 @@ def main() -> int:
             if tree is not None:
                 before.append(run_writer(kafka, topics, out, first_ns, stop_ns,
                                          f"BASE{k}.nxs", total, tree=tree))
+                if args.baseline_icp:
+                    before_icp.append(run_writer(kafka, topics, out, first_ns, stop_ns,
+                                                 f"BASEICP{k}.nxs", total, isis=True,
+                                                 spectra=args.spectra, tree=tree))
         baseline = naive(kafka, topics.events, out, n_messages)
         print(f"\n{'writer':22} {'events':>11} {'s':>7} {'M events/s':>10} {'MB/s':>7} "
               f"{'MB/s synced':>11} {'% of disk':>9} {'RSS MiB':>8} {'CPU s':>6} "
@@ -371,6 +378,7 @@ def main() -> int:
         rows = ([("datastream filewriter", r) for r in ours]
                 + [(f"  + ICP histogram {args.spectra // 1000}k", r) for r in isis]
                 + [(f"writer at {args.baseline}"[:22], r) for r in before]
+                + [(f"  + ICP at {args.baseline}"[:22], r) for r in before_icp]
                 + [("naive h5py append", baseline)])
         for name, r in rows:
             mb = r["events"] * 8 / MB
@@ -394,7 +402,11 @@ def main() -> int:
             then = sorted(r["events"] / r["s"] for r in before)[len(before) // 2]
             print(f"  and {100 * with_icp / then:.0f} % of the events alone by the writer at "
                   f"{args.baseline} ({then / 1e6:.1f} M/s)")
-        for r in ours + isis + before:
+        if before_icp:
+            then_icp = sorted(r["events"] / r["s"] for r in before_icp)[len(before_icp) // 2]
+            print(f"the ICP's histogram by the writer at {args.baseline}: "
+                  f"{then_icp / 1e6:.1f} M events/s")
+        for r in ours + isis + before + before_icp:
             if r["events"] != total:
                 print(f"WARNING: the file holds {r['events']} events, {total} were sent")
     print("\nTimes run from the pl72 to the wrdn (naive: first message to close); 'synced' "

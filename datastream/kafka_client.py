@@ -32,6 +32,10 @@ class KafkaSettings:
         conf: dict[str, object] = {
             "bootstrap.servers": self.bootstrap,
             "security.protocol": self.security_protocol,
+            # a broker back after an outage is found within 2 s, not librdkafka's 10 (its
+            # back-off doubles to that between failed connects): the writer had files to
+            # stop 9 s after the cluster was back (tests/faults/test_cluster_faults.py)
+            "reconnect.backoff.max.ms": 2000,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

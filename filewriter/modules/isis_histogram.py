@@ -6,9 +6,10 @@ time_channels_1, and isis_vms_compat (the spectrum-detector map and run paramete
 Time channels are the run's TCB (the pl72 metadata's "tcb", as the live view bins), spectra
 the pl72's detector-spectrum map (else one spectrum a pixel over the configured range).
 Counts are kept in memory a byte a bin, carrying into a uint32 per bin as they wrap
-(EdgeIndex.bin's `high`: the binning runs over a quarter of the memory), and written at close;
-a histogram larger than `max_bytes` is refused: the module says why in the job's answer and
-the file is written without it."""
+(EdgeIndex.bin's `high`: the binning runs over a quarter of the memory), a time channel a row
+(events sorted by time of flight, as the DAE sends them, stay in the cache), and written at
+close, a spectrum a row; a histogram larger than `max_bytes` is refused: the module says why
+in the job's answer and the file is written without it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from datastream.binning import EdgeIndex
+from datastream.binning import EdgeIndex, channel_major
 from datastream.event_messages import Events
 from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
@@ -419,17 +420,21 @@ class IsisHistogramWriter(RunModule):
 class _Counts:
     """A histogram's counts: low, a byte a bin, and high, its 256s."""
 
-    low: np.ndarray  # uint8 (spectra, channels)
-    high: np.ndarray  # uint32, flat, one a bin
+    low: np.ndarray  # uint8 (spectra, channels), a channel a row in memory (channel_major)
+    high: np.ndarray  # uint32, flat, one a bin, in low's order
 
     @classmethod
     def zeros(cls, spectra: int, channels: int) -> _Counts:
-        return cls(np.zeros((spectra, channels), np.uint8),
-                   np.zeros(spectra * channels, np.uint32))
+        return cls(channel_major(spectra, channels), np.zeros(spectra * channels, np.uint32))
+
+    @property
+    def high_bins(self) -> np.ndarray:
+        """high as (spectra, channels), a view."""
+        return self.high.reshape(self.low.T.shape).T
 
     def rows(self, first: int, stop: int) -> np.ndarray:
         """The counts of spectra first..stop as int32: past 2^31 in one bin (which does not
         happen in one run) clipped, not wrapped."""
-        high = self.high.reshape(self.low.shape)[first:stop].astype(np.int64)
+        high = self.high_bins[first:stop].astype(np.int64)
         return np.minimum(high * 256 + self.low[first:stop],
                           np.iinfo(np.int32).max).astype(np.int32)

@@ -82,9 +82,10 @@ def _vector(draw, length: int, values: st.SearchStrategy[int]) -> tuple:
 
 
 def _array(spec: tuple, dtype: Any) -> np.ndarray:
+    # no copy when already of that type: a long vector is 8 MB, made twice a message
     if spec[0] == "fill":
-        return np.full(spec[1], spec[2], dtype=np.int64).astype(dtype)
-    return np.asarray(spec[1:], np.int64).astype(dtype)
+        return np.full(spec[1], spec[2], dtype=np.int64).astype(dtype, copy=False)
+    return np.asarray(spec[1:], np.int64).astype(dtype, copy=False)
 
 
 PIXELS = st.one_of(st.integers(0, 20), st.sampled_from([-1, 0, 17, 2**31 - 1, -(2**31)]),

@@ -7,7 +7,6 @@ listener directly, as librdkafka does not."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import secrets
 import subprocess
 import uuid
@@ -35,16 +34,33 @@ import java.io.FileInputStream;
 import java.util.*;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.acl.*;
 import org.apache.kafka.common.resource.*;
 
-/** args: servers|controllers host:port client.properties topic user. Tries to create an ACL
- * giving `user` everything on every topic, to set a SCRAM credential of `user`, to delete
- * `topic`; prints "NAME OK" or "NAME REFUSED exception: message" for each. */
+/** args: one group of five per case: servers|controllers host:port client.properties topic
+ * user. For each case, with its own Admin client, tries to create an ACL giving `user`
+ * everything on every topic, to set a SCRAM credential of `user`, to delete `topic`; prints
+ * "CASE NAME OK" or "CASE NAME REFUSED exception: message" for each (CASE: the group's index).
+ * The cases run side by side in this one JVM, and each sends its three requests together: a
+ * client that gets no answer waits out one request timeout, not one per request and case. */
 public class KafkaProbe {
     public static void main(String[] args) throws Exception {
+        List<Thread> cases = new ArrayList<>();
+        for (int first = 0; first + 5 <= args.length; first += 5) {
+            int index = first / 5;
+            String[] arg = Arrays.copyOfRange(args, first, first + 5);
+            Thread thread = new Thread(() -> probe(index, arg));
+            thread.start();
+            cases.add(thread);
+        }
+        for (Thread thread : cases) thread.join();
+    }
+
+    static void probe(int index, String[] args) {
         Properties props = new Properties();
         try (FileInputStream in = new FileInputStream(args[2])) { props.load(in); }
+        catch (Exception e) { throw new RuntimeException(e); }
         props.put(args[0].equals("controllers") ? "bootstrap.controllers"
                                                 : "bootstrap.servers", args[1]);
         props.put("request.timeout.ms", "5000");
@@ -55,25 +71,25 @@ public class KafkaProbe {
                 new ResourcePattern(ResourceType.TOPIC, "*", PatternType.LITERAL),
                 new AccessControlEntry("User:" + args[4], "*", AclOperation.ALL,
                                        AclPermissionType.ALLOW));
-            report("createAcls", () -> admin.createAcls(List.of(acl)).all()
-                .get(10, TimeUnit.SECONDS));
-            report("alterScram", () -> admin.alterUserScramCredentials(List.of(
+            KafkaFuture<Void> acls = admin.createAcls(List.of(acl)).all();
+            KafkaFuture<Void> scram = admin.alterUserScramCredentials(List.of(
                 new UserScramCredentialUpsertion(args[4], new ScramCredentialInfo(
-                    ScramMechanism.SCRAM_SHA_512, 4096), "chosen-by-the-client")))
-                .all().get(10, TimeUnit.SECONDS));
-            report("deleteTopic", () -> admin.deleteTopics(List.of(args[3])).all()
-                .get(10, TimeUnit.SECONDS));
+                    ScramMechanism.SCRAM_SHA_512, 4096), "chosen-by-the-client"))).all();
+            KafkaFuture<Void> delete = admin.deleteTopics(List.of(args[3])).all();
+            report(index, "createAcls", acls);
+            report(index, "alterScram", scram);
+            report(index, "deleteTopic", delete);
         }
     }
-    interface Call { void run() throws Exception; }
-    static void report(String name, Call call) {
-        try { call.run(); System.out.println(name + " OK"); }
+
+    static void report(int index, String name, KafkaFuture<Void> answer) {
+        String line;
+        try { answer.get(10, TimeUnit.SECONDS); line = name + " OK"; }
         catch (Exception e) {
             Throwable c = e.getCause() != null ? e.getCause() : e;
-            System.out.println(name + " REFUSED " + c.getClass().getSimpleName() + ": "
-                               + c.getMessage());
+            line = name + " REFUSED " + c.getClass().getSimpleName() + ": " + c.getMessage();
         }
-        System.out.flush();
+        synchronized (System.out) { System.out.println(index + " " + line); System.out.flush(); }
     }
 }
 """
@@ -81,37 +97,52 @@ public class KafkaProbe {
 OPERATIONS = ("createAcls", "alterScram", "deleteTopic")
 
 
-def compile_probe(directory: Path) -> Path:
-    """KafkaProbe.class (compiled once) against the broker's own client jar."""
+def compile_probe(factory: pytest.TempPathFactory) -> Path:
+    """KafkaProbe.class against the broker's own client jar: compiled once a session, in its
+    base temp folder, for every module that probes (javac takes seconds of both cores)."""
+    directory = factory.getbasetemp() / "kafka-probe"
+    if (directory / "KafkaProbe.class").exists():
+        return directory
     javac = require("javac")
     libs = embedded.fetch_jars()
-    (directory / "KafkaProbe.java").write_text(PROBE_SOURCE)
-    done = subprocess.run([javac, "-cp", f"{libs}/*", "-d", str(directory),
-                           str(directory / "KafkaProbe.java")], capture_output=True, text=True)
+    build = factory.mktemp("kafka-probe-build")
+    (build / "KafkaProbe.java").write_text(PROBE_SOURCE)
+    done = subprocess.run([javac, "-cp", f"{libs}/*", "-d", str(build),
+                           str(build / "KafkaProbe.java")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    build.rename(directory)  # in place only once whole
     return directory
 
 
-def probe(classes: Path, kind: str, address: str, client: dict[str, str], topic: str,
-          user: str = "intruder") -> dict[str, str]:
-    """What the Java Admin client got for each operation: "OK" or "REFUSED <why>"."""
-    props = classes / f"client-{uuid.uuid4().hex}.properties"
-    props.touch(mode=0o600)
-    props.write_text("".join(f"{k}={v}\n" for k, v in client.items()))
-    done = subprocess.run(
-        ["java", "-cp", f"{classes}:{embedded.fetch_jars()}/*", "KafkaProbe", kind, address,
-         str(props), topic, user], capture_output=True, text=True, timeout=120)
-    props.unlink()
-    answers = dict(line.split(" ", 1) for line in done.stdout.splitlines()
-                   if line.split(" ", 1)[0] in OPERATIONS)
-    assert set(answers) == set(OPERATIONS), done.stdout + done.stderr[-3000:]
-    return answers
-
-
 def probe_all(classes: Path, cases: list[tuple]) -> list[dict[str, str]]:
-    """Several probes at once (a refused client waits for its timeouts)."""
-    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
-        return list(pool.map(lambda case: probe(classes, *case), cases))
+    """What the Java Admin client got in each case (kind, address, client properties, topic,
+    and the user, "intruder" unless given): for each operation "OK" or "REFUSED <why>". All
+    the cases in one JVM, side by side: a JVM's start costs seconds of CPU, and a refused
+    client waits for its timeout."""
+    arguments: list[str] = []
+    files: list[Path] = []
+    try:
+        for kind, address, client, topic, *user in cases:
+            props = classes / f"client-{uuid.uuid4().hex}.properties"
+            props.touch(mode=0o600)  # it may hold a password
+            files.append(props)
+            props.write_text("".join(f"{k}={v}\n" for k, v in client.items()))
+            arguments += [kind, address, str(props), topic, *(user or ["intruder"])]
+        done = subprocess.run(
+            ["java", "-cp", f"{classes}:{embedded.fetch_jars()}/*", "KafkaProbe", *arguments],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        for props in files:
+            props.unlink()
+    answers: list[dict[str, str]] = [{} for _ in cases]
+    for line in done.stdout.splitlines():  # "<case> <operation> <answer>"
+        index, _, rest = line.partition(" ")
+        operation, _, answer = rest.partition(" ")
+        if index.isdigit() and int(index) < len(cases) and operation in OPERATIONS:
+            answers[int(index)][operation] = answer
+    for case, answer in zip(cases, answers, strict=True):
+        assert set(answer) == set(OPERATIONS), (case[:2], done.stdout + done.stderr[-3000:])
+    return answers
 
 
 def plain(user: str, password: str, protocol: str = "SASL_PLAINTEXT") -> dict[str, str]:
@@ -144,7 +175,7 @@ def secured(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory):
-    return compile_probe(tmp_path_factory.mktemp("probe"))
+    return compile_probe(tmp_path_factory)
 
 
 def admin_settings(config: embedded.BrokerConfig) -> KafkaSettings:
@@ -216,13 +247,15 @@ def test_a_principal_without_the_right_is_refused(secured, classes):
 def test_the_admin_may(secured, classes):
     victim = new_topic(secured)
     admin = plain("admin", secured.admin_password)
-    on_client = probe(classes, "servers", secured.bootstrap, admin, victim, user="blessed")
+    # both listeners in one probe (one JVM): each grants its own user, and the Java client
+    # sends no deleteTopics to a controller, so neither answer depends on the other
+    on_client, on_controller = probe_all(classes, [
+        ("servers", secured.bootstrap, admin, victim, "blessed"),
+        ("controllers", f"127.0.0.1:{secured.controller_port}", admin, victim, "blessed2")])
     assert on_client == dict.fromkeys(OPERATIONS, "OK"), on_client
     assert victim not in topics(secured)
     assert "blessed" in scram_users(secured) and acls_of(secured, "blessed")
     # the brokers' own login to their controller is the admin's: the Admin API there serves
     # ACLs (its other calls the Java client does not send to a controller)
-    on_controller = probe(classes, "controllers", f"127.0.0.1:{secured.controller_port}",
-                          admin, victim, user="blessed2")
     assert on_controller["createAcls"] == "OK", on_controller
     assert acls_of(secured, "blessed2")

@@ -141,3 +141,26 @@ def test_byte_counters_carry_into_high_as_they_wrap():
                                       expected)
     with pytest.raises(ValueError):
         index.bin(low, pixel, tof, 1, np.zeros(59, np.uint32))
+
+
+def test_a_channel_major_histogram_bins_as_a_row_major_one():
+    from datastream.binning import EdgeIndex, channel_major
+
+    rng = np.random.default_rng(15)
+    pixel = rng.integers(-1, 9, 20_000).astype(np.int32)
+    tof = np.sort(rng.integers(-5, 1005, 20_000)).astype(np.int32)
+    pixel[:3000] = 4  # past 255 in a few bins: the carries land in the same order
+    for edges in (np.linspace(0, 1000, 11), np.array([0.0, 3.0, 100.0, 640.5, 1000.0])):
+        index = EdgeIndex(edges)
+        expected = np.zeros((8, len(edges) - 1), np.uint32)
+        skipped = index.bin(expected, pixel, tof, 1)
+        low, high = channel_major(8, len(edges) - 1), np.zeros(expected.size, np.uint32)
+        assert low.flags.f_contiguous and index.bin(low, pixel, tof, 1, high) == skipped
+        got = high.reshape(low.T.shape).T.astype(np.int64) * 256 + low
+        np.testing.assert_array_equal(got, expected)
+        wide = channel_major(8, len(edges) - 1, np.uint32)
+        assert index.bin(wide, pixel, tof, 1) == skipped
+        np.testing.assert_array_equal(wide, expected)
+    with pytest.raises(ValueError, match="neither"):
+        EdgeIndex(np.linspace(0, 1000, 11)).bin(np.zeros((8, 20), np.uint32)[:, ::2],
+                                                 pixel, tof, 1)

@@ -215,8 +215,8 @@ def test_counts_kept_a_byte_a_bin_come_out_whole_and_clipped():
     from filewriter.modules.isis_histogram import _Counts
 
     counts = _Counts.zeros(3, 4)
-    counts.low[1, 2], counts.high[1 * 4 + 2] = 7, 3  # 3 * 256 + 7
-    counts.low[2, 0], counts.high[2 * 4 + 0] = 255, 2**31  # past int32: clipped
+    counts.low[1, 2], counts.high_bins[1, 2] = 7, 3  # 3 * 256 + 7
+    counts.low[2, 0], counts.high_bins[2, 0] = 255, 2**31  # past int32: clipped
     rows = counts.rows(1, 3)
     assert rows.dtype == np.int32 and rows.shape == (2, 4)
     assert rows[0, 2] == 775 and rows[1, 0] == 2**31 - 1 and rows.sum() == 775 + 2**31 - 1
