@@ -370,14 +370,14 @@ class WriteJob:
                 return
             messages = (consumer.consume(num_messages=500, timeout=0)
                         or consumer.consume(num_messages=1, timeout=0.2))
-            if messages:
-                self._check_room(messages)
             stop_ns = self.stop_ns
             window = Window(self.command.start_ns, stop_ns)
+            todo = []
             for msg in messages:
                 if msg.error():
                     log.warning("job %s: %s", self.command.job_id, msg.error())
                     continue
+                self.bytes_read += len(msg.value() or b"")
                 key = (msg.topic(), msg.partition())
                 self._next_offset[key] = msg.offset() + 1
                 if key in done:
@@ -387,6 +387,10 @@ class WriteJob:
                     done.add(key)
                     consumer.pause([TopicPartition(*key)])
                     continue
+                todo.append(msg)
+            if todo:
+                self._check_room(todo)
+            for msg in todo:
                 self._dispatch(msg.topic(), msg.value(), window, msg.offset())
             now = time.monotonic()
             if now - last_flush > self._settings.flush_interval_s:
@@ -432,10 +436,10 @@ class WriteJob:
             self._abandon.wait(0.1)
 
     def _check_room(self, messages: list) -> None:
-        """DiskFull before anything is written that might not fit (see disk_space)."""
-        taken = sum(len(m.value() or b"") for m in messages)
-        self._unflushed_bytes += taken
-        self.bytes_read += taken
+        """DiskFull before anything is written that might not fit (see disk_space). Only the
+        messages to be written count: a batch may also hold the rest of the topic past the
+        run's stop, which counted made a small run's file refused on a disk it fitted."""
+        self._unflushed_bytes += sum(len(m.value() or b"") for m in messages)
         check_room(self._resolved, self._unflushed_bytes)
 
     def _drained(self, consumer: Consumer, tp: TopicPartition) -> bool:
