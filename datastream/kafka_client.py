@@ -159,11 +159,14 @@ def offsets_since(consumer: Consumer, wanted: list[TopicPartition], timeout: flo
     """Where to read each partition from a time: each TopicPartition's offset holds a
     timestamp (ms); the answer holds the first offset at or after it, or, for a partition
     with nothing that recent, its end (all it will hold of that time is still to come):
-    `ends` if the caller took them before the lookup (so a message appended between the two
-    cannot be skipped), else the end as it is now."""
+    `ends` if the caller took them, else taken here. Either way they are taken before the
+    lookup: an end taken after it would skip a message appended between the two (a run's
+    first frames, sent as the live view seeks to the run's start)."""
+    if ends is None:
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=timeout)[1] for tp in wanted}
     found = consumer.offsets_for_times(wanted, timeout=timeout)
     for tp in found:
         if tp.offset < 0:
-            tp.offset = (ends[(tp.topic, tp.partition)] if ends is not None
-                         else consumer.get_watermark_offsets(tp, timeout=timeout)[1])
+            tp.offset = ends[(tp.topic, tp.partition)]
     return found

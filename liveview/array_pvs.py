@@ -205,10 +205,12 @@ class ArrayPVs:
     def testChannel(self, name: str) -> bool:
         return self._parse(name, new=name not in self._pvs) is not None
 
-    def makeChannel(self, name: str, peer: str) -> SharedPV:
+    def makeChannel(self, name: str, peer: str) -> SharedPV | None:
         parsed = self._parse(name, new=name not in self._pvs)
-        if parsed is None:  # p4p asks only for names testChannel claimed; say so if not
-            raise KeyError(f"{name} is not a spectrum PV of this live view")
+        if parsed is None:
+            # not ours: None leaves the name to the other providers (the server can ask
+            # every provider of a name a client opens, the static counters' names too)
+            return None
         with self._lock:
             pv = self._pvs.get(name)
             if pv is None:

@@ -470,22 +470,23 @@ def ca(live):
 
     context = Context()
     # the setpoints fuzzed before re-bin the run from its start: its counters go back to 0
-    # and climb again for a while, which a test of puts to them would take for a put's doing
-    channels = context.get_pvs(*(live.prefix + f"LIVE:{n}" for n in ("EVENTS", "MEVENTS")),
-                               timeout=5)
+    # and climb again for a while, which a test of puts to them would take for a put's doing.
+    # Settled is: at the topic's end and the counts unchanged over several lag checks (a
+    # re-read can spend seconds on the fuzzed megabyte messages, counting nothing)
+    names = ("EVENTS", "MEVENTS", "CONSUMERLAG")
+    channels = context.get_pvs(*(live.prefix + f"LIVE:{n}" for n in names), timeout=5)
     for chan in channels:
         chan.wait_for_connection(timeout=10)
 
     def counts() -> list:
         return [chan.read(timeout=10).data.tolist() for chan in channels]
 
-    last, deadline = counts(), time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = counts()
-        if now == last:
-            break
-        last = now
+    seen: list[list] = []
+    deadline = time.monotonic() + 90
+    while not (len(seen) >= 4 and seen[-1][2] == [0] and all(c == seen[-1] for c in seen[-4:])):
+        assert time.monotonic() < deadline, f"the live view never settled: {seen[-4:]}"
+        seen.append(counts())
+        time.sleep(0.5)
     yield context
     context.disconnect()
 
