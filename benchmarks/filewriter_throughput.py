@@ -398,6 +398,13 @@ def main() -> int:
         print(f"with the ICP's histogram, framelog and totals: {with_icp / 1e6:.1f} M events/s,"
               f" {100 * with_icp / alone:.0f} % of the events alone ({alone / 1e6:.1f} M/s; "
               "goal: 90 %)")
+        # each ICP run against the events-alone run just before it: a slow spell of the
+        # machine falls on both of a pair, so their ratio spreads less than the medians'
+        paired = sorted((i["events"] / i["s"]) / (o["events"] / o["s"])
+                        for o, i in zip(ours, isis, strict=True))
+        print(f"  run by run (each ICP run / the events-alone run before it): median "
+              f"{100 * paired[len(paired) // 2]:.0f} %, "
+              f"{', '.join(f'{100 * r:.0f}' for r in paired)} %")
         if before:
             then = sorted(r["events"] / r["s"] for r in before)[len(before) // 2]
             print(f"  and {100 * with_icp / then:.0f} % of the events alone by the writer at "

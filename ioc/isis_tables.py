@@ -28,6 +28,7 @@ allows such comments). A table is refused (TableError) with the line and the rea
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -73,6 +74,9 @@ class DetectorTable:
     codes: np.ndarray
     two_theta_deg: np.ndarray
     lines: np.ndarray
+    # the user columns, (detectors, columns): φ (deg) first, then whatever the instrument
+    # keeps (the ICP writes them to the file as UT01, UT02, ...)
+    user: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 1)))
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,7 @@ def parse_detectors(text: str) -> DetectorTable:
     width = 5 + user
     ints = np.zeros((len(entries), 3), np.int64)
     reals = np.zeros((len(entries), 3), np.float64)
+    users = np.zeros((len(entries), user), np.float64)
     for i, (line, fields) in enumerate(entries):
         if len(fields) < width:
             raise TableError(f"line {line}: {len(fields)} fields, but a detector's line has "
@@ -197,9 +202,9 @@ def parse_detectors(text: str) -> DetectorTable:
         reals[i] = (_real(fields[1], line, "delay"), _real(fields[2], line, "L2"),
                     _real(fields[4], line, "2θ"))
         for k in range(5, width):
-            _real(fields[k], line, f"user column {k - 4}")
+            users[i, k - 5] = _real(fields[k], line, f"user column {k - 4}")
     table = DetectorTable(ints[:, 0], reals[:, 0], reals[:, 1], ints[:, 1], reals[:, 2],
-                          ints[:, 2])
+                          ints[:, 2], users)
     _unique(table.detectors, table.lines, "detector", "a detector has one line")
     return table
 

@@ -150,15 +150,19 @@ def _geometry(geometry: Geometry | None, events_topic: str
 
 
 def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | None,
-                  monitor_spectra: dict[int, int]
+                  monitor_spectra: dict[int, int], detectors: dict[str, Any] | None
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """ISIS's run-level data from the events topic's pu00 and ev44 (filewriter.modules.
     isis_frames, isis_histogram): the entry's totals and histograms, and the framelog
     group. The histogram's spectra are the pl72's detector-spectrum map; the geometry's
     pixels when there is none. A monitor's spectrum is the spectra table's (monitor_spectra,
-    by detector number), else the module's default, after the pixels'."""
+    by detector number), else the module's default, after the pixels'. `detectors`: each
+    detector's delay, L2, code, 2θ and user columns (ioc.detector_parameters), which the
+    histogram's isis_vms_compat holds beside UDET."""
     stream = {"topic": events_topic, "source": events_source}
     histogram: dict[str, Any] = dict(stream)
+    if detectors is not None:
+        histogram["detectors"] = detectors
     if geometry is not None:
         ids = geometry.pixel_ids()
         histogram |= {"first_pixel": int(ids.min()), "pixels": int(ids.max() - ids.min() + 1),
@@ -177,14 +181,16 @@ def _isis_modules(events_topic: str, events_source: str, geometry: Geometry | No
 def nexus_structure(meta: RunMetadata, events_topic: str, events_source: str,
                     logs: list[LogStream], run_log: list[LogStream] = (),
                     geometry: Geometry | None = None, log_layout: str = MANTID,
-                    monitor_spectra: dict[int, int] | None = None) -> dict[str, Any]:
+                    monitor_spectra: dict[int, int] | None = None,
+                    detectors: dict[str, Any] | None = None) -> dict[str, Any]:
     """`logs` go to selog (sample environment), `run_log` (DAE counters) to runlog, laid out
     as `log_layout` says (LOG_LAYOUTS); `geometry` places the source, sample, detector banks
     and monitors; `monitor_spectra` (monitor detector number -> spectrum, the spectra
-    table's) numbers the monitors' histograms."""
+    table's) numbers the monitors' histograms; `detectors` (ioc.detector_parameters) is
+    the detector table the file's isis_vms_compat holds."""
     in_instrument, in_entry = _geometry(geometry, events_topic)
     isis_modules, framelog = _isis_modules(events_topic, events_source, geometry,
-                                           monitor_spectra or {})
+                                           monitor_spectra or {}, detectors)
     # Mantid's LoadISISNexus2 cannot load a file without an NXsample
     sample = [] if geometry is not None else [_group("sample", "NXsample",
                                                      [_dataset("name", "")])]

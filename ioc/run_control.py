@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from confluent_kafka import Producer
@@ -33,6 +33,7 @@ from datastream.topics import InstrumentTopics
 from ioc.dae import Dae, DaeCounters
 from ioc.dae_settings import DaeConfig, DaeConfigStore, DaeSetup
 from ioc.dae_tables import DaeTables, InstrumentDetectors, load_tables
+from ioc.detector_parameters import detector_parameters
 from ioc.isis_tables import TableError
 from ioc.nexus_template import RunMetadata, nexus_structure
 from ioc.run_numbers import RunNumberStore
@@ -138,6 +139,8 @@ class RunControl:
         # from being read at start-up ("" if nothing): BEGINRUN is refused until it is fixed
         self._tables = DaeTables()
         self._tables_error = ""
+        # (the detector table it was made from, the file's detector parameters)
+        self._detector_config: tuple[object, dict[str, Any] | None] | None = None
 
     # -- what the PVs show --
     @property
@@ -236,7 +239,8 @@ class RunControl:
         structure = nexus_structure(
             RunMetadata(self.instrument, run_number, run.title, users, run.rb_number),
             self.topics.events, self.events_source, self.logs, self.run_log, self.geometry,
-            monitor_spectra=self._tables.monitor_spectra())
+            monitor_spectra=self._tables.monitor_spectra(),
+            detectors=self._detector_parameters())
         message = serialise_pl72(
             job_id=run.job_id, filename=run.filename, start_time=start_ms,
             run_name=f"{run_number:08d}", nexus_structure=json.dumps(structure),
@@ -264,6 +268,15 @@ class RunControl:
         set_context(run_number=run_number)
         log.info("run %d started: %s, job %s", run_number, run.filename, run.job_id)
         return run
+
+    def _detector_parameters(self) -> dict[str, Any] | None:
+        """The detector table in use (else the geometry's) as the file holds it, made once
+        for each table read: a large instrument's takes a moment to make."""
+        table = self._tables.detector
+        cached = self._detector_config
+        if cached is None or cached[0] is not table:
+            cached = self._detector_config = (table, detector_parameters(table, self.geometry))
+        return cached[1]
 
     def _tcb_metadata(self) -> dict[str, object]:
         low, high, channels, logarithmic = self.dae_config.tcb.channels()

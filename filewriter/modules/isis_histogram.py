@@ -30,6 +30,7 @@ from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
 from datastream.run_window import events_of_pulses
 from datastream.time_channels import TimeChannels
+from filewriter.modules import vms_detectors
 from filewriter.modules.base import Decoded, RunModule, config_int
 from filewriter.run_context import RunContext
 from filewriter.timing import Window, pulses_in_window
@@ -201,7 +202,8 @@ class IsisHistogramWriter(RunModule):
     `pixels` and `first_pixel` (one spectrum a pixel, when the run start has no
     detector-spectrum map), `time_channels` ({tof_min_ns, tof_max_ns, channels,
     logarithmic}, when the run start has no tcb), `periods` (at least this many, default 1),
-    `max_periods` (default 1000), `max_bytes` (the counts in memory, default 1 GiB)."""
+    `max_periods` (default 1000), `max_bytes` (the counts in memory, default 1 GiB),
+    `detectors` (the detector table isis_vms_compat holds beside UDET: vms_detectors)."""
 
     accepts = frozenset({"pu00", "ev44", "ev42"})
 
@@ -236,6 +238,13 @@ class IsisHistogramWriter(RunModule):
         self._edges = self._channels.edges()
         self._index = EdgeIndex(self._edges)
         self._monitors = _monitors(config, int(self._map.spectra.max()))
+        self._detectors: vms_detectors.VmsDetectors | None = None
+        if config.get("detectors") is not None:
+            try:
+                self._detectors = vms_detectors.parse(config["detectors"])
+            except ValueError as exc:  # the histograms are written; the table is not
+                self.warnings.append(f"isis_histogram: the detector table is not written: "
+                                     f"{exc}")
         self.more_sources = tuple(m.source for m in self._monitors)
         self.enabled = True
         self._make(group)
@@ -305,6 +314,8 @@ class IsisHistogramWriter(RunModule):
         _int32(vms, "MONP", np.zeros(n_mon))
         _int32(vms, "UDET", udet)
         _int32(vms, "SPEC", spec)
+        if self._detectors is not None:
+            self.warnings += vms_detectors.write(vms, udet, self._detectors)
         _int32(vms, "SPB", np.zeros(VMS_INT_WORDS))
         rspb = np.zeros(VMS_REAL_WORDS, np.float32)
         rspb[3:6] = 1.0  # sample thickness, height, width: ICP's defaults

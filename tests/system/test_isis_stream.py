@@ -71,6 +71,9 @@ def test_counters_live_view_and_file_agree_frame_for_frame(isis):
         assert set(period_log.tolist()) == {1, 2, 3}  # 1-based in the file
         assert int(e["good_frames"][0]) == dae["GOODFRAMES"] == int(np.sum(vetos == 0))
         assert int(e["raw_frames"][0]) == dae["RAWFRAMES"]
+        # the geometry's detector table, for Mantid's det-pos-source="datafile"
+        vms = e["isis_vms_compat"]
+        assert vms["LEN2"].shape == vms["UDET"].shape and vms["UT01"][:].any()
         assert abs(float(e["proton_charge"][0]) - dae["GOODUAH"]) < 1e-4
         assert abs(float(e["proton_charge_raw"][0]) - dae["TOTALUAMPS"]) < 1e-4
         assert int(e["periods/number"][0]) == 3

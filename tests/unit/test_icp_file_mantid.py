@@ -138,6 +138,13 @@ def check_mantid_file(path: Path) -> None:
                                    ("RRPB", np.float32, 9)):
             assert vms[name].dtype == dtype and len(vms[name]) >= least, name
         assert vms["UDET"].shape == vms["SPEC"].shape
+        if "LEN2" in vms:
+            # UpdateInstrumentFromFile (det-pos-source="datafile"): UDET int32, LEN2, TTHE
+            # and UT01 float32 (its reader takes no other type), a value each UDET entry
+            for name in ("LEN2", "TTHE", "UT01", "DELT"):
+                assert vms[name].dtype == np.float32, name
+                assert vms[name].shape == vms["UDET"].shape, name
+            assert vms["CODE"].dtype == np.int32 and vms["NUSE"][0] >= 1
         nsp1 = int(vms["NSP1"][0])
         every = sorted({*spectra[:].tolist(), *monitor_spectra})
         assert nsp1 == len(every) == every[-1] - every[0] + 1  # contiguous, as it checks

@@ -171,3 +171,74 @@ def test_the_icp_file_sums_each_spectrum_s_detectors_as_the_table_groups_them(de
         assert spec_of[100001] == 3585 and vms["NSP1"][0] == 3585
         assert e["monitor_hist_1/spectrum_index"][:].tolist() == [3585]
         assert e["monitor_hist_1/data"][:].sum() == 2
+
+
+def _empty_run_file(run_control, tmp_path) -> h5py.File:
+    """The file the writer makes of run control's last pl72, with no events (open)."""
+    start = parse_start(run_control.producer.topics("TST_runInfo")[-1].value)
+    job = WriteJob(start, JobSettings(output_dir=tmp_path), KafkaSettings("unused:9092"))
+    assert job.open() == []
+    job.request_stop(start.start_ns + 100 * MS)
+    job._close_file()
+    return h5py.File(job.path)
+
+
+def _spherical(r: np.ndarray, theta_deg: np.ndarray, phi_deg: np.ndarray) -> np.ndarray:
+    """Mantid's V3D::spherical (z along the beam), as UpdateInstrumentFromFile places a
+    detector from LEN2, TTHE and UT01."""
+    t, p = np.radians(theta_deg), np.radians(phi_deg)
+    return np.column_stack([r * np.sin(t) * np.cos(p), r * np.sin(t) * np.sin(p),
+                            r * np.cos(t)])
+
+
+def test_without_a_detector_table_the_file_places_the_geometry_s_detectors(demo, tmp_path):
+    """No detector table: isis_vms_compat's LEN2, TTHE and UT01 (φ) are the geometry's, so
+    that Mantid's det-pos-source="datafile" puts every pixel where the geometry has it."""
+    demo.begin()
+    with _empty_run_file(demo, tmp_path) as f:
+        vms = f["raw_data_1/isis_vms_compat"]
+        udet = vms["UDET"][:]
+        for name in ("LEN2", "TTHE", "UT01", "DELT"):
+            assert vms[name].dtype == np.float32 and vms[name].shape == udet.shape, name
+        assert vms["CODE"].dtype == np.int32 and vms["NUSE"][:].tolist() == [1]
+        geometry = demo.geometry
+        pixels = np.isin(udet, geometry.pixel_ids())
+        placed = _spherical(vms["LEN2"][:][pixels], vms["TTHE"][:][pixels],
+                            vms["UT01"][:][pixels])
+        order = np.searchsorted(geometry.pixel_ids(), udet[pixels])
+        np.testing.assert_allclose(placed, geometry.pixel_positions()[order], atol=2e-5)
+        assert set(vms["CODE"][:][pixels].tolist()) == {3}
+        monitor = udet == 100001
+        assert vms["CODE"][:][monitor].tolist() == [1]
+        assert vms["LEN2"][:][monitor][0] == pytest.approx(geometry.monitors[0].z_m)
+        assert not vms["DELT"][:].any()
+
+
+def test_the_file_holds_the_detector_table_in_use_in_udet_s_order(demo, tmp_path):
+    """With a detector table, isis_vms_compat holds its columns as the ICP copies
+    DETECTOR.DAT: each detector's delay, L2, code, 2θ and user columns, a UDET entry each."""
+    tables = tmp_path / "inst" / "tables"
+    tables.mkdir(parents=True)
+    for table in (DEMO / "tables").iterdir():
+        (tables / table.name).write_bytes(table.read_bytes())
+    lines = (DEMO / "tables/detector_DEMO.dat").read_text().splitlines()
+    # a delay, and a second user column, per detector: told apart from the geometry's
+    body = [f"{f[0]} {int(f[0]) % 7 * 0.25:.3f} {f[2]} {f[3]} {f[4]} {f[5]} {int(f[0]) % 5}"
+            for f in (line.split() for line in lines[3:])]
+    (tables / "detector_USER.dat").write_text("\n".join(
+        [lines[0], lines[1].split()[0] + " 2", lines[2] + " user2", *body]) + "\n")
+    demo.tables_dir = tmp_path / "inst"
+    demo.configure(_with_tables(demo.dae_config, detector_table="tables/detector_USER.dat"))
+    demo.begin()
+    table = {int(f[0]): f for f in (line.split() for line in body)}
+    out = tmp_path / "out"
+    out.mkdir()
+    with _empty_run_file(demo, out) as f:
+        vms = f["raw_data_1/isis_vms_compat"]
+        udet = vms["UDET"][:].tolist()
+        assert vms["NUSE"][:].tolist() == [2]
+        for name, column in (("DELT", 1), ("LEN2", 2), ("TTHE", 4), ("UT01", 5),
+                             ("UT02", 6)):
+            expected = np.array([float(table[d][column]) for d in udet], np.float32)
+            assert vms[name][:].tolist() == expected.tolist(), name
+        assert vms["CODE"][:].tolist() == [int(table[d][3]) for d in udet]
