@@ -409,6 +409,11 @@ def main() -> int:
             then = sorted(r["events"] / r["s"] for r in before)[len(before) // 2]
             print(f"  and {100 * with_icp / then:.0f} % of the events alone by the writer at "
                   f"{args.baseline} ({then / 1e6:.1f} M/s)")
+            paired = sorted((i["events"] / i["s"]) / (b["events"] / b["s"])
+                            for b, i in zip(before, isis, strict=True))
+            print(f"  run by run (each ICP run / the run at {args.baseline} after it): median "
+                  f"{100 * paired[len(paired) // 2]:.0f} %, "
+                  f"{', '.join(f'{100 * r:.0f}' for r in paired)} %")
         if before_icp:
             then_icp = sorted(r["events"] / r["s"] for r in before_icp)[len(before_icp) // 2]
             print(f"the ICP's histogram by the writer at {args.baseline}: "

@@ -274,6 +274,35 @@ def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel
     return skipped
 
 
+def wide_counts(low: np.ndarray, high: np.ndarray, first: int, stop: int) -> np.ndarray:
+    """The counts of rows first..stop of a histogram kept as EdgeIndex.bin's byte counters
+    (low (pixels, channels) uint8, either order; high: their 256s, flat in low's order) as
+    int32 (rows, channels), a row a pixel: what a file takes. Past 2^31 in one bin (which no
+    run reaches) clipped, not wrapped. One pass in low's own order, where numpy's widen,
+    multiply, add and clip over a channel-major histogram took 0.075 s a 10,000 x 1,000
+    histogram, at the close of every ICP run (two thirds of its write)."""
+    n_pixels, n_channels = low.shape
+    stop = max(first, min(stop, n_pixels))  # as a slice would: past the end, to the end
+    out = np.empty((stop - first, n_channels), np.int32)
+    if low.flags.f_contiguous and not low.flags.c_contiguous:  # channel_major()
+        _widen(low.T, high.reshape(n_channels, n_pixels), first, stop, out.T)
+    else:
+        _widen(low[first:stop], high.reshape(n_pixels, n_channels)[first:stop], 0,
+               n_channels, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _widen(low, high, first, stop, out):
+    # low, high: (rows, columns) with `first..stop` along columns; out: (rows, stop - first)
+    # (a transposed view for a channel-major histogram: reads in order, writes strided)
+    top = np.int64(2**31 - 1)
+    for r in range(low.shape[0]):
+        for c in range(first, stop):
+            value = np.int64(high[r, c]) * 256 + np.int64(low[r, c])
+            out[r, c - first] = value if value < top else top
+
+
 @numba.njit(cache=True, nogil=True)
 def _sparse_add(keys, counts, key):
     mask = len(keys) - 1
@@ -407,3 +436,5 @@ def warm_up() -> None:
         index.bin(hist, ids, tof, 1)
         index.bin(hist.astype(np.uint8), ids, tof, 1, np.zeros(hist.size, np.uint32))
         index.bin(channel_major(2, 4), ids, tof, 1, np.zeros(hist.size, np.uint32))
+    for low in (np.zeros((2, 4), np.uint8), channel_major(2, 4)):
+        wide_counts(low, np.zeros(low.size, np.uint32), 0, 2)

@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from datastream.binning import EdgeIndex, channel_major
+from datastream.binning import EdgeIndex, channel_major, wide_counts
 from datastream.event_messages import Events
 from datastream.frames import FrameBook
 from datastream.repeats import RecentMessages
@@ -444,8 +444,5 @@ class _Counts:
         return self.high.reshape(self.low.T.shape).T
 
     def rows(self, first: int, stop: int) -> np.ndarray:
-        """The counts of spectra first..stop as int32: past 2^31 in one bin (which does not
-        happen in one run) clipped, not wrapped."""
-        high = self.high_bins[first:stop].astype(np.int64)
-        return np.minimum(high * 256 + self.low[first:stop],
-                          np.iinfo(np.int32).max).astype(np.int32)
+        """The counts of spectra first..stop as int32 (binning.wide_counts)."""
+        return wide_counts(self.low, self.high, first, stop)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datastream.binning import CHUNK, SparseHistogram, bin_edges, bin_linear
+from datastream.binning import (
+    CHUNK,
+    SparseHistogram,
+    bin_edges,
+    bin_linear,
+    channel_major,
+    wide_counts,
+)
 
 
 def _events(n, pixels, first, tof_max, seed=1):
@@ -164,3 +171,20 @@ def test_a_channel_major_histogram_bins_as_a_row_major_one():
     with pytest.raises(ValueError, match="neither"):
         EdgeIndex(np.linspace(0, 1000, 11)).bin(np.zeros((8, 20), np.uint32)[:, ::2],
                                                  pixel, tof, 1)
+
+
+def test_wide_counts_are_the_byte_counters_widened_either_order():
+    rng = np.random.default_rng(3)
+    pixels, channels = 37, 11
+    expected = rng.integers(0, 70_000, (pixels, channels), dtype=np.int64)
+    expected[4, 5] = 2**40  # past int32: clipped, not wrapped
+    for low in (np.zeros((pixels, channels), np.uint8), channel_major(pixels, channels)):
+        high_bins = np.zeros(low.T.shape, np.uint32).T if low.flags.f_contiguous else (
+            np.zeros((pixels, channels), np.uint32))
+        low[...] = expected % 256
+        high_bins[...] = np.minimum(expected // 256, 2**32 - 1)
+        high = high_bins.T.reshape(-1) if low.flags.f_contiguous else high_bins.reshape(-1)
+        for first, stop in ((0, pixels), (5, 20), (36, 37), (3, 3), (30, 60)):
+            got = wide_counts(low, high, first, stop)
+            assert got.dtype == np.int32 and got.shape == (min(stop, pixels) - first, channels)
+            assert got.tolist() == np.minimum(expected[first:stop], 2**31 - 1).tolist()
