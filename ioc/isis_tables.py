@@ -28,7 +28,6 @@ allows such comments). A table is refused (TableError) with the line and the rea
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import os
@@ -76,7 +75,7 @@ class DetectorTable:
     lines: np.ndarray
     # the user columns, (detectors, columns): φ (deg) first, then whatever the instrument
     # keeps (the ICP writes them to the file as UT01, UT02, ...)
-    user: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 1)))
+    user: np.ndarray
 
 
 @dataclass(frozen=True)
