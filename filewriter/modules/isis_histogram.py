@@ -93,6 +93,8 @@ class SpectrumMap:
 log = logging.getLogger(__name__)
 # messages the binning thread may be behind the job by: bounds the memory they hold
 BINNER_DEPTH = 64
+# how often an idle binning thread looks whether its module is still there
+IDLE_CHECK_S = 30.0
 _DONE = object()
 
 
@@ -121,21 +123,26 @@ class _Binner:
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=30)
+                item = self._queue.get(timeout=IDLE_CHECK_S)
             except queue.Empty:
                 if self._take() is None:  # the module is gone without closing
                     return
                 continue
             if item is _DONE:
                 return
-            take = self._take()
-            if take is None or self.error is not None:
-                continue  # drained, not binned: the producer must never block for ever
-            try:
-                take(*item)  # type: ignore[misc]
-            except Exception as exc:
-                log.exception("isis_histogram: binning failed")
-                self.error = exc
+            self._handle(item)  # type: ignore[arg-type]
+
+    def _handle(self, item: tuple[Decoded, Window]) -> None:
+        # the module's method is held here only, not across the wait for the next item: a
+        # module gone without closing is then collected, and the thread ends
+        take = self._take()
+        if take is None or self.error is not None:
+            return  # drained, not binned: the producer must never block for ever
+        try:
+            take(*item)
+        except Exception as exc:
+            log.exception("isis_histogram: binning failed")
+            self.error = exc
 
 
 @dataclass

@@ -220,3 +220,29 @@ def test_counts_kept_a_byte_a_bin_come_out_whole_and_clipped():
     rows = counts.rows(1, 3)
     assert rows.dtype == np.int32 and rows.shape == (2, 4)
     assert rows[0, 2] == 775 and rows[1, 0] == 2**31 - 1 and rows.sum() == 775 + 2**31 - 1
+
+
+def test_a_job_dropped_without_closing_ends_its_binning_thread(tmp_path, monkeypatch):
+    """A job that failed before closing its modules leaves no binning thread behind (nor the
+    histogram's memory it holds): the thread holds its module weakly between messages."""
+    import gc
+    import threading
+    import time
+
+    import filewriter.modules.isis_histogram as isis_histogram
+
+    monkeypatch.setattr(isis_histogram, "IDLE_CHECK_S", 0.05)
+    before = {t for t in threading.enumerate() if t.name == "isis-histogram"}
+    job = WriteJob(command(), JobSettings(output_dir=tmp_path), KafkaSettings("unused:9092"))
+    job.open()
+    stream = isis_stream(frames=5)
+    for offset, payload in enumerate(stream.payloads):
+        job._dispatch(TOPIC, payload, Window(START_NS, stream.stop_ns), offset)
+    (thread,) = {t for t in threading.enumerate() if t.name == "isis-histogram"} - before
+    job._file.close()
+    del job
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not thread.is_alive()
