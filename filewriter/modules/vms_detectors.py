@@ -10,7 +10,6 @@ A config that is not that is refused with the reason (the file is written withou
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +49,10 @@ def _integers(value: list[Any], name: str, low: int, high: int) -> np.ndarray:
 
 
 def _reals(value: list[Any], name: str) -> np.ndarray:
-    # a float32 in the file: finite there too (1e300 would be inf)
-    if not all(isinstance(v, int | float) and not isinstance(v, bool)
-               and math.isfinite(v) and abs(v) < 3e38 for v in value):
+    # a float32 in the file: finite there too (1e300 would be inf); compared as it is (NaN
+    # is not below it, nor is an integer of 400 digits, which float() could not hold)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 3e38
+               for v in value):
         raise ValueError(f"detectors: {name} holds a value that is not a finite number")
     return np.asarray(value, np.float64).astype(np.float32)
 

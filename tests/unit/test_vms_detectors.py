@@ -51,6 +51,7 @@ def test_a_detector_the_table_lacks_is_a_dummy_and_said():
     ({"l2_m": [1.0, math.nan, 2.0]}, "l2_m holds a value that is not a finite number"),
     ({"two_theta_deg": [1.0, math.inf, 2.0]}, "two_theta_deg holds a value"),
     ({"delay_us": [1.0, 1e300, 2.0]}, "delay_us holds a value that is not a finite"),
+    ({"l2_m": [1.0, 10**400, 2.0]}, "l2_m holds a value that is not a finite"),
     ({"delay_us": [1.0, "2", 2.0]}, "delay_us holds a value"),
     ({"l2_m": [1.0]}, "l2_m has 1 values, id 3"),
     ({"code": None}, "code is not a list"),
