@@ -309,6 +309,24 @@ def naive(kafka: KafkaSettings, topic: str, out: Path, n_messages: int) -> dict[
     return {"events": events, "s": t_written, "s_synced": time.perf_counter() - t0}
 
 
+def _rate(run: dict[str, float]) -> float:
+    return run["events"] / run["s"]
+
+
+def _median_rate(runs: list[dict[str, float]]) -> float:
+    return sorted(_rate(r) for r in runs)[len(runs) // 2]
+
+
+def _print_paired(against: str, bases: list[dict[str, float]],
+                  isis: list[dict[str, float]]) -> None:
+    """Each ICP run against the run beside it in the same round: a slow spell of the machine
+    falls on both of a pair, so their ratio spreads less than the medians'."""
+    paired = sorted(_rate(i) / _rate(b) for b, i in zip(bases, isis, strict=True))
+    print(f"  run by run (each ICP run / {against}): median "
+          f"{100 * paired[len(paired) // 2]:.0f} %, "
+          f"{', '.join(f'{100 * r:.0f}' for r in paired)} %")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -393,31 +411,19 @@ def main() -> int:
         median = synced[len(synced) // 2]
         print(f"\nmedian of {len(ours)} runs: {median:.0f} MB/s synced, "
               f"{100 * median / ceiling:.0f} % of the disk's {ceiling:.0f} MB/s")
-        with_icp = sorted(r["events"] / r["s"] for r in isis)[len(isis) // 2]
-        alone = sorted(r["events"] / r["s"] for r in ours)[len(ours) // 2]
+        with_icp, alone = _median_rate(isis), _median_rate(ours)
         print(f"with the ICP's histogram, framelog and totals: {with_icp / 1e6:.1f} M events/s,"
               f" {100 * with_icp / alone:.0f} % of the events alone ({alone / 1e6:.1f} M/s; "
               "goal: 90 %)")
-        # each ICP run against the events-alone run just before it: a slow spell of the
-        # machine falls on both of a pair, so their ratio spreads less than the medians'
-        paired = sorted((i["events"] / i["s"]) / (o["events"] / o["s"])
-                        for o, i in zip(ours, isis, strict=True))
-        print(f"  run by run (each ICP run / the events-alone run before it): median "
-              f"{100 * paired[len(paired) // 2]:.0f} %, "
-              f"{', '.join(f'{100 * r:.0f}' for r in paired)} %")
+        _print_paired("the events-alone run before it", ours, isis)
         if before:
-            then = sorted(r["events"] / r["s"] for r in before)[len(before) // 2]
+            then = _median_rate(before)
             print(f"  and {100 * with_icp / then:.0f} % of the events alone by the writer at "
                   f"{args.baseline} ({then / 1e6:.1f} M/s)")
-            paired = sorted((i["events"] / i["s"]) / (b["events"] / b["s"])
-                            for b, i in zip(before, isis, strict=True))
-            print(f"  run by run (each ICP run / the run at {args.baseline} after it): median "
-                  f"{100 * paired[len(paired) // 2]:.0f} %, "
-                  f"{', '.join(f'{100 * r:.0f}' for r in paired)} %")
+            _print_paired(f"the run at {args.baseline} after it", before, isis)
         if before_icp:
-            then_icp = sorted(r["events"] / r["s"] for r in before_icp)[len(before_icp) // 2]
             print(f"the ICP's histogram by the writer at {args.baseline}: "
-                  f"{then_icp / 1e6:.1f} M events/s")
+                  f"{_median_rate(before_icp) / 1e6:.1f} M events/s")
         for r in ours + isis + before + before_icp:
             if r["events"] != total:
                 print(f"WARNING: the file holds {r['events']} events, {total} were sent")
