@@ -74,7 +74,12 @@ def test_live_d_spacing_equals_the_files_reduced_offline(instrument, pva):  # no
         pva.put(instrument.pv(f"LIVE:{name}"), value, timeout=5)
     with pytest.raises(Exception, match="not below the maximum"):  # refused, said why
         pva.put(instrument.pv("LIVE:DSPACING:MIN:SP"), 3.5, timeout=5)
-    wait_until(lambda: len(get("DSPACING:ALL:XE")) == 1501, 10, "the new binning served")
+    def served() -> bool:  # each put takes effect at once, served at the next publish:
+        edges = get("DSPACING:ALL:XE")  # all four, not just BINS (1501 equal edges first)
+        return edges is not None and len(edges) == 1501 and np.isclose(
+            np.log(edges[1] / edges[0]), np.log(6) / 1500, rtol=1e-6)
+
+    wait_until(served, 10, "the new binning served")
     edges = np.asarray(get("DSPACING:ALL:XE"))
     assert edges[0] == 0.5 and edges[-1] == 3.0
     assert np.allclose(np.diff(np.log(edges)), np.log(6) / 1500, rtol=1e-9)
