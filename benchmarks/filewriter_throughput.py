@@ -133,10 +133,19 @@ def prefill(kafka: KafkaSettings, topic: str, n_messages: int, per_message: int,
     return time.perf_counter() - t0
 
 
-def wait_for(kafka: KafkaSettings, topic: str, sid: str, job_id: str | None,
-             timeout: float) -> bytes:
+def end_offset(kafka: KafkaSettings, topic: str) -> int:
     consumer = make_consumer(kafka)
-    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        consumer.close()
+
+
+def wait_for(kafka: KafkaSettings, topic: str, sid: str, job_id: str | None,
+             timeout: float, offset: int = 0) -> bytes:
+    """The first `sid` message on `topic` from `offset` on (of the job, given one)."""
+    consumer = make_consumer(kafka)
+    consumer.assign([TopicPartition(topic, 0, offset)])
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -175,12 +184,15 @@ def run_writer(kafka: KafkaSettings, topics: InstrumentTopics, out: Path, start_
     """One run written by `datastream filewriter`: this checkout's, or `tree`'s (python -m
     finds the launcher in its working directory first)."""
     log = open(out / "writer.log", "wb")  # noqa: SIM115 (closed below)
+    # its own first status, not an earlier writer's: the clock must not start while this
+    # one is still importing and compiling (which an earlier x5f2 on the topic let it do)
+    since = end_offset(kafka, topics.run_info)
     writer = subprocess.Popen(
         [sys.executable, "-m", "launcher", "filewriter", "--instrument", INSTRUMENT,
          "--broker", kafka.bootstrap, "--output-dir", str(out), "--group", "fwbench"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tree)
     try:
-        wait_for(kafka, topics.run_info, "x5f2", None, 60)
+        wait_for(kafka, topics.run_info, "x5f2", None, 120, since)
         warm_memory(out, events_expected * 8 * 5 // 4 + (64 << 20))
         sampler = Sampler({"filewriter": writer.pid})
         broker = broker_process(kafka)

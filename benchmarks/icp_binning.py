@@ -2,7 +2,9 @@
 into uint32, as filewriter/modules/isis_histogram.py keeps them): the same ISIS frames binned
 into a spectrum-a-row histogram (the order the file holds) and into a channel-a-row one
 (channel_major, the order the writer bins into), side by side, for frames sorted by time of
-flight (as ISIS's DAE sends them) and for frames in random order.
+flight (as ISIS's DAE sends them) and for frames in random order; each with the kernel's
+fetch-ahead (datastream/prefetch.py: each bin's memory asked for as its index is computed)
+and without it.
 
 Frames as benchmarks/filewriter_throughput.py makes them: --per-message events a message, 64
 different frames in turn, pixel ids uniform over --spectra, times uniform over a 100 ms
@@ -39,13 +41,14 @@ def frames(per_message: int, spectra: int, sort: bool) -> list[tuple[np.ndarray,
     return out
 
 
-def rate(index: EdgeIndex, low: np.ndarray, pool: list, messages: int) -> float:
+def rate(index: EdgeIndex, low: np.ndarray, pool: list, messages: int,
+         fetch_ahead: bool) -> float:
     high = np.zeros(low.size, np.uint32)
     index.bin(low, pool[0][1], pool[0][0], 1, high)  # compiled and the pages taken first
     t0 = time.perf_counter()
     for k in range(messages):
         tof, ids = pool[k % len(pool)]
-        index.bin(low, ids, tof, 1, high)
+        index.bin(low, ids, tof, 1, high, fetch_ahead)
     return messages * len(pool[0][0]) / (time.perf_counter() - t0) / 1e6
 
 
@@ -60,17 +63,22 @@ def main() -> None:
     index = EdgeIndex(np.arange(CHANNELS + 1) * (FRAME_NS / CHANNELS))
     print(f"{args.spectra:,} spectra x {CHANNELS:,} channels, a byte a bin; "
           f"{args.messages} messages of {args.per_message:,} events; M events/s, one core")
-    print(f"{'frames':26} {'a spectrum a row':>17} {'a channel a row':>16}")
+    layouts = {"a spectrum a row": lambda: np.zeros((args.spectra, CHANNELS), np.uint8),
+               "a channel a row": lambda: channel_major(args.spectra, CHANNELS)}
+    print(f"{'':26} " + " ".join(f"{name:>23}" for name in layouts))
+    print(f"{'frames':26} " + " ".join(f"{'no fetch-ahead':>14} {'fetch':>8}" for _ in layouts))
     for sort in (True, False):
         pool = frames(args.per_message, args.spectra, sort)
-        rows, columns = [], []
-        for _ in range(args.repeats):  # in turn: a busy spell of the machine falls on both
-            rows.append(rate(index, np.zeros((args.spectra, CHANNELS), np.uint8), pool,
-                             args.messages))
-            columns.append(rate(index, channel_major(args.spectra, CHANNELS), pool,
-                                args.messages))
-        name = "sorted by time of flight" if sort else "in random order"
-        print(f"{name:26} {statistics.median(rows):17.0f} {statistics.median(columns):16.0f}")
+        rates: dict[tuple[str, bool], list[float]] = {}
+        for _ in range(args.repeats):  # in turn: a busy spell of the machine falls on all
+            for name, zeros in layouts.items():
+                for ahead in (False, True):
+                    rates.setdefault((name, ahead), []).append(
+                        rate(index, zeros(), pool, args.messages, ahead))
+        label = "sorted by time of flight" if sort else "in random order"
+        print(f"{label:26} " + " ".join(
+            f"{statistics.median(rates[name, False]):14.0f} "
+            f"{statistics.median(rates[name, True]):8.0f}" for name in layouts))
 
 
 if __name__ == "__main__":

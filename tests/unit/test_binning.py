@@ -188,3 +188,47 @@ def test_wide_counts_are_the_byte_counters_widened_either_order():
             got = wide_counts(low, high, first, stop)
             assert got.dtype == np.int32 and got.shape == (min(stop, pixels) - first, channels)
             assert got.tolist() == np.minimum(expected[first:stop], 2**31 - 1).tolist()
+
+
+def test_fetching_ahead_changes_no_count_in_either_order_or_width():
+    """The kernel's fetch-ahead (datastream.prefetch) only asks the CPU for memory: every
+    histogram, every order and counter width, comes out as it does without it."""
+    from datastream.binning import EdgeIndex
+
+    rng = np.random.default_rng(16)
+    pixel = rng.integers(-2, 40, 50_000).astype(np.int32)
+    tof = rng.integers(-5, 1005, 50_000).astype(np.int32)
+    pixel[:2000], tof[:2000] = 7, 500  # past 255: carries into high
+    for edges in (np.linspace(0, 1000, 101), np.geomspace(1, 1000, 60)):
+        index = EdgeIndex(edges)
+        channels = len(edges) - 1
+        for row_major in (True, False):
+            counts = []
+            for ahead in (False, True):
+                low = (np.zeros((38, channels), np.uint8) if row_major
+                       else channel_major(38, channels))
+                high = np.zeros(38 * channels, np.uint32)
+                skipped = index.bin(low, pixel, tof, 1, high, fetch_ahead=ahead)
+                counts.append((skipped, low.tolist(), high.tolist()))
+            assert counts[0] == counts[1]
+            assert sum(map(sum, counts[1][1])) + 256 * sum(counts[1][2]) + counts[1][0] == (
+                len(tof))
+
+
+def test_prefetch_compiles_for_any_array_and_changes_nothing():
+    import numba
+
+    from datastream.prefetch import prefetch
+
+    @numba.njit
+    def touch(a, i):
+        prefetch(a, i)
+        return a[i]
+
+    for a in (np.arange(10, dtype=np.uint8), np.arange(10.0)[::2],
+              np.arange(12, dtype=np.int64).reshape(3, 4).T.reshape(-1)):
+        before = a.copy()
+        assert touch(a, 3) == before[3]
+        np.testing.assert_array_equal(a, before)
+    with pytest.raises(numba.TypingError):
+        touch(3, 1)
