@@ -27,6 +27,12 @@ def collect(view: LiveView) -> Iterable[Metric]:
                   view.malformed)
     yield gauge("liveview_skipped_events", "events of the run counted but not binned: load "
                 "shed while the lag was past max_lag_s", int(snapshot["skipped"]))
+    yield gauge("liveview_outside_events", "the detector's events of the run not binned: "
+                "outside its pixels, time channels or the periods binned (max_periods)",
+                int(snapshot["outside"]))
+    yield gauge("liveview_monitor_outside_events", "beam monitors' events of the run not "
+                "binned: outside the time channels or the periods binned",
+                int(snapshot["monitor_outside"]))
     yield gauge("liveview_shedding", "1 while binning is shed", int(view.shedder.shedding))
     yield gauge("liveview_consumer_lag_messages", "event messages still to read: behind the "
                 "end of the events topic", view.consumer_lag)

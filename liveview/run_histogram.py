@@ -6,7 +6,7 @@ Frames are ISIS's (datastream.frames): a frame's pu00 gives its period (from 0),
 charge and vetoes; a vetoed frame is raw, not good, and its events are not data (older
 streams: an ev42's is84 period, ev44 alone period 0). The histogram holds the periods seen so
 far, up to max_periods and within max_mb of memory: a run's events in a period past those are
-counted (EVENTS stays exact) but not binned.
+counted (EVENTS stays exact) but not binned, in `outside` (a monitor's in `monitor_outside`).
 
 Beam monitors named by reset() (the run's, served as DAE spectra: liveview.monitor_spectra)
 have a histogram each, one spectrum of the same time channels, periods and frames: their
@@ -99,6 +99,9 @@ class RunHistogram:
             self.events = 0  # every event of the run's good frames, binned or not
             # events of the run outside the pixels, time channels or periods binned
             self.outside = 0
+            # beam monitors' events taken but not binned: in a period past those binned, or
+            # outside the time channels (a monitor's are not in `events` or `outside`)
+            self.monitor_outside = 0
             self.repeated = 0
             self.skipped = 0  # events counted but not binned (load shed)
             self.last_pulse_ns = 0
@@ -208,15 +211,18 @@ class RunHistogram:
         """Under the lock: a monitor's events of good frames of one period, binned in its
         spectrum if it has one here and the period is binned."""
         row = self._monitor_row.get(name)
-        if row is None or not 0 <= period < self.max_periods or not len(tof):
+        if row is None or not len(tof):
+            return
+        if not 0 <= period < self.max_periods:
+            self.monitor_outside += len(tof)
             return
         if period >= self.monitor_counts.shape[0]:
             grown = np.zeros((period + 1, *self.monitor_counts.shape[1:]), np.uint32)
             grown[:self.monitor_counts.shape[0]] = self.monitor_counts
             self.monitor_counts = grown
         # the monitor's row alone: a monitor is one spectrum, whatever its events' ids
-        self._bin(self.monitor_counts[period, row:row + 1], np.zeros(len(tof), np.int32), tof,
-                  0)
+        self.monitor_outside += self._bin(self.monitor_counts[period, row:row + 1],
+                                          np.zeros(len(tof), np.int32), tof, 0)
 
     def monitor(self, name: str, period: int) -> np.ndarray:
         """A copy of a monitor's counts per time channel in one period (from 0); zeros for
@@ -258,7 +264,7 @@ class RunHistogram:
             periods = max(len(self.period_events), max(t.periods, default=0) + 1)
             return {"events": self.events, "frames": t.good_frames,
                     "raw_frames": t.raw_frames, "good_uah": t.good_uah, "raw_uah": t.raw_uah,
-                    "outside": self.outside,
+                    "outside": self.outside, "monitor_outside": self.monitor_outside,
                     "repeated": self.repeated, "skipped": self.skipped,
                     "last_pulse_ns": self.last_pulse_ns,
                     "periods": periods,

@@ -26,6 +26,7 @@ from datastream.schemas.pu00 import PulseMetadata
 from datastream.time_channels import TimeChannels
 from filewriter.modules.isis_histogram import _monitors as writer_monitors
 from liveview import dae_arrays, monitor_spectra
+from liveview.metrics import collect
 from liveview.run_follower import decide
 from liveview.run_histogram import RunHistogram
 from liveview.service import LiveSettings, LiveView
@@ -117,6 +118,11 @@ def test_the_monitor_s_spectrum_is_the_file_s_monitor_histogram(tmp_path):
     assert view.arrays._value(1, 25, "YC").tolist() == written[1, 0].tolist()
     assert view.histogram.snapshot()["events"] == view.histogram.pixel_totals().sum() + int(
         view.histogram.snapshot()["outside"])  # EVENTS: the detector's alone
+    # what was not binned, the monitor's apart, is in the metrics
+    metrics = {m.name: m.samples[0].value for m in collect(view)}
+    snapshot = view.histogram.snapshot()
+    assert metrics["liveview_outside_events"] == snapshot["outside"]
+    assert metrics["liveview_monitor_outside_events"] == snapshot["monitor_outside"]
 
 
 def test_monitors_by_period_good_frames_only_at_their_own_spectra():
@@ -147,6 +153,8 @@ def test_monitors_by_period_good_frames_only_at_their_own_spectra():
     assert monitor("m1", 5, [6000], [3500, 9000]) == 2  # no pu00: good, period 1; 9 µs out
     assert monitor("other", 6, [2000], [500]) == 0  # no monitor of the run's
     assert hist.snapshot()["events"] == 0  # the detector's count alone
+    # taken, not binned (period 6; 9 µs), and said so: not dropped without a count
+    assert hist.snapshot()["monitor_outside"] == 2
     value = lambda p, s: dae_arrays.spectrum_value(hist, spectra, p, s, "YC").tolist()  # noqa: E731
     assert value(1, 1) == [1, 0, 0, 1] and value(2, 1) == [0, 1, 0, 0]
     assert value(1, 7) == [0, 0, 1, 0] and value(2, 7) == [0, 0, 0, 0]
