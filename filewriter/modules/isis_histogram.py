@@ -9,7 +9,14 @@ Counts are kept in memory a byte a bin, carrying into a uint32 per bin as they w
 (EdgeIndex.bin's `high`: the binning runs over a quarter of the memory), a time channel a row
 (events sorted by time of flight, as the DAE sends them, stay in the cache), and written at
 close, a spectrum a row; a histogram larger than `max_bytes` is refused: the module says why
-in the job's answer and the file is written without it."""
+in the job's answer and the file is written without it.
+
+The job's thread places each message's frames (periods, vetoes, the run window) in order and
+hands the counting to a binning thread. When that thread falls behind (its queue full), the
+job's thread bins the message itself into a tally of its own instead of waiting, where
+max_bytes holds a second copy of the period beside every period the run declared; the two
+tallies are added at close (benchmarks/filewriter_throughput.py: 51.6 -> 57.6 M events/s
+with the histogram, 100 M events, on a 2-core host shared with the broker)."""
 
 from __future__ import annotations
 
@@ -91,29 +98,60 @@ class SpectrumMap:
 
 
 log = logging.getLogger(__name__)
-# messages the binning thread may be behind the job by: bounds the memory they hold
+# binning tasks the binning thread may be behind the job by: bounds the memory they hold
 BINNER_DEPTH = 64
 # how often an idle binning thread looks whether its module is still there
 IDLE_CHECK_S = 30.0
 _DONE = object()
 
 
-class _Binner:
-    """Calls `take(message, window)` for each item in order in its own thread. An error
-    stops the binning (finish() returns it): the events are still written, the histogram
-    is left out. The thread ends at finish(), or once its module is gone (a job that failed
-    before closing its modules)."""
+@dataclass(frozen=True)
+class _Task:
+    """Events of good frames of one period of one source, to bin: `rows` (spectrum rows,
+    row = id - first; outside: skipped) and their times of flight."""
 
-    def __init__(self, take: Callable[[Decoded, Window], None]) -> None:
+    source: str
+    period: int
+    rows: np.ndarray
+    tof: np.ndarray
+    first: int
+
+
+class _Binner:
+    """Calls `take(task)` for each task in its own thread. An error stops the binning
+    (finish() returns it): the events are still written, the histogram is left out. The
+    thread ends at finish(), or once its module is gone (a job that failed before closing
+    its modules). With its queue full, the job's thread may take a task back (steal()) and
+    bin it itself: counts add up in any order."""
+
+    def __init__(self, take: Callable[[_Task], None]) -> None:
         self._take = weakref.WeakMethod(take)
         self._queue: queue.Queue[object] = queue.Queue(BINNER_DEPTH)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="isis-histogram", daemon=True)
         self._thread.start()
 
-    def put(self, item: tuple[Decoded, Window]) -> None:
+    def offer(self, task: _Task) -> bool:
+        """Queued (or dropped after an error) unless the queue is full."""
+        if self.error is not None:
+            return True
+        try:
+            self._queue.put_nowait(task)
+        except queue.Full:
+            return False
+        return True
+
+    def put(self, task: _Task) -> None:
         if self.error is None:
-            self._queue.put(item)
+            self._queue.put(task)
+
+    def steal(self) -> _Task | None:
+        """A task still queued, taken back; None if none is. (The job's thread calls it
+        before finish(), the only sender of _DONE: no task here is _DONE.)"""
+        try:
+            return self._queue.get_nowait()  # type: ignore[return-value]
+        except queue.Empty:
+            return None
 
     def finish(self) -> BaseException | None:
         self._queue.put(_DONE)
@@ -132,17 +170,28 @@ class _Binner:
                 return
             self._handle(item)  # type: ignore[arg-type]
 
-    def _handle(self, item: tuple[Decoded, Window]) -> None:
-        # the module's method is held here only, not across the wait for the next item: a
+    def _handle(self, task: _Task) -> None:
+        # the module's method is held here only, not across the wait for the next task: a
         # module gone without closing is then collected, and the thread ends
         take = self._take()
         if take is None or self.error is not None:
             return  # drained, not binned: the producer must never block for ever
         try:
-            take(*item)
+            take(task)
         except Exception as exc:
             log.exception("isis_histogram: binning failed")
             self.error = exc
+
+
+@dataclass
+class _Tally:
+    """One thread's counts: each period's detector histogram, each monitor's, and the
+    events they skipped. The binning thread and the job's (when it bins a task itself) have
+    one each, added up at close: no count is shared between threads."""
+
+    detector: dict[int, _Counts]
+    monitors: dict[str, dict[int, _Counts]]
+    skipped: int = 0
 
 
 @dataclass
@@ -224,8 +273,12 @@ class IsisHistogramWriter(RunModule):
         self.book = FrameBook(Window(run.start_ns, None))
         self._recent: dict[str, RecentMessages] = {}
         self.counts = {"histogram_refused_events": 0, "histogram_skipped_events": 0}
-        self._hist: dict[int, _Counts] = {}
-        self._monitor_hist: dict[str, dict[int, _Counts]] = {}
+        # the binning thread's counts, and the job thread's once it bins a task itself
+        self._tally = _Tally({}, {})
+        self._job_tally: _Tally | None = None
+        self._periods: set[int] = set()  # the detector's periods held
+        self._monitor_periods: set[int] = set()
+        self._error: BaseException | None = None  # of the job thread's own binning
         self.enabled = False
         self._binner: _Binner | None = None
         try:
@@ -289,7 +342,6 @@ class IsisHistogramWriter(RunModule):
             _int32(mon, "spectrum_index", [m.spectrum])
             mon.create_dataset("time_of_flight", data=tof_us).attrs["units"] = "microsecond"
             self._monitor_data[m.source] = data
-            self._monitor_hist[m.source] = {}
         if "instrument" in entry:
             dae = entry["instrument"].require_group("dae")
             dae.attrs["NX_class"] = "IXdae"
@@ -335,60 +387,110 @@ class IsisHistogramWriter(RunModule):
                                                                       np.float32))}
 
     # -- binning, in a thread of its own beside the job's (the kernel runs without the GIL):
-    # the events' writing to disk and their binning overlap --
+    # the events' writing to disk and their binning overlap. Frames are placed here, in
+    # the job's thread, in the messages' order; only the counting is handed on --
     def write(self, message: Decoded, window: Window) -> None:
         if not self.enabled:
             return
-        if self._binner is None:
-            self._binner = _Binner(self._take)
-        self._binner.put((message, window))
-
-    def _take(self, message: Decoded, window: Window) -> None:
         if self.book.window.stop_ns != window.stop_ns:
             self.book.set_stop(window.stop_ns)
         if message.schema == "pu00":
             if message.source == self._source:
                 self.book.add_pulse(message.data)
             return
-        self._bin(message.source, message.data, window)
+        for task in self._tasks(message.source, message.data, window):
+            self._hand(task)
 
-    def _bin(self, source: str, ev: Events, window: Window) -> None:
+    def _tasks(self, source: str, ev: Events, window: Window) -> list[_Task]:
         ref = np.asarray(ev.reference_time, dtype=np.int64)
         mask = pulses_in_window(ref, window)
         if not mask.any():
-            return
+            return []
         recent = self._recent.setdefault(source, RecentMessages())
         if recent.repeated(int(ev.message_id), int(ref[0])):
-            return
+            return []
         idx = np.asarray(ev.reference_time_index, dtype=np.int64)
         n = len(ev.time_of_flight)
+        tasks = []
         for period, pulses in self.book.take(ref, mask, ev.period):
             which = events_of_pulses(idx, n, pulses)
             tof = ev.time_of_flight[which]
-            counts = self._period(source, period, len(tof))
-            if counts is None:
+            if not self._admit(source, period, len(tof)):
                 continue
             if source == self._source:
                 rows, first = self._map.rows_of(ev.pixel_id[which])
             else:  # a monitor is one spectrum, whatever its events' ids
                 rows, first = np.zeros(len(tof), np.int32), 0
-            self.counts["histogram_skipped_events"] += int(
-                self._index.bin(counts.low, rows, tof, first, counts.high))
+            tasks.append(_Task(source, period, rows, tof, first))
+        return tasks
 
-    def _period(self, source: str, period: int, n_events: int) -> _Counts | None:
-        """The period's histogram of `source`, made when first needed; None (its events
-        counted as refused) past max_periods or max_bytes."""
-        hists = self._hist if source == self._source else self._monitor_hist[source]
-        counts = hists.get(period)
-        if counts is not None:
-            return counts
-        rows = len(self._map.spectra) if source == self._source else 1
-        in_memory = (len(self._hist) + 1) * self._period_bytes
-        if period >= self._max_periods or (rows > 1 and in_memory > self._max_bytes):
+    def _admit(self, source: str, period: int, n_events: int) -> bool:
+        """Whether a period of `source` is binned: not past max_periods, nor (the
+        detector's) past max_bytes with what both tallies hold; else its events are counted
+        as refused."""
+        if period >= self._max_periods:
             self.counts["histogram_refused_events"] += n_events
-            return None
-        counts = hists[period] = _Counts.zeros(rows, self._channels.channels)
-        return counts
+            return False
+        if source != self._source:
+            self._monitor_periods.add(period)
+            return True
+        if period not in self._periods:
+            held = len(self._job_tally.detector) if self._job_tally is not None else 0
+            if (len(self._periods) + 1 + held) * self._period_bytes > self._max_bytes:
+                self.counts["histogram_refused_events"] += n_events
+                return False
+            self._periods.add(period)
+        return True
+
+    def _hand(self, task: _Task) -> None:
+        """To the binning thread; with its queue full, binned here instead where memory
+        allows a second copy of the period, so the job does not wait on the binning."""
+        if self._error is not None:
+            return
+        if self._binner is None:
+            self._binner = _Binner(self._take)
+        if self._binner.offer(task):
+            return
+        if self._room_here(task):
+            self._bin_here(task)
+        else:
+            self._binner.put(task)
+
+    def _room_here(self, task: _Task) -> bool:
+        """Whether the job thread may bin `task` into its own tally: a monitor's always (one
+        spectrum); a detector period it holds already, or one more within max_bytes beside
+        every period the run declared (so sharing never refuses a period the run has)."""
+        if task.source != self._source:
+            return True
+        held = self._job_tally.detector if self._job_tally is not None else {}
+        if task.period in held:
+            return True
+        periods = max(len(self._periods), self._min_periods)
+        return (periods + len(held) + 1) * self._period_bytes <= self._max_bytes
+
+    def _bin_here(self, task: _Task) -> None:
+        """In the job's thread, into its own tally: an error ends the binning as the
+        binning thread's does (the events are still written, the histogram is left out)."""
+        if self._job_tally is None:
+            self._job_tally = _Tally({}, {})
+        try:
+            self._bin_into(self._job_tally, task)
+        except Exception as exc:
+            log.exception("isis_histogram: binning failed")
+            self._error = exc
+
+    def _take(self, task: _Task) -> None:
+        self._bin_into(self._tally, task)
+
+    def _bin_into(self, tally: _Tally, task: _Task) -> None:
+        n_spectra = len(self._map.spectra) if task.source == self._source else 1
+        hists = (tally.detector if task.source == self._source
+                 else tally.monitors.setdefault(task.source, {}))
+        counts = hists.get(task.period)
+        if counts is None:
+            counts = hists[task.period] = _Counts.zeros(n_spectra, self._channels.channels)
+        tally.skipped += int(self._index.bin(counts.low, task.rows, task.tof, task.first,
+                                             counts.high))
 
     def flush(self) -> None:
         """Nothing until close: a histogram is written whole, once."""
@@ -397,16 +499,30 @@ class IsisHistogramWriter(RunModule):
         if not self.enabled:
             return
         if self._binner is not None:
-            error, self._binner = self._binner.finish(), None
-            if error is not None:
-                self.warnings.append(f"isis_histogram failed, the file has no histograms: "
-                                     f"{error}")
-                return
-        seen = [*self._hist, *(p for h in self._monitor_hist.values() for p in h)]
-        n_periods = min(self._max_periods, max(self._min_periods, max(seen, default=-1) + 1))
-        self._write(self._counts, self._hist, n_periods)
+            # what is still queued is binned by both threads, this one into its tally if it
+            # has one (a second histogram only to drain the queue costs more than it saves)
+            while self._job_tally is not None and self._error is None:
+                task = self._binner.steal()
+                if task is None:
+                    break
+                if not self._room_here(task):
+                    self._binner.put(task)  # the binning thread's, then
+                    break
+                self._bin_here(task)
+            finished, self._binner = self._binner.finish(), None  # the thread ends, always
+            self._error = self._error or finished
+        error = self._error
+        if error is not None:
+            self.warnings.append(f"isis_histogram failed, the file has no histograms: {error}")
+            return
+        tallies = [t for t in (self._tally, self._job_tally) if t is not None]
+        self.counts["histogram_skipped_events"] += sum(t.skipped for t in tallies)
+        n_periods = min(self._max_periods, max(self._min_periods,
+                                               max(self._periods | self._monitor_periods,
+                                                   default=-1) + 1))
+        self._write(self._counts, [t.detector for t in tallies], n_periods)
         for source, data in self._monitor_data.items():
-            self._write(data, self._monitor_hist[source], n_periods)
+            self._write(data, [t.monitors.get(source, {}) for t in tallies], n_periods)
         for dset in self._period_index:
             dset.resize(n_periods, axis=0)
             dset[...] = np.arange(1, n_periods + 1, dtype=np.int32)
@@ -425,13 +541,19 @@ class IsisHistogramWriter(RunModule):
         self._vms["NPER"][0] = n_periods
 
     @staticmethod
-    def _write(dset: h5py.Dataset, hists: dict[int, _Counts], n_periods: int) -> None:
+    def _write(dset: h5py.Dataset, tallies: list[dict[int, _Counts]], n_periods: int) -> None:
+        """Each period's counts, the tallies' added up, a chunk's spectra at a time (no copy
+        of GBs at once)."""
         dset.resize(n_periods, axis=0)
         block = dset.chunks[1]
-        for period, counts in hists.items():
-            if period < n_periods:  # a chunk's spectra at a time: no copy of GBs at once
-                for first in range(0, len(counts.low), block):
-                    dset[period, first:first + block] = counts.rows(first, first + block)
+        for period in sorted({p for t in tallies for p in t if p < n_periods}):
+            held = [t[period] for t in tallies if period in t]
+            for first in range(0, dset.shape[1], block):
+                rows = held[0].rows(first, first + block)
+                for more in held[1:]:  # in int64, then clipped as rows() clips
+                    rows = np.minimum(rows.astype(np.int64) + more.rows(first, first + block),
+                                      2**31 - 1).astype(np.int32)
+                dset[period, first:first + block] = rows
 
 
 @dataclass

@@ -5,6 +5,7 @@ event_time_zero, and the totals are the FrameBook's."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from streaming_data_types.eventdata_ev44 import serialise_ev44
 
 from datastream.frames import FrameBook
@@ -116,7 +118,30 @@ def expected_book(stream: Stream) -> FrameBook:
     return book
 
 
-def test_histograms_are_numpy_s_of_the_file_s_own_good_frame_events(tmp_path):
+@pytest.fixture(params=["in the binning thread", "shared with the job's thread"])
+def binning(request, monkeypatch):
+    """How the histogram is binned: all in its thread, or with that thread's queue taken
+    as full for every other task, so the job's thread bins those itself (the two tallies
+    added up at close). Yields the tasks' event counts the job's thread binned."""
+    from filewriter.modules import isis_histogram
+
+    here: list[int] = []
+    if request.param.startswith("shared"):
+        turn = itertools.count()
+        offer, bin_here = isis_histogram._Binner.offer, isis_histogram.IsisHistogramWriter._bin_here
+        monkeypatch.setattr(isis_histogram._Binner, "offer",
+                            lambda self, task: next(turn) % 2 == 0 and offer(self, task))
+
+        def counted(self, task):
+            here.append(len(task.tof))
+            bin_here(self, task)
+
+        monkeypatch.setattr(isis_histogram.IsisHistogramWriter, "_bin_here", counted)
+    yield here
+    assert bool(here) == request.param.startswith("shared")
+
+
+def test_histograms_are_numpy_s_of_the_file_s_own_good_frame_events(tmp_path, binning):
     path, warnings = write_file(tmp_path, isis_stream())
     assert warnings == []
     edges = np.linspace(TCB["tof_min_ns"], TCB["tof_max_ns"], TCB["channels"] + 1)
@@ -209,6 +234,44 @@ def test_a_histogram_over_the_bound_is_refused_and_the_file_still_written(tmp_pa
         assert "detector_1" not in f["raw_data_1"]
         assert len(f["raw_data_1/detector_1_events/event_time_zero"]) == 5
         assert f["raw_data_1/raw_frames"][0] == 5
+
+
+def test_the_job_thread_bins_a_second_copy_only_within_max_bytes(tmp_path, monkeypatch):
+    """With the binning thread's queue full, the job's thread bins into a tally of its own
+    only where max_bytes holds it beside every period the run declared (3 here, of 6,000
+    bytes each): with room for 4 periods it takes one period's copy and no more, and waits
+    for the binning thread otherwise; no period is refused for it, every count is kept."""
+    from filewriter.modules import isis_histogram
+
+    monkeypatch.setattr(isis_histogram._Binner, "offer", lambda self, task: False)
+    put = isis_histogram._Binner.put
+    waited: list[int] = []
+    monkeypatch.setattr(isis_histogram._Binner, "put",
+                        lambda self, task: waited.append(task.period) or put(self, task))
+    totals = {}
+    for max_bytes in (4 * 6000, 3 * 6000, 1 << 30):
+        cmd = command(filename=f"RUN{max_bytes}.nxs")
+        entry = cmd.nexus_structure["children"][0]["children"]
+        config = next(c for c in entry if c.get("module") == "isis_histogram")["config"]
+        config["max_bytes"], config["periods"] = max_bytes, 3
+        job = WriteJob(cmd, JobSettings(output_dir=tmp_path), KafkaSettings("unused:9092"))
+        assert job.open() == []
+        stream = isis_stream()
+        job.request_stop(stream.stop_ns)
+        for offset, payload in enumerate(stream.payloads):
+            job._dispatch(TOPIC, payload, Window(START_NS, stream.stop_ns), offset)
+        (module,) = {id(w): w for ws in job._writers.values() for w in ws
+                     if isinstance(w, isis_histogram.IsisHistogramWriter)}.values()
+        held = module._job_tally.detector if module._job_tally is not None else {}
+        assert len(held) == {4 * 6000: 1, 3 * 6000: 0, 1 << 30: 3}[max_bytes]
+        assert bool(waited) == (max_bytes != 1 << 30)
+        waited.clear()
+        job._close_file()
+        with h5py.File(job.path) as f:
+            totals[max_bytes] = f["raw_data_1/detector_1/counts"][:]
+        assert module.counts["histogram_refused_events"] == 0
+    assert np.array_equal(totals[4 * 6000], totals[1 << 30])
+    assert np.array_equal(totals[3 * 6000], totals[1 << 30])
 
 
 def test_counts_kept_a_byte_a_bin_come_out_whole_and_clipped():
