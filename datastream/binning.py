@@ -211,10 +211,16 @@ class EdgeIndex:
             flat, pixel_stride, channel_stride = hist.T.reshape(-1), 1, n_pixels
         else:
             raise ValueError("EdgeIndex.bin: the histogram is neither row- nor column-major")
+        high = _NO_HIGH if high is None else high
+        grid = self.grid(tof)
+        if grid == GRID_INTEGRAL:
+            return _bin_integral(flat, n_pixels, n_channels, pixel_stride, channel_stride,
+                                 pixel_id, tof, first_pixel, int(self.edges[0]),
+                                 int(self.edges[-1] - self.edges[0]), self.inv_width, high,
+                                 fetch_ahead)
         return _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride,
                             pixel_id, tof, first_pixel, self.edges, self.table,
-                            self.inv_width, self.grid(tof), _NO_HIGH if high is None else high,
-                            fetch_ahead)
+                            self.inv_width, grid, high, fetch_ahead)
 
 
 def channel_major(pixels: int, channels: int, dtype: type = np.uint8) -> np.ndarray:
@@ -247,30 +253,24 @@ def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel
             if p < 0 or p >= n_pixels or not (t >= edges[0] and t < edges[last]):
                 skipped += 1
                 continue
-            if grid == GRID_INTEGRAL:
-                # a whole time d past whole boundaries a whole step w apart: (d + 0.5) / w
-                # is at least 0.5 / w from a whole number, far beyond the product's rounding
-                # for any d below 2^32, so its floor is the channel, exactly
-                lo = min(int((t - edges[0] + 0.5) * inv_width), n_channels - 1)
+            if grid == GRID_UNIFORM:
+                lo = min(max(int((t - edges[0]) * inv_width), 0), n_channels - 1)
+                hi = lo
             else:
-                if grid == GRID_UNIFORM:
-                    lo = min(max(int((t - edges[0]) * inv_width), 0), n_channels - 1)
-                    hi = lo
+                g = min(max(int((t - edges[0]) * inv_width), 0), cells - 1)
+                lo, hi = table[g], table[g + 1]
+            # the grid's arithmetic may round a time into a neighbouring cell: widen to the
+            # channels that surely hold it, then search what is left (usually none)
+            while lo > 0 and edges[lo] > t:
+                lo -= 1
+            while hi < n_channels - 1 and edges[hi + 1] <= t:
+                hi += 1
+            while lo < hi:
+                mid = (lo + hi + 1) >> 1
+                if edges[mid] <= t:
+                    lo = mid
                 else:
-                    g = min(max(int((t - edges[0]) * inv_width), 0), cells - 1)
-                    lo, hi = table[g], table[g + 1]
-                # the grid's arithmetic may round a time into a neighbouring cell: widen to
-                # the channels that surely hold it, then search what is left (usually none)
-                while lo > 0 and edges[lo] > t:
-                    lo -= 1
-                while hi < n_channels - 1 and edges[hi + 1] <= t:
-                    hi += 1
-                while lo < hi:
-                    mid = (lo + hi + 1) >> 1
-                    if edges[mid] <= t:
-                        lo = mid
-                    else:
-                        hi = mid - 1
+                    hi = mid - 1
             k = np.int64(p) * pixel_stride + np.int64(lo) * channel_stride
             index[n] = k
             if fetch_ahead:  # in cache by the time _add gets to it, up to CHUNK events on
@@ -283,32 +283,80 @@ def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel
     return skipped
 
 
-def wide_counts(low: np.ndarray, high: np.ndarray, first: int, stop: int) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _bin_integral(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel_id, tof,
+                  first_pixel, low_edge, span, inv_step, high, fetch_ahead):
+    """_bin_indexed for whole times past whole boundaries a whole step apart (GRID_INTEGRAL:
+    the file writer's ISIS binning) in integers but for one multiply, in a loop of its own:
+    1.4x the events/s of the general loop's branch for it (240 -> 336 M events/s into
+    10,000 x 1,000 byte counters, one core)."""
+    if len(pixel_id) != len(tof):
+        raise ValueError("EdgeIndex.bin: pixel ids and times of flight differ in length")
+    if len(flat) != n_pixels * n_channels:
+        raise ValueError("EdgeIndex.bin: the histogram's memory is not its shape's")
+    spill = len(high) > 0
+    if spill and len(high) != len(flat):
+        raise ValueError("EdgeIndex.bin: high is not one counter a bin")
+    index = np.empty(CHUNK, np.int64)
+    skipped = 0
+    for start in range(0, len(tof), CHUNK):
+        n = 0
+        for i in range(start, min(start + CHUNK, len(tof))):
+            p = np.int64(pixel_id[i]) - first_pixel
+            d = np.int64(tof[i]) - low_edge
+            if p < 0 or p >= n_pixels or d < 0 or d >= span:
+                skipped += 1
+                continue
+            # a whole time d past whole boundaries a whole step w apart: (d + 0.5) / w is at
+            # least 0.5 / w from a whole number, far beyond the product's rounding for any d
+            # below 2^32, so its floor is the channel, exactly
+            c = min(np.int64((d + 0.5) * inv_step), n_channels - 1)
+            k = p * pixel_stride + c * channel_stride
+            index[n] = k
+            if fetch_ahead:  # in cache by the time the increments get to it
+                prefetch(flat, k)
+            n += 1
+        if spill:
+            _add_spill(flat, high, index, n)
+        else:
+            _add(flat, index, n)
+    return skipped
+
+
+def wide_counts(low: np.ndarray, high: np.ndarray, first: int, stop: int,
+                into: np.ndarray | None = None) -> np.ndarray:
     """The counts of rows first..stop of a histogram kept as EdgeIndex.bin's byte counters
     (low (pixels, channels) uint8, either order; high: their 256s, flat in low's order) as
     int32 (rows, channels), a row a pixel: what a file takes. Past 2^31 in one bin (which no
     run reaches) clipped, not wrapped. One pass in low's own order, where numpy's widen,
     multiply, add and clip over a channel-major histogram took 0.075 s a 10,000 x 1,000
-    histogram, at the close of every ICP run (two thirds of its write)."""
+    histogram, at the close of every ICP run (two thirds of its write). `into`: an earlier
+    result of the same rows, which these counts are added to (clipped alike) and returned:
+    the sum of two tallies in the same one pass."""
     n_pixels, n_channels = low.shape
     stop = max(first, min(stop, n_pixels))  # as a slice would: past the end, to the end
-    out = np.empty((stop - first, n_channels), np.int32)
+    add = into is not None
+    out = into if into is not None else np.empty((stop - first, n_channels), np.int32)
+    if out.shape != (stop - first, n_channels) or out.dtype != np.int32:
+        raise ValueError("wide_counts: `into` is not these rows' int32 counts")
     if low.flags.f_contiguous and not low.flags.c_contiguous:  # channel_major()
-        _widen(low.T, high.reshape(n_channels, n_pixels), first, stop, out.T)
+        _widen(low.T, high.reshape(n_channels, n_pixels), first, stop, out.T, add)
     else:
         _widen(low[first:stop], high.reshape(n_pixels, n_channels)[first:stop], 0,
-               n_channels, out)
+               n_channels, out, add)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _widen(low, high, first, stop, out):
+def _widen(low, high, first, stop, out, add):
     # low, high: (rows, columns) with `first..stop` along columns; out: (rows, stop - first)
     # (a transposed view for a channel-major histogram: reads in order, writes strided)
     top = np.int64(2**31 - 1)
     for r in range(low.shape[0]):
         for c in range(first, stop):
             value = np.int64(high[r, c]) * 256 + np.int64(low[r, c])
+            if add:
+                value += np.int64(out[r, c - first])
             out[r, c - first] = value if value < top else top
 
 
@@ -446,4 +494,5 @@ def warm_up() -> None:
         index.bin(hist.astype(np.uint8), ids, tof, 1, np.zeros(hist.size, np.uint32))
         index.bin(channel_major(2, 4), ids, tof, 1, np.zeros(hist.size, np.uint32))
     for low in (np.zeros((2, 4), np.uint8), channel_major(2, 4)):
-        wide_counts(low, np.zeros(low.size, np.uint32), 0, 2)
+        wide_counts(low, np.zeros(low.size, np.uint32), 0, 2,
+                    wide_counts(low, np.zeros(low.size, np.uint32), 0, 2))

@@ -368,8 +368,13 @@ class WriteJob:
             # idle while librdkafka's bounded queue is full
             if self._abandon.is_set():
                 return
-            messages = (consumer.consume(num_messages=500, timeout=0)
-                        or consumer.consume(num_messages=1, timeout=0.2))
+            messages = consumer.consume(num_messages=500, timeout=0)
+            if not messages:
+                # all read already? then the file closes now, not after a wait for more
+                # (0.2 s of every run's close, idle)
+                if self._caught_up(consumer, partitions, done):
+                    return
+                messages = consumer.consume(num_messages=1, timeout=0.2)
             stop_ns = self.stop_ns
             window = Window(self.command.start_ns, stop_ns)
             todo = []
@@ -397,16 +402,31 @@ class WriteJob:
                 self._flush()
                 self._note_lag(consumer, partitions)
                 last_flush = now
-            if stop_ns is None or self._clock_ns() < stop_ns + leeway_ns or messages:
+            if messages:
                 continue
-            # past stop + leeway and caught up (asking the broker for its watermarks is slow,
-            # so not while messages flow): a partition also ends once all of it has been read
-            for tp in partitions:
-                key = (tp.topic, tp.partition)
-                if key not in done and self._drained(consumer, tp):
-                    done.add(key)
-            if len(done) >= len(partitions):
+            if self._caught_up(consumer, partitions, done, cached_first=False):
                 return
+
+    def _caught_up(self, consumer: Consumer, partitions: list[TopicPartition],
+                   done: set[tuple[str, int]], cached_first: bool = True) -> bool:
+        """Past stop + leeway with every partition ended: `done` (a message past the stop
+        seen), or all of it read. Asking the broker for its watermarks is slow, so not while
+        messages flow; cached_first: only once the watermark the last fetch brought says
+        all is read (it is never above the broker's)."""
+        stop_ns = self.stop_ns
+        if stop_ns is None or self._clock_ns() < stop_ns + int(self._settings.leeway_s * 1e9):
+            return False
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if key in done:
+                continue
+            if cached_first:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or self._next_offset[key] < high:
+                    continue  # more to come, or nothing known yet: no request now
+            if self._drained(consumer, tp):
+                done.add(key)
+        return len(done) >= len(partitions)
 
     def _note_lag(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Messages behind each topic's end, from the watermarks the fetches brought (no

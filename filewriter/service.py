@@ -41,6 +41,8 @@ from filewriter.metrics import collect
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 2.0
+# the control topic's poll while a job runs: how soon a finished job's wrdn goes out
+JOB_POLL_S = 0.02
 KNOWN_JOBS = 10_000  # job ids remembered (this writer's and those other writers took)
 # a topic's leader may take a moment to be elected after it is made: the look-back is asked
 # again for this long (not longer: the writer is not ready until it is done)
@@ -568,7 +570,9 @@ class FileWriterService:
                 self._commit_pool()
         else:
             assert self._control is not None
-            msg = self._control.poll(0.2)
+            # short: the job's end is seen only between polls, and its wrdn waited up to
+            # the whole timeout (0.1 s on average at 0.2 s; a run of 100 M events takes 1.3)
+            msg = self._control.poll(JOB_POLL_S)
             if (msg is not None and not msg.error()
                     and self._guard(self._on_control_message, msg)):
                 self._handled.add((msg.topic(), msg.partition(), msg.offset()))

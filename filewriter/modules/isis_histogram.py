@@ -550,9 +550,8 @@ class IsisHistogramWriter(RunModule):
             held = [t[period] for t in tallies if period in t]
             for first in range(0, dset.shape[1], block):
                 rows = held[0].rows(first, first + block)
-                for more in held[1:]:  # in int64, then clipped as rows() clips
-                    rows = np.minimum(rows.astype(np.int64) + more.rows(first, first + block),
-                                      2**31 - 1).astype(np.int32)
+                for more in held[1:]:
+                    rows = more.rows(first, first + block, into=rows)
                 dset[period, first:first + block] = rows
 
 
@@ -572,6 +571,7 @@ class _Counts:
         """high as (spectra, channels), a view."""
         return self.high.reshape(self.low.T.shape).T
 
-    def rows(self, first: int, stop: int) -> np.ndarray:
-        """The counts of spectra first..stop as int32 (binning.wide_counts)."""
-        return wide_counts(self.low, self.high, first, stop)
+    def rows(self, first: int, stop: int, into: np.ndarray | None = None) -> np.ndarray:
+        """The counts of spectra first..stop as int32 (binning.wide_counts), added to
+        `into` if given."""
+        return wide_counts(self.low, self.high, first, stop, into)

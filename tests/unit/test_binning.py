@@ -129,6 +129,33 @@ def test_the_edge_index_of_equal_channels_is_exact_at_every_boundary(low, step, 
     assert not EdgeIndex(np.array([0.0, 1.0, 3.0])).integral
 
 
+def test_whole_times_of_any_integer_type_and_size_bin_as_the_bisection_does():
+    """The integral kernel (whole times, whole boundaries) takes every integer type as it
+    comes: unsigned times past 2^31, int64 times far outside the frame either way, and ids
+    past the histogram are skipped, as bin_edges skips them."""
+    from datastream.binning import GRID_INTEGRAL, EdgeIndex
+
+    edges = np.linspace(1000, 1000 + 250 * 40, 41)
+    index = EdgeIndex(edges)
+    inside = np.arange(990, 11_010, 7)
+    cases = {
+        np.uint32: np.concatenate([inside, [2**31, 2**32 - 1, 0]]),
+        np.int64: np.concatenate([inside, [-(2**62), 2**62, 2**31 + 1000, -1]]),
+        np.int32: np.concatenate([inside, [-(2**31), 2**31 - 1]]),
+        np.uint16: np.concatenate([inside, [65_535]]),
+    }
+    for dtype, values in cases.items():
+        tof = values.astype(dtype)
+        assert index.grid(tof) == GRID_INTEGRAL
+        pixel = np.arange(len(tof), dtype=np.int32) % 5  # 0 and 4: outside pixels 1..3
+        expected = np.zeros((3, 40), np.uint32)
+        got = channel_major(3, 40)
+        high = np.zeros(120, np.uint32)
+        skipped = bin_edges(expected, pixel, tof.astype(np.float64), 1, edges)
+        assert index.bin(got, pixel, tof, 1, high) == skipped, dtype
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_byte_counters_carry_into_high_as_they_wrap():
     from datastream.binning import EdgeIndex
 
@@ -188,6 +215,11 @@ def test_wide_counts_are_the_byte_counters_widened_either_order():
             got = wide_counts(low, high, first, stop)
             assert got.dtype == np.int32 and got.shape == (min(stop, pixels) - first, channels)
             assert got.tolist() == np.minimum(expected[first:stop], 2**31 - 1).tolist()
+            # added to an earlier result in the same pass (two tallies' sum), clipped alike
+            twice = wide_counts(low, high, first, stop, into=got.copy())
+            assert twice.tolist() == np.minimum(2 * expected[first:stop], 2**31 - 1).tolist()
+    with pytest.raises(ValueError, match="into"):
+        wide_counts(low, high, 0, 5, into=np.zeros((4, channels), np.int32))
 
 
 def test_fetching_ahead_changes_no_count_in_either_order_or_width():
