@@ -230,17 +230,40 @@ def channel_major(pixels: int, channels: int, dtype: type = np.uint8) -> np.ndar
 
 
 @numba.njit(cache=True, nogil=True)
-def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel_id, tof,
-                 first_pixel, edges, table, inv_width, grid, high, fetch_ahead):
+def _check_arrays(flat, n_pixels, n_channels, pixel_id, tof, high):
+    """EdgeIndex.bin's kernels check their arrays whatever the caller checked."""
     if len(pixel_id) != len(tof):
         raise ValueError("EdgeIndex.bin: pixel ids and times of flight differ in length")
-    if len(edges) != n_channels + 1:
-        raise ValueError("EdgeIndex.bin: not one edge more than the histogram's channels")
     if len(flat) != n_pixels * n_channels:
         raise ValueError("EdgeIndex.bin: the histogram's memory is not its shape's")
-    spill = len(high) > 0
-    if spill and len(high) != len(flat):
+    if len(high) > 0 and len(high) != len(flat):
         raise ValueError("EdgeIndex.bin: high is not one counter a bin")
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _keep(flat, index, n, k, fetch_ahead):
+    """Bin k as the chunk's n-th increment, its memory asked for now if fetch_ahead: in
+    cache by the time _count gets to it, up to CHUNK events on."""
+    index[n] = k
+    if fetch_ahead:
+        prefetch(flat, k)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count(flat, high, index, n):
+    """A chunk's increments, carried into high (when given) as byte counters wrap."""
+    if len(high) > 0:
+        _add_spill(flat, high, index, n)
+    else:
+        _add(flat, index, n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel_id, tof,
+                 first_pixel, edges, table, inv_width, grid, high, fetch_ahead):
+    _check_arrays(flat, n_pixels, n_channels, pixel_id, tof, high)
+    if len(edges) != n_channels + 1:
+        raise ValueError("EdgeIndex.bin: not one edge more than the histogram's channels")
     last = len(edges) - 1
     cells = len(table) - 1
     index = np.empty(CHUNK, np.int64)
@@ -271,15 +294,10 @@ def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel
                     lo = mid
                 else:
                     hi = mid - 1
-            k = np.int64(p) * pixel_stride + np.int64(lo) * channel_stride
-            index[n] = k
-            if fetch_ahead:  # in cache by the time _add gets to it, up to CHUNK events on
-                prefetch(flat, k)
+            _keep(flat, index, n, np.int64(p) * pixel_stride + np.int64(lo) * channel_stride,
+                  fetch_ahead)
             n += 1
-        if spill:
-            _add_spill(flat, high, index, n)
-        else:
-            _add(flat, index, n)
+        _count(flat, high, index, n)
     return skipped
 
 
@@ -290,13 +308,7 @@ def _bin_integral(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixe
     the file writer's ISIS binning) in integers but for one multiply, in a loop of its own:
     1.4x the events/s of the general loop's branch for it (240 -> 336 M events/s into
     10,000 x 1,000 byte counters, one core)."""
-    if len(pixel_id) != len(tof):
-        raise ValueError("EdgeIndex.bin: pixel ids and times of flight differ in length")
-    if len(flat) != n_pixels * n_channels:
-        raise ValueError("EdgeIndex.bin: the histogram's memory is not its shape's")
-    spill = len(high) > 0
-    if spill and len(high) != len(flat):
-        raise ValueError("EdgeIndex.bin: high is not one counter a bin")
+    _check_arrays(flat, n_pixels, n_channels, pixel_id, tof, high)
     index = np.empty(CHUNK, np.int64)
     skipped = 0
     for start in range(0, len(tof), CHUNK):
@@ -311,15 +323,9 @@ def _bin_integral(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixe
             # least 0.5 / w from a whole number, far beyond the product's rounding for any d
             # below 2^32, so its floor is the channel, exactly
             c = min(np.int64((d + 0.5) * inv_step), n_channels - 1)
-            k = p * pixel_stride + c * channel_stride
-            index[n] = k
-            if fetch_ahead:  # in cache by the time the increments get to it
-                prefetch(flat, k)
+            _keep(flat, index, n, p * pixel_stride + c * channel_stride, fetch_ahead)
             n += 1
-        if spill:
-            _add_spill(flat, high, index, n)
-        else:
-            _add(flat, index, n)
+        _count(flat, high, index, n)
     return skipped
 
 
