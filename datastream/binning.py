@@ -342,7 +342,7 @@ def wide_counts(low: np.ndarray, high: np.ndarray, first: int, stop: int,
     n_pixels, n_channels = low.shape
     stop = max(first, min(stop, n_pixels))  # as a slice would: past the end, to the end
     add = into is not None
-    out = into if into is not None else np.empty((stop - first, n_channels), np.int32)
+    out = into if add else np.empty((stop - first, n_channels), np.int32)
     if out.shape != (stop - first, n_channels) or out.dtype != np.int32:
         raise ValueError("wide_counts: `into` is not these rows' int32 counts")
     if low.flags.f_contiguous and not low.flags.c_contiguous:  # channel_major()

@@ -359,8 +359,12 @@ class WriteJob:
         consumer.assign(offsets)
         return offsets
 
+    @property
+    def _leeway_ns(self) -> int:
+        return int(self._settings.leeway_s * 1e9)
+
     def _consume(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        leeway_ns = int(self._settings.leeway_s * 1e9)
+        leeway_ns = self._leeway_ns
         done: set[tuple[str, int]] = set()
         last_flush = time.monotonic()
         while True:
@@ -414,7 +418,7 @@ class WriteJob:
         messages flow; cached_first: only once the watermark the last fetch brought says
         all is read (it is never above the broker's)."""
         stop_ns = self.stop_ns
-        if stop_ns is None or self._clock_ns() < stop_ns + int(self._settings.leeway_s * 1e9):
+        if stop_ns is None or self._clock_ns() < stop_ns + self._leeway_ns:
             return False
         for tp in partitions:
             key = (tp.topic, tp.partition)

@@ -277,7 +277,6 @@ class IsisHistogramWriter(RunModule):
         self._tally = _Tally({}, {})
         self._job_tally: _Tally | None = None
         self._periods: set[int] = set()  # the detector's periods held
-        self._monitor_periods: set[int] = set()
         self._error: BaseException | None = None  # of the job thread's own binning
         self.enabled = False
         self._binner: _Binner | None = None
@@ -432,11 +431,10 @@ class IsisHistogramWriter(RunModule):
             self.counts["histogram_refused_events"] += n_events
             return False
         if source != self._source:
-            self._monitor_periods.add(period)
             return True
         if period not in self._periods:
-            held = len(self._job_tally.detector) if self._job_tally is not None else 0
-            if (len(self._periods) + 1 + held) * self._period_bytes > self._max_bytes:
+            if ((len(self._periods) + 1 + len(self._held_here())) * self._period_bytes
+                    > self._max_bytes):
                 self.counts["histogram_refused_events"] += n_events
                 return False
             self._periods.add(period)
@@ -462,11 +460,15 @@ class IsisHistogramWriter(RunModule):
         every period the run declared (so sharing never refuses a period the run has)."""
         if task.source != self._source:
             return True
-        held = self._job_tally.detector if self._job_tally is not None else {}
+        held = self._held_here()
         if task.period in held:
             return True
         periods = max(len(self._periods), self._min_periods)
         return (periods + len(held) + 1) * self._period_bytes <= self._max_bytes
+
+    def _held_here(self) -> dict[int, _Counts]:
+        """The detector periods the job thread's own tally holds."""
+        return self._job_tally.detector if self._job_tally is not None else {}
 
     def _bin_here(self, task: _Task) -> None:
         """In the job's thread, into its own tally: an error ends the binning as the
@@ -511,15 +513,14 @@ class IsisHistogramWriter(RunModule):
                 self._bin_here(task)
             finished, self._binner = self._binner.finish(), None  # the thread ends, always
             self._error = self._error or finished
-        error = self._error
-        if error is not None:
-            self.warnings.append(f"isis_histogram failed, the file has no histograms: {error}")
+        if self._error is not None:
+            self.warnings.append(f"isis_histogram failed, the file has no histograms: "
+                                 f"{self._error}")
             return
         tallies = [t for t in (self._tally, self._job_tally) if t is not None]
         self.counts["histogram_skipped_events"] += sum(t.skipped for t in tallies)
-        n_periods = min(self._max_periods, max(self._min_periods,
-                                               max(self._periods | self._monitor_periods,
-                                                   default=-1) + 1))
+        seen = {p for t in tallies for h in (t.detector, *t.monitors.values()) for p in h}
+        n_periods = min(self._max_periods, max(self._min_periods, max(seen, default=-1) + 1))
         self._write(self._counts, [t.detector for t in tallies], n_periods)
         for source, data in self._monitor_data.items():
             self._write(data, [t.monitors.get(source, {}) for t in tallies], n_periods)
