@@ -2,13 +2,14 @@
 into uint32, as filewriter/modules/isis_histogram.py keeps them): the same ISIS frames binned
 into a spectrum-a-row histogram (the order the file holds) and into a channel-a-row one
 (channel_major, the order the writer bins into), side by side, for frames sorted by time of
-flight (as ISIS's DAE sends them) and for frames in random order; each with the kernel's
-fetch-ahead (datastream/prefetch.py: each bin's memory asked for as its index is computed)
-and without it.
+flight (as ISIS's DAE sends them) and for frames in random order; with linear time channels
+(whole ns: the integral loop, its indices vectorized) and with logarithmic ones (the general
+loop, with its fetch-ahead, datastream/prefetch.py, and without it).
 
 Frames as benchmarks/filewriter_throughput.py makes them: --per-message events a message, 64
 different frames in turn, pixel ids uniform over --spectra, times uniform over a 100 ms
-frame, 1,000 channels of 100 µs. Figures: M events/s on one core, the median of --repeats.
+frame; 1,000 channels of 100 µs, or 1,000 from 100 µs to 100 ms in equal ratios (the 0.1 %
+of events before 100 µs skipped). Figures: M events/s on one core, the median of --repeats.
 
     .venv/bin/python benchmarks/icp_binning.py [--messages 1000] [--spectra 10000]
 """
@@ -60,26 +61,28 @@ def main() -> None:
     parser.add_argument("--spectra", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    index = EdgeIndex(np.arange(CHANNELS + 1) * (FRAME_NS / CHANNELS))
+    linear = EdgeIndex(np.arange(CHANNELS + 1) * (FRAME_NS / CHANNELS))
+    log = EdgeIndex(np.geomspace(FRAME_NS / CHANNELS, FRAME_NS, CHANNELS + 1))
     print(f"{args.spectra:,} spectra x {CHANNELS:,} channels, a byte a bin; "
           f"{args.messages} messages of {args.per_message:,} events; M events/s, one core")
     layouts = {"a spectrum a row": lambda: np.zeros((args.spectra, CHANNELS), np.uint8),
                "a channel a row": lambda: channel_major(args.spectra, CHANNELS)}
-    print(f"{'':26} " + " ".join(f"{name:>23}" for name in layouts))
-    print(f"{'frames':26} " + " ".join(f"{'no fetch-ahead':>14} {'fetch':>8}" for _ in layouts))
+    # (time channels, fetch-ahead): the integral loop has none
+    kernels = {"linear": (linear, False), "log": (log, True), "log, none": (log, False)}
+    print(f"{'':26} " + " ".join(f"{name:>30}" for name in layouts))
+    print(f"{'frames':26} " + " ".join(" ".join(f"{k:>9}" for k in kernels) for _ in layouts))
     for sort in (True, False):
         pool = frames(args.per_message, args.spectra, sort)
-        rates: dict[tuple[str, bool], list[float]] = {}
+        rates: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeats):  # in turn: a busy spell of the machine falls on all
             for name, zeros in layouts.items():
-                for ahead in (False, True):
-                    rates.setdefault((name, ahead), []).append(
+                for kernel, (index, ahead) in kernels.items():
+                    rates.setdefault((name, kernel), []).append(
                         rate(index, zeros(), pool, args.messages, ahead))
         label = "sorted by time of flight" if sort else "in random order"
-        print(f"{label:26} " + " ".join(
-            f"{statistics.median(rates[name, False]):14.0f} "
-            f"{statistics.median(rates[name, True]):8.0f}" for name in layouts))
-
+        print(f"{label:26} " + " ".join(" ".join(
+            f"{statistics.median(rates[name, kernel]):9.0f}" for kernel in kernels)
+            for name in layouts))
 
 if __name__ == "__main__":
     main()

@@ -136,7 +136,10 @@ class FrameBook:
         pulses alike but counts and remembers no frame: a reader that counts frames from one
         source only (the live view's, from the detector's) places another's (a monitor's)."""
         frames = []
-        for t in reference_time[mask].tolist():
+        # one frame a message (ISIS's): its time without numpy's indexing
+        times = (([int(reference_time[0])] if mask[0] else []) if len(mask) == 1
+                 else reference_time[mask].tolist())
+        for t in times:
             known = self._frames.get(t)
             if self.pulsed and known is not None:
                 frames.append(known)

@@ -27,6 +27,8 @@ class Window:
 
 def pulses_in_window(reference_time: np.ndarray, window: Window) -> np.ndarray:
     """Boolean mask of the pulses that belong to the run: start <= t < stop."""
+    if len(reference_time) == 1:  # one frame a message (ISIS's): no array arithmetic
+        return np.array([window.contains(int(reference_time[0]))])
     mask = reference_time >= window.start_ns
     if window.stop_ns is not None:
         mask &= reference_time < window.stop_ns
@@ -37,6 +39,8 @@ def events_of_pulses(index: np.ndarray, n_events: int,
                      mask: np.ndarray) -> slice | np.ndarray:
     """Which events belong to the pulses `mask` keeps (`index`: each pulse's first event): a
     slice when it keeps them all (no copy), else the events' positions."""
+    if len(mask) == 1:  # one frame a message (ISIS's): without numpy's reductions
+        return slice(int(index[0]), n_events) if mask[0] else slice(0, 0)
     if mask.all():
         return slice(int(index[0]) if len(index) else 0, n_events)
     ends = np.append(index[1:], n_events)

@@ -98,7 +98,8 @@ class EventWriter(WriterModule):
         n = len(tof)
         if len(ref) != len(idx) or len(pix) != n:
             raise MalformedMessage("ev44: array lengths disagree")
-        if len(idx) and (idx[0] < 0 or np.any(np.diff(idx) < 0) or idx[-1] > n):
+        if len(idx) and (idx[0] < 0 or idx[-1] > n
+                         or (len(idx) > 1 and np.any(np.diff(idx) < 0))):
             raise MalformedMessage("ev44: reference_time_index is not an ascending index")
         mask = pulses_in_window(ref, window)
         if not mask.any():
@@ -106,18 +107,14 @@ class EventWriter(WriterModule):
         if self._recent.repeated(int(ev.message_id), int(ref[0])):
             self.counts["repeated"] += 1
             return
-        ends = np.append(idx[1:], n)
-        if mask.all():
-            starts, counts = idx, ends - idx
-            if len(idx) and idx[0] > 0:
-                tof, pix = tof[idx[0]:], pix[idx[0]:]
+        if len(ref) == 1:  # one frame a message (ISIS's): as below, with less numpy
+            first = int(idx[0])
+            tof, pix = tof[first:], pix[first:]
+            kept, local, added = ref, np.array([self._total], np.int64), n - first
         else:
-            starts, stops = idx[mask], ends[mask]
-            counts = stops - starts
-            tof = np.concatenate([tof[s:e] for s, e in zip(starts, stops, strict=True)])
-            pix = np.concatenate([pix[s:e] for s, e in zip(starts, stops, strict=True)])
-        local = np.concatenate(([0], np.cumsum(counts)[:-1])) + self._total
-        kept = ref[mask]
+            kept, local, tof, pix = self._pulses_kept(ref, idx, tof, pix, mask)
+            added = len(tof)
+        last = int(kept[-1])
         if self._last_pulse_ns is not None and kept[0] < self._last_pulse_ns:
             self.counts["out_of_order"] += 1
         if len(kept) > 1:
@@ -125,8 +122,7 @@ class EventWriter(WriterModule):
         new = _new_pulses(kept, self._last_pulse_ns)
         if new is not None:  # a chunk of the frame already open: no entry of its own
             kept, local = kept[new], local[new]
-        self._last_pulse_ns = int(ref[mask][-1])
-        added = int(counts.sum())
+        self._last_pulse_ns = last
         if self._buffered + added > len(self._ids):
             self.flush()
             if added > len(self._ids):  # one message larger than the buffer
@@ -140,6 +136,24 @@ class EventWriter(WriterModule):
         self._total += added
         self._buffered += added
         self.pulses += len(kept)
+
+    def _pulses_kept(self, ref: np.ndarray, idx: np.ndarray, tof: np.ndarray, pix: np.ndarray,
+                     mask: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The pulses `mask` keeps: their times, each one's first event in the file, and
+        their events' times of flight and ids."""
+        n = len(tof)
+        ends = np.append(idx[1:], n)
+        if mask.all():
+            starts, counts = idx, ends - idx
+            if len(idx) and idx[0] > 0:
+                tof, pix = tof[idx[0]:], pix[idx[0]:]
+        else:
+            starts, stops = idx[mask], ends[mask]
+            counts = stops - starts
+            tof = np.concatenate([tof[s:e] for s, e in zip(starts, stops, strict=True)])
+            pix = np.concatenate([pix[s:e] for s, e in zip(starts, stops, strict=True)])
+        local = np.concatenate(([0], np.cumsum(counts)[:-1])) + self._total
+        return ref[mask], local, tof, pix
 
     def _open_frame(self, pulse: PulseMetadata, window: Window) -> None:
         """A frame's entry, empty until its events come: ISIS's pu00 precedes them."""

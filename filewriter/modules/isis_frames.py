@@ -32,6 +32,8 @@ from filewriter.run_context import RunContext
 from filewriter.timing import Window, pulses_in_window
 
 UAH = "uAh"
+ONE_PULSE = np.ones(1, bool)  # the mask of a message of one pulse in the run (read only)
+ONE_PULSE.flags.writeable = False
 
 
 @dataclass
@@ -88,6 +90,13 @@ class FrameEntries:
 
     def _events(self, ev: Events, window: Window) -> None:
         ref = np.asarray(ev.reference_time, dtype=np.int64)
+        if len(ref) == 1:  # one frame a message (ISIS's): as below, with less numpy
+            t = int(ref[0])
+            if window.contains(t) and not self._recent.repeated(int(ev.message_id), t):
+                (frame,) = self.book.frames_of(ref, ONE_PULSE, ev.period)
+                self._add_events(t, len(ev.time_of_flight) - int(ev.reference_time_index[0]),
+                                 frame)
+            return
         mask = pulses_in_window(ref, window)
         if not mask.any() or self._recent.repeated(int(ev.message_id), int(ref[0])):
             return
@@ -95,13 +104,16 @@ class FrameEntries:
         sizes = np.diff(np.append(idx, len(ev.time_of_flight)))
         frames = self.book.frames_of(ref, mask, ev.period)
         for t, n, frame in zip(ref[mask].tolist(), sizes[mask].tolist(), frames, strict=True):
-            if self._open is None or t != self._open.reference_time:
-                self._start(t, frame)
-            self._open.events += n
-            if frame.good:
-                self.total_events += n
-                self.events_by_period[frame.period] = (
-                    self.events_by_period.get(frame.period, 0) + n)
+            self._add_events(t, n, frame)
+
+    def _add_events(self, t: int, n: int, frame: Frame) -> None:
+        """n events of the pulse at t (its frame's)."""
+        if self._open is None or t != self._open.reference_time:
+            self._start(t, frame)
+        self._open.events += n
+        if frame.good:
+            self.total_events += n
+            self.events_by_period[frame.period] = self.events_by_period.get(frame.period, 0) + n
 
     def _start(self, t: int, frame: Frame) -> None:
         if self._open is not None:

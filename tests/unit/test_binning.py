@@ -64,6 +64,30 @@ def test_sparse_counts_equal_dense_and_the_table_grows():
         np.testing.assert_array_equal(sparse.spectrum(p), dense[p - first])
 
 
+def test_linear_binning_skips_what_it_cannot_place_as_the_sparse_table_does():
+    """bin_linear computes its indices without a branch (in vector registers): NaN and
+    infinite times, NaN and infinite bounds, times on the top edge and ids far outside
+    (past 2^31, negative) are skipped or placed exactly as the sparse table's per-event
+    checks do."""
+    rng = np.random.default_rng(21)
+    n = 5000
+    tof = rng.uniform(-50, 1100, n)
+    tof[::97], tof[::101], tof[::103] = np.nan, np.inf, -np.inf
+    tof[5], tof[6] = 1000.0, np.nextafter(1000.0, 0)
+    for ids in (rng.integers(-5, 25, n).astype(np.int64),
+                rng.integers(0, 25, n).astype(np.uint32)):
+        ids[::89] = 2**31 + 3
+        for lo, hi in ((0.0, 1000.0), (np.nan, 1000.0), (0.0, np.nan), (-np.inf, 1000.0),
+                       (0.0, np.inf), (-30.0, 1000.0)):
+            dense = np.zeros((16, 10), np.uint32)
+            skipped = bin_linear(dense, ids, tof, 1, lo, hi, 10)
+            sparse = SparseHistogram(16, 10, 1, lo, hi)
+            assert sparse.add(ids, tof) == skipped, (ids.dtype, lo, hi)
+            assert sparse.total() == dense.sum() == n - skipped
+            for p in range(1, 17):
+                np.testing.assert_array_equal(sparse.spectrum(p), dense[p - 1])
+
+
 def test_every_chunk_boundary_is_exact():
     """The kernels work in chunks of CHUNK events: none is lost or counted twice at the
     edges, including chunks where every event is skipped."""
