@@ -128,7 +128,7 @@ def expand_macros(text: str, macros: dict[str, str]) -> str:
 # DAE PVs the forwarder sends to <INST>_runLog (ISIS run log), and the file's runlog group reads
 RUNLOG_PVS: dict[str, tuple[str, str]] = {  # PV: (units, dtype)
     "GOODFRAMES": ("", "int64"), "RAWFRAMES": ("", "int64"), "TOTALCOUNTS": ("", "int64"),
-    "COUNTRATE": ("events/s", "double"), "RUNDURATION": ("s", "double"),
+    "COUNTRATE": ("counts/s", "double"), "RUNDURATION": ("s", "double"),
     "GOODUAH": ("uAh", "double"), "RUNSTATE": ("", "int32"),
 }
 

@@ -128,12 +128,17 @@ class WriteJob:
     Kafka, into a fresh file: every event once, whatever point the writer died at."""
 
     def __init__(self, command: StartJob, settings: JobSettings, kafka: KafkaSettings,
-                 clock_ns: Callable[[], int] = time.time_ns, resume: bool = False) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, resume: bool = False,
+                 consumer: Callable[[], Consumer] | None = None) -> None:
+        """`consumer`: makes the job's data consumer (the service's, connected ahead of
+        time: filewriter.warm_consumer); by default a new one, data_consumer()'s."""
         self.command = command
         self.resume = resume
         self._settings = settings
         self._kafka = kafka
         self._clock_ns = clock_ns
+        self._new_consumer = consumer or (
+            lambda: data_consumer(self._kafka, self._settings.max_queued_mb))
         self._lock = threading.Lock()
         self._stop_ns = command.stop_ns
         self._file: h5py.File | None = None
@@ -301,7 +306,7 @@ class WriteJob:
         try:
             topics = sorted({topic for topic, _ in self._writers})
             if topics:
-                consumer = data_consumer(self._kafka, self._settings.max_queued_mb)
+                consumer = self._new_consumer()
                 partitions = self._seek(consumer, topics)
                 self._consume(consumer, partitions)
             else:  # a static file, as kafka-to-nexus writes one: nothing to read until stop

@@ -34,9 +34,10 @@ from datastream.logs import set_context
 from datastream.metrics import Health, serve_metrics
 from datastream.schemas import MalformedMessage, schema_id
 from filewriter.commands import CommandError, StartJob, StopJob, parse_start, parse_stop
-from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob
+from filewriter.job import JobResult, JobSettings, JobStartError, WriteJob, data_consumer
 from filewriter.journal import JobJournal
 from filewriter.metrics import collect
+from filewriter.warm_consumer import WarmConsumer
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,11 @@ class FileWriterService:
                                              session_timeout_ms=10_000,
                                              heartbeat_interval_ms=2_000)
         self._control: Consumer | None = None
+        # each job's two consumers, connected ahead of time (a run's file does not wait for
+        # their connections: filewriter.warm_consumer)
+        self._warm_control = WarmConsumer(lambda: make_consumer(kafka), "control")
+        self._warm_data = WarmConsumer(
+            lambda: data_consumer(kafka, settings.job.max_queued_mb), "data")
         self.journal = JobJournal(settings.job.output_dir / ".filewriter-jobs"
                                   / (settings.instance_id or self._service_id))
         self._pool_message: Message | None = None  # the pool message being handled
@@ -263,7 +269,8 @@ class FileWriterService:
                 # taken either way: a journal that cannot be written refuses this job, and
                 # must not make the writer read it again
                 self._commit_pool()
-        job = WriteJob(command, self.settings.job, self._kafka, resume=resume)
+        job = WriteJob(command, self.settings.job, self._kafka, resume=resume,
+                       consumer=self._warm_data.take)
         warnings = job.open()
         try:
             # before the 201: a job whose stop cannot be followed is refused, not left
@@ -296,7 +303,7 @@ class FileWriterService:
     def _follow_control(self, topic: str, since_ms: int) -> None:
         """Read the control topic from the run's start. A topic made a moment ago may have no
         leader yet: asked again for a while, as the pool's look-back is."""
-        self._control = make_consumer(self._kafka)
+        self._control = self._warm_control.take()
         deadline = time.monotonic() + POOL_LOOKBACK_RETRY_S
         while True:
             try:
@@ -526,12 +533,16 @@ class FileWriterService:
         log.info("file writer %s: job pool %s, files in %s", self._service_id,
                  self.settings.job_pool_topic, self.settings.job.output_dir)
         self._next_job()
+        self._warm_control.refill()
+        self._warm_data.refill()
         try:
             while not stop.is_set():
                 self._step()
         finally:
             if self._running is not None:
                 self._hand_on()
+            self._warm_control.close()
+            self._warm_data.close()
             self._pool.close()
             self._producer.flush(10)
 

@@ -36,6 +36,12 @@ from filewriter.modules.base import (
 )
 from filewriter.timing import LogGate, Window
 
+# a PV's units (its EGU, which un00 carries as it is) that NeXus readers cannot parse, in the
+# spelling they do (UDUNITS, as scippnexus reads a units attribute; Mantid takes the text as
+# it is): ISIS's DAE PVs say "uA hour" (IBEX's spelling) and "events/s", which scippnexus
+# loaded as dimensionless, with a warning for each
+FILE_UNITS = {"uA hour": "uAh", "events/s": "counts/s"}
+
 
 def decode_f142(payload: bytes) -> Decoded:
     log_data = deserialise_f142(payload)
@@ -162,6 +168,7 @@ class LogWriter(WriterModule):
                                        MAX_STRING_BYTES)
         chunk = config_int(config, "chunk_size", 1024, 1, MAX_CHUNK_ROWS)
         units = config_units(config)
+        units = FILE_UNITS.get(units, units)
         # the configured units; the stream's (un00, the latest before close) replace them
         self._config_units = units
         self._stream_units: str | None = None
@@ -268,9 +275,11 @@ class LogWriter(WriterModule):
 
     def _write_units(self) -> None:
         """The units attribute of value (and the statistics) as the latest un00 says, else
-        as configured; rewritten only when that changes (an attribute's write is allowed in
-        SWMR mode, but is metadata a live reader sees change)."""
+        as configured, in a spelling NeXus readers parse (FILE_UNITS); rewritten only when
+        that changes (an attribute's write is allowed in SWMR mode, but is metadata a live
+        reader sees change)."""
         units = self._stream_units or self._config_units
+        units = FILE_UNITS.get(units, units)
         if units == self._units_written:
             return
         for dset in (self._value_ds, *self._stat_ds.values()):

@@ -333,3 +333,22 @@ def test_the_template_s_layouts():
     assert ess["selog"]["children"][0]["children"][0]["module"] == "f144"
     with pytest.raises(ValueError, match="log layout"):
         entry("icp")
+
+
+def test_the_dae_s_units_are_written_as_nexus_readers_parse_them(h5file):
+    """The DAE's PVs say "uA hour" and "events/s" (IBEX's EGUs), which scippnexus cannot
+    parse: the file says "uAh" and "counts/s", which it does, for the stream's units and the
+    configured ones alike."""
+    import scipp as sc
+
+    charge = WRITERS["isis_log"](se_block(h5file, "GOODUAH"), {"dtype": "double"},
+                                 RunContext(START))
+    feed(charge, serialise_un00("GOODUAH", START, "uA hour"))
+    rate = WRITERS["isis_log"](se_block(h5file, "COUNTRATE"),
+                               {"dtype": "double", "units": "events/s"}, RunContext(START))
+    for writer in (charge, rate):
+        writer.close()
+    units = [h5file[f"selog/{name}/value_log/value"].attrs["units"]
+             for name in ("GOODUAH", "COUNTRATE")]
+    assert units == ["uAh", "counts/s"]
+    assert [str(sc.Unit(u)) for u in units] == ["µAh", "counts/s"]
