@@ -261,15 +261,6 @@ def _check_arrays(flat, n_pixels, n_channels, pixel_id, tof, high):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _keep(flat, index, n, k, fetch_ahead):
-    """Bin k as the chunk's n-th increment, its memory asked for now if fetch_ahead: in
-    cache by the time _count gets to it, up to CHUNK events on."""
-    index[n] = k
-    if fetch_ahead:
-        prefetch(flat, k)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _count(flat, high, index, n):
     """A chunk's increments, carried into high (when given) as byte counters wrap."""
     if len(high) > 0:
@@ -314,8 +305,10 @@ def _bin_indexed(flat, n_pixels, n_channels, pixel_stride, channel_stride, pixel
                     lo = mid
                 else:
                     hi = mid - 1
-            _keep(flat, index, n, np.int64(p) * pixel_stride + np.int64(lo) * channel_stride,
-                  fetch_ahead)
+            k = np.int64(p) * pixel_stride + np.int64(lo) * channel_stride
+            index[n] = k
+            if fetch_ahead:  # in cache by the time _count gets to it, up to CHUNK events on
+                prefetch(flat, k)
             n += 1
         _count(flat, high, index, n)
     return skipped

@@ -214,7 +214,8 @@ class LogWriter(WriterModule):
             # not gated by the run window: units sent before the start (at connect) label
             # the run's values, and a change during the run relabels them all, as the file
             # has one units attribute
-            self._stream_units = message.data.units or None  # checked by deserialise_un00
+            units = message.data.units or None  # checked by deserialise_un00
+            self._stream_units = FILE_UNITS.get(units, units)
             return
         data: LogData = message.data
         checked_time(data.timestamp_ns, message.schema)
@@ -275,11 +276,10 @@ class LogWriter(WriterModule):
 
     def _write_units(self) -> None:
         """The units attribute of value (and the statistics) as the latest un00 says, else
-        as configured, in a spelling NeXus readers parse (FILE_UNITS); rewritten only when
-        that changes (an attribute's write is allowed in SWMR mode, but is metadata a live
-        reader sees change)."""
+        as configured (each in a spelling NeXus readers parse, FILE_UNITS, as it came);
+        rewritten only when that changes (an attribute's write is allowed in SWMR mode, but
+        is metadata a live reader sees change)."""
         units = self._stream_units or self._config_units
-        units = FILE_UNITS.get(units, units)
         if units == self._units_written:
             return
         for dset in (self._value_ds, *self._stat_ds.values()):
